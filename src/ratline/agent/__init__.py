@@ -1,0 +1,1 @@
+"""The agent beside each Envoy: bootstrap, process supervision, health."""

@@ -1,0 +1,1 @@
+"""Config schemas (Istio's and Ratline's own kinds), YAML loading and validation."""

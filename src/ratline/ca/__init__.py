@@ -1,0 +1,1 @@
+"""The mesh certificate authority (SPIFFE identities). Arrives with the security issue."""

@@ -1,0 +1,1 @@
+"""The `ratline` command line (istioctl's role)."""

@@ -1,0 +1,1 @@
+"""The control plane process (istiod's role): config store, registry, push loop, xDS, admin API."""

@@ -1,0 +1,1 @@
+"""The web dashboard (Kiali's role). Arrives with a later issue."""

@@ -1,0 +1,1 @@
+"""The service registry: services and the workload instances behind them."""

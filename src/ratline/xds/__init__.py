@@ -1,0 +1,1 @@
+"""A generic xDS server (SotW and delta ADS) that knows nothing of Istio semantics."""

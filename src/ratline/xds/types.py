@@ -1,0 +1,45 @@
+"""The narrow interface between the generic xDS server and whatever produces config.
+
+The server knows type URLs, resource names and serialized bytes, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf import any_pb2
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+PUSH_ORDER = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+"""The order that lets Envoy warm clusters before listeners refer to them."""
+
+SHORT_NAMES = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS", SECRET: "SDS"}
+
+
+@dataclass(frozen=True)
+class VersionedResource:
+    """One resource ready to send: packed once, shared by every proxy that gets it."""
+
+    name: str
+    version: str
+    """A content hash, so an unchanged resource keeps its version across pushes."""
+    body: any_pb2.Any
+
+
+Resources = Mapping[str, Mapping[str, VersionedResource]]
+"""type URL → resource name → resource."""
+
+
+class ConfigSource(Protocol):
+    """What the xDS server asks for a proxy's config. Implemented by the control plane."""
+
+    def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
+        """(snapshot version, resources) for a node, or None for an unknown node."""
+        ...
