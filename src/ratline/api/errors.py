@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ratline.api.envelope import ResourceKey, Source
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -22,7 +22,7 @@ class ConfigMessage:
     """
 
     message: str
-    source: Source = Source()
+    source: Source = field(default_factory=Source)
     resource: ResourceKey | None = None
     field: str | None = None
     severity: Severity = Severity.ERROR

@@ -1,0 +1,256 @@
+"""Config commands: `apply` and `delete` (through the admin API) and `analyze` (offline).
+
+`apply`/`delete` print kubectl's lines (`virtualservice.networking.istio.io/reviews
+configured`); `analyze` validates files and directories without a running mesh and
+prints istioctl-style findings.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ratline.api.envelope import Resource, ResourceKey
+from ratline.api.errors import ConfigMessage
+from ratline.api.kinds import KINDS
+from ratline.api.schemas.meshconfig import MeshConfig
+from ratline.cli.admin_client import AdminApiError, AdminClient
+from ratline.cli.meshref import mesh_option
+from ratline.cli.output import echo_data, format_message, is_error, output_option
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN_NAME = "<stdin>"
+
+KeyTuple = tuple[str, str, str]
+"""(kind, namespace, name)."""
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+
+def resource_type_name(kind: str) -> str:
+    """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`."""
+    info = KINDS.get(kind)
+    api_version = info.api_versions[0] if info else ""
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    return f"{kind.lower()}.{group}" if group else kind.lower()
+
+
+def parse_resource_ref(ref: str) -> KeyTuple:
+    """`VirtualService default/reviews` (the API's form) → (kind, namespace, name)."""
+    kind, _, rest = ref.partition(" ")
+    namespace, slash, name = rest.rpartition("/")
+    if not slash:
+        return kind, "", rest
+    return kind, namespace, name
+
+
+def apply_lines(answer: Mapping[str, Any], existing: set[KeyTuple]) -> list[str]:
+    """kubectl-style lines for an apply answer; `existing` says what was there before."""
+    lines = []
+    for ref in answer.get("applied") or ():
+        key = parse_resource_ref(ref)
+        verb = "configured" if key in existing else "created"
+        lines.append(f"{resource_type_name(key[0])}/{key[2]} {verb}")
+    for ref in answer.get("unchanged") or ():
+        key = parse_resource_ref(ref)
+        lines.append(f"{resource_type_name(key[0])}/{key[2]} unchanged")
+    return lines
+
+
+def delete_lines(answer: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """kubectl-style (deleted lines, not-found lines) for a delete answer."""
+    deleted = []
+    for ref in answer.get("deleted") or ():
+        kind, _, name = parse_resource_ref(ref)
+        deleted.append(f'{resource_type_name(kind)} "{name}" deleted')
+    missing = []
+    for ref in answer.get("not_found") or ():
+        kind, namespace, name = parse_resource_ref(ref)
+        where = f" in namespace {namespace}" if namespace else ""
+        missing.append(f'{resource_type_name(kind)} "{name}" not found{where}')
+    return deleted, missing
+
+
+def read_inputs(filenames: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, text) of every input: files, `-` for stdin, directories' config files."""
+    inputs: list[tuple[str, str]] = []
+    for filename in filenames:
+        if filename == "-":
+            inputs.append((STDIN_NAME, sys.stdin.read()))
+            continue
+        path = Path(filename)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in CONFIG_SUFFIXES)
+            if not files:
+                raise click.ClickException(f"{filename}: no {'/'.join(CONFIG_SUFFIXES)} files")
+            inputs.extend((str(p), _read(p)) for p in files)
+        else:
+            inputs.append((filename, _read(path)))
+    return inputs
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise click.ClickException(f"{path}: no such file or directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot read: {exc}") from None
+
+
+def _existing_keys(client: AdminClient) -> set[KeyTuple]:
+    answer = client.get("/v1/resources")
+    return {(r["kind"], r["namespace"], r["name"]) for r in answer.get("resources") or ()}
+
+
+def _warn(answer: Mapping[str, Any]) -> None:
+    for warning in answer.get("warnings") or ():
+        click.echo(format_message(warning), err=True)
+
+
+# --- apply / delete ---------------------------------------------------------------------
+
+_filename_option = click.option(
+    "-f",
+    "--filename",
+    "filenames",
+    multiple=True,
+    required=True,
+    help="A YAML file, a directory of them, or - for stdin. Repeatable.",
+)
+
+
+@click.command()
+@_filename_option
+@mesh_option
+def apply(filenames: tuple[str, ...], mesh_dir: Path) -> None:
+    """Apply config to the running mesh (each file all or nothing)."""
+    inputs = read_inputs(filenames)
+    client = AdminClient.for_mesh(mesh_dir)
+    existing = _existing_keys(client)
+    failed = False
+    for name, text in inputs:
+        try:
+            answer = client.post("/v1/apply", text.encode("utf-8"), {"X-Ratline-Filename": name})
+        except AdminApiError as exc:
+            exc.show()
+            failed = True
+            continue
+        for line in apply_lines(answer, existing):
+            click.echo(line)
+        _warn(answer)
+        existing.update(parse_resource_ref(ref) for ref in answer.get("applied") or ())
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@_filename_option
+@click.option("--ignore-not-found", is_flag=True, help="Treat absent resources as deleted.")
+@mesh_option
+def delete(filenames: tuple[str, ...], ignore_not_found: bool, mesh_dir: Path) -> None:
+    """Delete config applied through the API.
+
+    Config from the mesh directory's files is changed by editing the files.
+    """
+    inputs = read_inputs(filenames)
+    client = AdminClient.for_mesh(mesh_dir)
+    failed = False
+    for name, text in inputs:
+        try:
+            answer = client.post("/v1/delete", text.encode("utf-8"), {"X-Ratline-Filename": name})
+        except AdminApiError as exc:
+            exc.show()
+            failed = True
+            continue
+        deleted, missing = delete_lines(answer)
+        for line in deleted:
+            click.echo(line)
+        if not ignore_not_found:
+            for line in missing:
+                click.echo(f"Error: {line}", err=True)
+            failed = failed or bool(missing)
+    if failed:
+        sys.exit(1)
+
+
+# --- analyze ----------------------------------------------------------------------------
+
+
+def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
+    """Load every path (files and directories) and run the analyzers on them together.
+
+    Later paths override earlier ones resource by resource, as if applied on top (so
+    `analyze MESH_DIR change.yaml` checks the change against the mesh). The mesh config
+    (mesh.yaml) comes from the first directory given, else the defaults.
+    """
+    from ratline import api
+
+    by_key: dict[ResourceKey, Resource[Any]] = {}
+    messages: list[ConfigMessage] = []
+    for path in paths:
+        if path.is_dir():
+            result = api.load_directory(path)
+        else:
+            result = api.load_text(_read(path), str(path))
+        by_key.update((r.key, r) for r in result.resources)
+        messages.extend(result.messages)
+    mesh_dir = next((p for p in paths if p.is_dir()), None)
+    if mesh_dir is not None:
+        mesh_config, mesh_messages = api.load_mesh_config(mesh_dir)
+        messages.extend(mesh_messages)
+    else:
+        mesh_config = MeshConfig()
+    messages.extend(api.analyze(list(by_key.values()), mesh_config, mesh_dir=mesh_dir))
+    return _unique(messages)
+
+
+def _unique(messages: Iterable[ConfigMessage]) -> list[ConfigMessage]:
+    seen: set[str] = set()
+    unique = []
+    for message in messages:
+        text = f"{message.severity.value} {message.code} {message}"
+        if text not in seen:
+            seen.add(text)
+            unique.append(message)
+    return unique
+
+
+def print_findings(messages: Sequence[Mapping[str, Any]], what: str, output: str) -> None:
+    """Print findings (ConfigMessage JSON) and exit 1 if any is an error."""
+    if output != "text":
+        echo_data({"messages": list(messages)}, output)
+    elif not messages:
+        click.echo(f"\N{HEAVY CHECK MARK} No validation issues found when analyzing {what}.")
+    else:
+        for message in messages:
+            click.echo(format_message(message))
+    if any(is_error(m) for m in messages):
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@output_option("text")
+@mesh_option
+def analyze(paths: tuple[Path, ...], output: str, mesh_dir: Path) -> None:
+    """Validate config: files and directories offline, or the running mesh without PATHS.
+
+    Exits 1 if any error is found.
+    """
+    if paths:
+        found = [m.to_json() for m in analyze_paths(paths)]
+        print_findings(found, ", ".join(str(p) for p in paths), output)
+    else:
+        answer = AdminClient.for_mesh(mesh_dir).get("/v1/analyze")
+        print_findings(
+            list(answer.get("messages") or ()), f"the mesh in {mesh_dir.resolve()}", output
+        )
+
+
+COMMANDS = [apply, delete, analyze]

@@ -1,0 +1,179 @@
+"""`ratline up` and `ratline down`: start a mesh from a directory (foreground or -d), stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ratline.agent.process import log_tail, pid_alive
+from ratline.cli.meshref import mesh_option
+from ratline.runtime.local.runfile import (
+    MeshAlreadyRunning,
+    live_runner_pid,
+    pids_in_run_info,
+    read_run_file,
+    remove_run_file,
+    run_file_path,
+)
+from ratline.runtime.local.runner import configure_logging, run_mesh
+from ratline.settings import Settings, state_dir
+
+POLL_S = 0.1
+DOWN_TIMEOUT_S = 60.0
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.argument(
+    "mesh_dir",
+    default=".",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once ready.")
+def up(mesh_dir: Path, detach: bool) -> None:
+    """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads."""
+    mesh_dir = mesh_dir.resolve()
+    settings = _settings()
+    pid = live_runner_pid(mesh_dir)
+    if pid is not None:
+        raise click.ClickException(str(MeshAlreadyRunning(mesh_dir, pid)))
+    if detach:
+        _up_detached(mesh_dir, settings)
+        return
+    configure_logging()
+    try:
+        code = run_mesh(mesh_dir, settings)
+    except MeshAlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    if code:
+        raise SystemExit(code)
+
+
+def _up_detached(mesh_dir: Path, settings: Settings) -> None:
+    log_path = state_dir(mesh_dir) / "logs" / "runner.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        offset = log.tell()
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "ratline.runtime.local", str(mesh_dir)],
+            cwd=mesh_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 2 * settings.ready_timeout_s + 10
+    while True:
+        info = read_run_file(mesh_dir)
+        if info and info.get("runner_pid") == runner.pid and info.get("ready"):
+            break
+        if runner.poll() is not None:
+            raise click.ClickException(
+                f"the mesh did not start (runner exited with code {runner.returncode}):\n"
+                + _log_since(log_path, offset)
+            )
+        if time.monotonic() >= deadline:
+            _stop_runner(runner.pid, DOWN_TIMEOUT_S)
+            raise click.ClickException(
+                "the mesh was not ready in time; stopped it. Runner log:\n"
+                + _log_since(log_path, offset)
+            )
+        time.sleep(POLL_S)
+    # The runner outlives this command; do not let Popen's finalizer warn about it.
+    runner.returncode = 0
+    click.echo(_describe(info, log_path))
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    return text if len(text) < 6000 else "…\n" + log_tail(path, 60)
+
+
+def _describe(info: dict[str, Any], log_path: Path) -> str:
+    cp = info.get("control_plane") or {}
+    lines = [
+        f"mesh ready in {info.get('mesh_dir')} (runner PID {info.get('runner_pid')})",
+        f"  control plane  xDS {cp.get('xds')}, admin http://{cp.get('admin')}",
+    ]
+    for gw in info.get("gateways") or ():
+        listen = ", ".join(f"127.0.0.1:{p}" for p in gw.get("listen") or ()) or "no Gateway yet"
+        lines.append(f"  gateway        {gw.get('name')}: {listen} (admin {gw.get('admin_port')})")
+    instances = info.get("instances") or []
+    healthy = sum(1 for i in instances if i.get("healthy"))
+    lines.append(f"  instances      {len(instances)} ({healthy} healthy)")
+    for inst in instances:
+        if inst.get("error"):
+            lines.append(f"    {inst.get('name')}: {inst.get('error')}")
+    lines.append(f"  logs           {log_path.parent}")
+    lines.append(f"stop it with: ratline down --mesh {info.get('mesh_dir')}")
+    return "\n".join(lines)
+
+
+def _stop_runner(pid: int, timeout_s: float) -> bool:
+    """SIGTERM the runner and wait until it has exited; False if it is still there."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+@click.command()
+@mesh_option
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=DOWN_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the mesh to stop.",
+)
+def down(mesh_dir: Path, timeout_s: float) -> None:
+    """Stop the running mesh: apps, sidecars, gateway, control plane."""
+    mesh_dir = mesh_dir.resolve()
+    info = read_run_file(mesh_dir)
+    if info is None:
+        click.echo(f"no mesh is running in {mesh_dir} (no {run_file_path(mesh_dir)})", err=True)
+        return
+    pid = info.get("runner_pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        leftovers = [p for p in pids_in_run_info(info) if pid_alive(p)]
+        remove_run_file(mesh_dir)
+        message = f"no mesh is running in {mesh_dir} (runner PID {pid} is gone; removed run.json)"
+        if leftovers:
+            message += f"; processes it started may still run: PIDs {leftovers}"
+        click.echo(message, err=True)
+        return
+    click.echo(f"stopping the mesh in {mesh_dir} (runner PID {pid})…", err=True)
+    if not _stop_runner(pid, timeout_s):
+        raise click.ClickException(
+            f"the runner (PID {pid}) did not stop within {timeout_s:g}s; see "
+            f"{state_dir(mesh_dir) / 'logs' / 'runner.log'}"
+        )
+    click.echo("mesh stopped")
+
+
+COMMANDS = [up, down]

@@ -1,0 +1,325 @@
+"""The config store: the mesh directory's resources plus those applied through the API.
+
+Two layers make the effective config:
+- the *directory layer*, the YAML files of the mesh directory, re-read when they change;
+  a file that fails to load keeps the resources it had before (last good config);
+- the *applied layer*, what `ratline apply` sent, persisted one file per resource under
+  the state folder so that a restart loses nothing. An applied resource overrides one of
+  the same kind, namespace and name from the directory; deleting it brings the
+  directory's back.
+
+`ConfigStore` is the small interface the rest of the control plane uses, so that a
+Kubernetes-backed store can take this one's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ratline.api import analyze, load_mesh_config, load_text
+from ratline.api.envelope import Resource, ResourceKey, Source
+from ratline.api.errors import ConfigError, ConfigMessage, Severity
+from ratline.config.persist import AppliedFiles
+from ratline.settings import STATE_DIR_NAME
+
+log = logging.getLogger("ratline.config")
+
+MESH_CONFIG_FILE = "mesh.yaml"
+APPLIED_DIR = "applied"
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    resource: Resource[Any]
+    origin: str
+    """`dir` (from the mesh directory) or `applied` (through the API)."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    created: list[ResourceKey] = field(default_factory=list)
+    configured: list[ResourceKey] = field(default_factory=list)
+    unchanged: list[ResourceKey] = field(default_factory=list)
+    warnings: list[ConfigMessage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: list[ResourceKey] = field(default_factory=list)
+    not_found: list[ResourceKey] = field(default_factory=list)
+
+
+class ConfigStore(Protocol):
+    """What the control plane needs of a config store."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def mesh_config(self) -> Any: ...
+
+    def list(self, kind: str | None = None) -> list[StoredResource]: ...
+
+    def apply(self, text: str, filename: str | None) -> ApplyResult: ...
+
+    def delete(self, text: str, filename: str | None) -> DeleteResult: ...
+
+    def subscribe(self, callback: Callable[[], None]) -> None: ...
+
+
+def mesh_files(mesh_dir: Path) -> list[Path]:
+    """The YAML files of a mesh directory that hold resources, in a stable order."""
+    found: list[Path] = []
+    for path in mesh_dir.rglob("*"):
+        rel = path.relative_to(mesh_dir)
+        if any(part.startswith(".") for part in rel.parts) or rel.parts[0] == STATE_DIR_NAME:
+            continue
+        if path.suffix in (".yaml", ".yml") and path.is_file() and rel != Path(MESH_CONFIG_FILE):
+            found.append(path)
+    return sorted(found)
+
+
+def _content_key(resource: Resource[Any]) -> str:
+    return repr(sorted(resource.raw.items())) if resource.raw else repr(resource.spec)
+
+
+class MeshDirStore:
+    """The local-mode config store: a mesh directory plus an applied layer on disk."""
+
+    def __init__(self, mesh_dir: Path, state_dir: Path) -> None:
+        self.mesh_dir = mesh_dir
+        self._applied_files = AppliedFiles(state_dir / APPLIED_DIR)
+        self._dir_layer: dict[str, list[Resource[Any]]] = {}
+        """Resources by file (relative path), as last loaded without error."""
+        self._applied: dict[ResourceKey, Resource[Any]] = {}
+        self._mesh_config: Any = None
+        self._refused: dict[str, list[ConfigMessage]] = {}
+        """Messages of the last refused load of each file (cleared when it loads)."""
+        self._generation = 0
+        self._digest = ""
+        self._callbacks: list[Callable[[], None]] = []
+        self._changed = asyncio.Event() if _has_loop() else None
+
+    # ---- loading -------------------------------------------------------------------
+
+    def load(self) -> list[ConfigMessage]:
+        """First load of everything; returns the errors of files that were refused."""
+        messages = self._load_applied()
+        messages += self.reload_dir()
+        return messages
+
+    def _load_applied(self) -> list[ConfigMessage]:
+        messages: list[ConfigMessage] = []
+        for path in self._applied_files.files():
+            result = load_text(path.read_text(), str(path))
+            messages += [m for m in result.messages if m.severity is Severity.ERROR]
+            for res in result.resources:
+                self._applied[res.key] = res
+        return messages
+
+    def reload_dir(self) -> list[ConfigMessage]:
+        """Re-read the mesh directory; files with errors keep their previous resources."""
+        errors: list[ConfigMessage] = []
+        mesh_config, mc_messages = load_mesh_config(self.mesh_dir)
+        mc_errors = [m for m in mc_messages if m.severity is Severity.ERROR]
+        if mc_errors:
+            self._refused[MESH_CONFIG_FILE] = mc_errors
+            errors += mc_errors
+        else:
+            self._refused.pop(MESH_CONFIG_FILE, None)
+            self._mesh_config = mesh_config
+        if self._mesh_config is None:
+            self._mesh_config = load_mesh_config(Path("/nonexistent-ratline-defaults"))[0]
+
+        new_layer: dict[str, list[Resource[Any]]] = {}
+        seen: dict[ResourceKey, Source] = {}
+        for path in mesh_files(self.mesh_dir):
+            rel = str(path.relative_to(self.mesh_dir))
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                msgs = [ConfigMessage(f"cannot read: {exc}", Source(rel))]
+            else:
+                result = load_text(text, rel)
+                msgs = [m for m in result.messages if m.severity is Severity.ERROR]
+                for res in result.resources if not msgs else ():
+                    if res.key in seen:
+                        msgs.append(
+                            ConfigMessage(
+                                f"duplicate: already defined in {seen[res.key].describe()}",
+                                res.source,
+                                res.key,
+                            )
+                        )
+            if msgs:
+                self._refused[rel] = msgs
+                errors += msgs
+                if rel in self._dir_layer:
+                    new_layer[rel] = self._dir_layer[rel]
+                    for res in new_layer[rel]:
+                        seen.setdefault(res.key, res.source)
+                continue
+            self._refused.pop(rel, None)
+            new_layer[rel] = list(result.resources)
+            for res in result.resources:
+                seen[res.key] = res.source
+        for rel in list(self._refused):
+            if rel != MESH_CONFIG_FILE and not (self.mesh_dir / rel).exists():
+                del self._refused[rel]
+        self._dir_layer = new_layer
+        for msg in errors:
+            log.error("config refused: %s", msg)
+        self._changed_if_different()
+        return errors
+
+    # ---- reading -------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return self._digest
+
+    @property
+    def mesh_config(self) -> Any:
+        return self._mesh_config
+
+    @property
+    def refused(self) -> list[ConfigMessage]:
+        return [m for msgs in self._refused.values() for m in msgs]
+
+    def list(self, kind: str | None = None) -> list[StoredResource]:
+        merged: dict[ResourceKey, StoredResource] = {}
+        for resources in self._dir_layer.values():
+            for res in resources:
+                merged[res.key] = StoredResource(res, "dir")
+        for key, res in self._applied.items():
+            merged[key] = StoredResource(res, "applied")
+        return [s for k, s in sorted(merged.items()) if kind is None or k.kind == kind]
+
+    def resources(self) -> list[Resource[Any]]:
+        return [s.resource for s in self.list()]
+
+    def _dir_keys(self) -> set[ResourceKey]:
+        return {res.key for resources in self._dir_layer.values() for res in resources}
+
+    # ---- writing -------------------------------------------------------------------
+
+    def apply(self, text: str, filename: str | None) -> ApplyResult:
+        """Validate and store every resource of `text`, or none (raises ConfigError)."""
+        result = load_text(text, filename)
+        errors = [m for m in result.messages if m.severity is Severity.ERROR]
+        if errors:
+            raise ConfigError(errors)
+        if not result.resources:
+            raise ConfigError([ConfigMessage("no resources found", Source(filename))])
+        current = {s.resource.key: s.resource for s in self.list()}
+        created, configured, unchanged = [], [], []
+        for res in result.resources:
+            old = current.get(res.key)
+            if old is None:
+                created.append(res.key)
+            elif _content_key(old) == _content_key(res):
+                unchanged.append(res.key)
+            else:
+                configured.append(res.key)
+        proposed = dict(current)
+        proposed.update({res.key: res for res in result.resources})
+        findings = analyze(list(proposed.values()), self._mesh_config, self.mesh_dir)
+        touched = {res.key for res in result.resources}
+        warnings = [m for m in findings if m.resource in touched]
+        for res in result.resources:
+            if res.key in unchanged and res.key in self._applied:
+                continue
+            self._applied_files.save(res.key, res.raw)
+            self._applied[res.key] = res
+        self._changed_if_different()
+        return ApplyResult(created, configured, unchanged, warnings)
+
+    def delete(self, text: str, filename: str | None) -> DeleteResult:
+        """Remove applied resources named in `text`; refuses directory-only ones."""
+        result = load_text(text, filename)
+        keys = [res.key for res in result.resources]
+        if not keys:
+            errors = [m for m in result.messages if m.severity is Severity.ERROR]
+            raise ConfigError(errors or [ConfigMessage("no resources found", Source(filename))])
+        dir_keys = self._dir_keys()
+        conflicts = [
+            ConfigMessage(
+                "defined in the mesh directory; edit or remove that file instead",
+                self._dir_source(key),
+                key,
+            )
+            for key in keys
+            if key in dir_keys and key not in self._applied
+        ]
+        if conflicts:
+            raise ConfigError(conflicts)
+        deleted, not_found = [], []
+        for key in keys:
+            if key in self._applied:
+                self._applied_files.remove(key)
+                del self._applied[key]
+                deleted.append(key)
+            else:
+                not_found.append(key)
+        self._changed_if_different()
+        return DeleteResult(deleted, not_found)
+
+    def _dir_source(self, key: ResourceKey) -> Source:
+        for resources in self._dir_layer.values():
+            for res in resources:
+                if res.key == key:
+                    return res.source
+        return Source()
+
+    # ---- change notification -------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def wait_changed(self, since: str, timeout: float) -> None:
+        """Return when the version differs from `since`, or after `timeout` seconds."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._digest == since:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _changed_if_different(self) -> None:
+        digest = _digest(self.list(), self._mesh_config)
+        if digest == self._digest:
+            return
+        self._digest = digest
+        self._generation += 1
+        if self._changed is not None:
+            self._changed.set()
+        for callback in self._callbacks:
+            callback()
+
+
+def _digest(stored: Iterable[StoredResource], mesh_config: Any) -> str:
+    h = hashlib.sha256()
+    h.update(repr(mesh_config).encode())
+    for s in stored:
+        h.update(f"{s.resource.key}|{s.origin}|{_content_key(s.resource)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,93 @@
+"""Entry point of the control plane process: `python -m ratline.controlplane --mesh-dir DIR`.
+
+Loads the mesh directory, serves xDS and the admin API, writes a ready file with its
+addresses once both listen, and stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ratline.config.persist import write_atomic
+from ratline.controlplane.admin import AdminApi
+from ratline.controlplane.app import ControlPlane
+from ratline.settings import Settings
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ratline.controlplane")
+    parser.add_argument("--mesh-dir", required=True, type=Path)
+    parser.add_argument("--xds-port", type=int, default=None)
+    parser.add_argument("--admin-port", type=int, default=None)
+    parser.add_argument("--ready-file", type=Path, default=None)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with an error if any file of the mesh directory is refused at start",
+    )
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    cp = ControlPlane(args.mesh_dir, settings)
+    errors = cp.load()
+    if errors and args.strict:
+        for err in errors:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    admin = AdminApi(cp)
+    xds_port = await cp.start(args.xds_port if args.xds_port is not None else settings.xds_port)
+    admin_port = await admin.start(
+        settings.bind_address, args.admin_port if args.admin_port is not None else settings.admin_port
+    )
+    host = settings.bind_address
+    logging.getLogger("ratline.controlplane").info(
+        "serving xDS on %s:%d, admin API on %s:%d", host, xds_port, host, admin_port
+    )
+    if args.ready_file is not None:
+        info = {
+            "pid": os.getpid(),
+            "xds": f"{host}:{xds_port}",
+            "admin": f"{host}:{admin_port}",
+            "errors": [str(e) for e in errors],
+        }
+        write_atomic(args.ready_file, json.dumps(info).encode())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await admin.stop()
+    await cp.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.mesh_dir.is_dir():
+        print(f"error: {args.mesh_dir}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(args, settings))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

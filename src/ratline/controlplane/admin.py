@@ -1,0 +1,182 @@
+"""The control plane's admin HTTP API (docs/admin-api.md), a thin aiohttp adapter."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import json_format
+
+from ratline.api.analyze import analyze
+from ratline.api.errors import ConfigError, ConfigMessage
+from ratline.controlplane.app import ControlPlane
+from ratline.controlplane.status import proxy_status_json
+from ratline.registry.instances import WorkloadInstance
+from ratline.xds.types import SHORT_NAMES
+
+log = logging.getLogger("ratline.admin")
+
+MAX_BODY = 8 * 1024 * 1024
+LONG_POLL_MAX_S = 60.0
+
+_TYPE_BY_SHORT = {v: k for k, v in SHORT_NAMES.items()}
+
+
+def _errors(messages: list[ConfigMessage], status: int) -> web.Response:
+    return web.json_response({"errors": [m.to_json() for m in messages]}, status=status)
+
+
+def _bad_request(text: str) -> web.Response:
+    return _errors([ConfigMessage(text)], 400)
+
+
+class AdminApi:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.address = ""
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_get("/v1/resources", self.resources)
+        app.router.add_post("/v1/apply", self.apply)
+        app.router.add_post("/v1/delete", self.delete)
+        app.router.add_put("/v1/instances", self.put_instances)
+        app.router.add_get("/v1/instances", self.get_instances)
+        app.router.add_get("/v1/proxy-status", self.proxy_status)
+        app.router.add_get("/v1/config-dump", self.config_dump)
+        app.router.add_get("/v1/analyze", self.analyze)
+        return app
+
+    async def start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
+        self.address = f"{host}:{bound}"
+        return int(bound)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- handlers ------------------------------------------------------------------------
+
+    async def healthz(self, _req: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def status(self, _req: web.Request) -> web.Response:
+        return web.json_response(self.cp.status(self.address))
+
+    async def resources(self, req: web.Request) -> web.Response:
+        kind = req.query.get("kind")
+        wait = req.query.get("wait")
+        if wait is not None:
+            try:
+                timeout = min(float(req.query.get("timeout", "30")), LONG_POLL_MAX_S)
+            except ValueError:
+                return _bad_request("timeout: must be a number of seconds")
+            await self.cp.store.wait_changed(wait, timeout)
+        items = [
+            {
+                "kind": s.resource.kind,
+                "namespace": s.resource.namespace,
+                "name": s.resource.name,
+                "origin": s.origin,
+                "file": s.resource.source.file,
+                "document": s.resource.source.document,
+                "resource": dict(s.resource.raw),
+            }
+            for s in self.cp.store.list(kind)
+        ]
+        return web.json_response({"config_version": self.cp.store.version, "resources": items})
+
+    async def _body_text(self, req: web.Request) -> str | web.Response:
+        raw = await req.read()
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            return _bad_request("the body is not UTF-8 text")
+
+    async def apply(self, req: web.Request) -> web.Response:
+        text = await self._body_text(req)
+        if isinstance(text, web.Response):
+            return text
+        filename = req.headers.get("X-Ratline-Filename")
+        try:
+            result = self.cp.store.apply(text, filename)
+        except ConfigError as exc:
+            log.warning("apply refused: %s", exc)
+            return _errors(exc.messages, 400)
+        return web.json_response(
+            {
+                "created": [str(k) for k in result.created],
+                "configured": [str(k) for k in result.configured],
+                "unchanged": [str(k) for k in result.unchanged],
+                "applied": [str(k) for k in result.created + result.configured],
+                "warnings": [m.to_json() for m in result.warnings],
+            }
+        )
+
+    async def delete(self, req: web.Request) -> web.Response:
+        text = await self._body_text(req)
+        if isinstance(text, web.Response):
+            return text
+        try:
+            result = self.cp.store.delete(text, req.headers.get("X-Ratline-Filename"))
+        except ConfigError as exc:
+            conflict = any("mesh directory" in m.message for m in exc.messages)
+            return _errors(exc.messages, 409 if conflict else 400)
+        return web.json_response(
+            {
+                "deleted": [str(k) for k in result.deleted],
+                "not_found": [str(k) for k in result.not_found],
+            }
+        )
+
+    async def put_instances(self, req: web.Request) -> web.Response:
+        try:
+            body: Any = await req.json()
+            runner = str(body["runner"])
+            instances = [WorkloadInstance.from_json(i) for i in body["instances"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            return _bad_request(f"instances: malformed report: {exc!r}")
+        self.cp.registry.report(runner, instances)
+        return web.json_response({"ok": True, "count": len(instances)})
+
+    async def get_instances(self, _req: web.Request) -> web.Response:
+        return web.json_response(
+            {"instances": [i.to_json() for i in self.cp.registry.instances()]}
+        )
+
+    async def proxy_status(self, _req: web.Request) -> web.Response:
+        return web.json_response({"proxies": proxy_status_json(self.cp)})
+
+    async def config_dump(self, req: web.Request) -> web.Response:
+        node = req.query.get("node", "")
+        short = req.query.get("type", "").upper()
+        type_url = _TYPE_BY_SHORT.get(short)
+        if type_url is None:
+            return _bad_request(f"type: must be one of {', '.join(sorted(_TYPE_BY_SHORT))}")
+        found = self.cp.resources_for(node)
+        if found is None:
+            return _errors([ConfigMessage(f"node: no proxy known as {node!r}")], 404)
+        version, resources = found
+        items = [
+            json_format.MessageToDict(r.body, preserving_proto_field_name=True)
+            for _, r in sorted(resources.get(type_url, {}).items())
+        ]
+        return web.json_response(
+            {"node": node, "type": short, "version": version, "resources": items}
+        )
+
+    async def analyze(self, _req: web.Request) -> web.Response:
+        resources = [s.resource for s in self.cp.store.list()]
+        findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
+        messages = self.cp.store.refused + findings
+        return web.json_response({"messages": [m.to_json() for m in messages]})

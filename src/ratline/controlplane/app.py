@@ -1,0 +1,165 @@
+"""The control plane: config store + registry → debounced snapshots → xDS.
+
+`ControlPlane` owns the pieces and the push loop. Every config or registry event marks
+the mesh dirty; after a quiet period (or at most `push_debounce_max_ms` after the first
+event) it builds one immutable snapshot and one generator for it, and tells the xDS
+server to recompute every proxy. The generator memoizes by scope, so a thousand proxies
+do not mean a thousand translations, and the xDS server only sends what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ratline.config.store import MeshDirStore, mesh_files
+from ratline.model.build import build_snapshot, instances_version
+from ratline.model.snapshot import MeshSnapshot
+from ratline.registry.registry import ReportedInstances
+from ratline.settings import Settings, state_dir
+from ratline.translate.generator import MeshGenerator
+from ratline.xds.cache import pack
+from ratline.xds.server import XdsServer
+from ratline.xds.types import Resources, VersionedResource
+
+log = logging.getLogger("ratline.controlplane")
+
+
+class ControlPlane:
+    """Composition root of the control plane process."""
+
+    def __init__(self, mesh_dir: Path, settings: Settings) -> None:
+        self.mesh_dir = mesh_dir.resolve()
+        self.settings = settings
+        self.store = MeshDirStore(self.mesh_dir, state_dir(self.mesh_dir))
+        self.registry = ReportedInstances()
+        self.xds = XdsServer(self)
+        self.started_at = time.time()
+        self.xds_address = ""
+        self.snapshot: MeshSnapshot | None = None
+        self._generator: MeshGenerator[VersionedResource] | None = None
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.push_count = 0
+
+    # ---- ConfigSource for the xDS server ---------------------------------------------
+
+    def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
+        generator = self._generator
+        if generator is None:
+            return None
+        return generator.resources_for(node_id)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def load(self) -> list[Any]:
+        """Load config from disk; returns the errors of refused files."""
+        errors = self.store.load()
+        self.store.subscribe(self.mark_dirty)
+        self.registry.subscribe(self.mark_dirty)
+        self._push_now()
+        return errors
+
+    async def start(self, xds_port: int) -> int:
+        port = await self.xds.start(self.settings.bind_address, xds_port)
+        self.xds_address = f"{self.settings.bind_address}:{port}"
+        self._tasks.append(asyncio.create_task(self._push_loop(), name="push-loop"))
+        self._tasks.append(asyncio.create_task(self._watch_mesh_dir(), name="mesh-dir-watch"))
+        return port
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: PERF203
+                pass
+        await self.xds.stop()
+
+    # ---- pushing -----------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def _push_now(self) -> None:
+        instances = self.registry.instances()
+        version = f"{self.store.version}-{instances_version(instances)}"
+        if self.snapshot is not None and self.snapshot.version == version:
+            return
+        started = time.perf_counter()
+        snapshot = build_snapshot(
+            (s.resource for s in self.store.list()), instances, self.store.mesh_config, version
+        )
+        self.snapshot = snapshot
+        self._generator = MeshGenerator(snapshot, self.settings, pack)
+        self.push_count += 1
+        self.xds.notify(None)
+        log.info(
+            "push %d: snapshot %s (%d services, %d instances) in %.1f ms",
+            self.push_count,
+            version,
+            len(snapshot.services),
+            len(snapshot.instances),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def _push_loop(self) -> None:
+        debounce = self.settings.push_debounce_ms / 1000
+        debounce_max = self.settings.push_debounce_max_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._dirty.wait()
+            first = loop.time()
+            while True:
+                self._dirty.clear()
+                quiet_until = min(loop.time() + debounce, first + debounce_max)
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), max(0.0, quiet_until - loop.time()))
+                except TimeoutError:
+                    break
+                if loop.time() >= first + debounce_max:
+                    break
+            self._dirty.clear()
+            try:
+                self._push_now()
+            except Exception:
+                log.exception("push failed; the previous config stays in force")
+
+    async def _watch_mesh_dir(self) -> None:
+        from watchfiles import awatch
+
+        def relevant(_change: object, path: str) -> bool:
+            p = Path(path)
+            if state_dir(self.mesh_dir) in p.parents:
+                return False
+            return p.suffix in (".yaml", ".yml")
+
+        async for _changes in awatch(self.mesh_dir, watch_filter=relevant, debounce=50,
+                                     step=25, recursive=True):
+            before = self.store.version
+            errors = self.store.reload_dir()
+            if self.store.version != before:
+                log.info("mesh directory changed: config version %s", self.store.version)
+            for err in errors:
+                log.error("%s", err)
+
+    # ---- introspection -------------------------------------------------------------------
+
+    def status(self, admin_address: str) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "xds": self.xds_address,
+            "admin": admin_address,
+            "mesh_dir": str(self.mesh_dir),
+            "snapshot_version": self.snapshot.version if self.snapshot else None,
+            "config_version": self.store.version,
+            "proxies": len(self.xds.status()),
+            "pushes": self.push_count,
+            "files": [str(p.relative_to(self.mesh_dir)) for p in mesh_files(self.mesh_dir)],
+            "started_at": self.started_at,
+        }

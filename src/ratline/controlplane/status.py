@@ -1,0 +1,34 @@
+"""Proxy status as the admin API shows it: the xDS server's view joined with the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ratline.controlplane.app import ControlPlane
+from ratline.registry.instances import parse_node_id
+
+_SHOWN_TYPES = ("CDS", "LDS", "EDS", "RDS")
+
+
+def proxy_status_json(cp: ControlPlane) -> list[dict[str, Any]]:
+    """Every proxy the xDS server has seen, with each type SYNCED / STALE / NOT SENT."""
+    known = {i.node_id: i for i in cp.registry.instances()}
+    out: list[dict[str, Any]] = []
+    for status in sorted(cp.xds.status(), key=lambda s: s.node_id):
+        data = status.to_json()
+        try:
+            _kind, _addr, name, namespace = parse_node_id(status.node_id)
+        except ValueError:
+            name, namespace = status.node_id, ""
+        inst = known.get(status.node_id)
+        data["instance"] = name
+        data["namespace"] = namespace
+        data["workload"] = inst.workload if inst else None
+        data["registered"] = inst is not None
+        types = data["types"]
+        for short in _SHOWN_TYPES:
+            types.setdefault(short, {"state": "NOT SENT", "sent_version": None,
+                                     "acked_version": None, "nack": None})
+        data["latest_snapshot"] = cp.snapshot.version if cp.snapshot else None
+        out.append(data)
+    return out

@@ -1,0 +1,218 @@
+"""Services and their endpoints, joined from config and the instances runners report.
+
+This is where the registry's raw input (instances, WorkloadEntries) meets config.
+
+A Kubernetes `Service` selects workload instances (and WorkloadEntries) by labels; an
+Istio `ServiceEntry` declares hosts with inline endpoints or a workload selector. Both
+become `model.snapshot.Service` values with endpoints per service port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ratline.api.envelope import Resource
+from ratline.api.hosts import fqdn
+from ratline.model.snapshot import Endpoint, Resolution, Service, ServicePort
+from ratline.registry.instances import InstancePort, WorkloadInstance
+
+_PROTOCOL_PREFIXES = ("http2", "https", "http", "grpc-web", "grpc", "tcp", "tls", "mongo",
+                      "mysql", "redis")
+
+
+def infer_protocol(name: str | None, app_protocol: str | None, declared: str | None) -> str:
+    """Istio's protocol selection: appProtocol, else the port name's prefix, else TCP."""
+    for candidate in (app_protocol, name):
+        if not candidate:
+            continue
+        lowered = candidate.lower()
+        for prefix in _PROTOCOL_PREFIXES:
+            if lowered == prefix or lowered.startswith(prefix + "-"):
+                return prefix.upper().replace("GRPC-WEB", "GRPC-WEB")
+    if declared and declared.upper() in ("HTTP", "HTTP2", "GRPC", "HTTPS", "TLS"):
+        return declared.upper()
+    return "TCP"
+
+
+def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _target_port(instance_ports: Sequence[InstancePort], target: int | str | None,
+                 service_port: int) -> InstancePort | None:
+    if target is None:
+        target = service_port
+    if isinstance(target, str) and not target.isdigit():
+        return next((p for p in instance_ports if p.name == target), None)
+    number = int(target)
+    return next((p for p in instance_ports if p.container_port == number), None)
+
+
+def build_services(
+    resources: Iterable[Resource[Any]],
+    instances: Iterable[WorkloadInstance],
+    domain_suffix: str = "cluster.local",
+) -> dict[str, Service]:
+    """Every service of the mesh by hostname, with endpoints per service port."""
+    resources = list(resources)
+    instances = [i for i in instances if i.ports]
+    workload_entries = [r for r in resources if r.kind == "WorkloadEntry"]
+    services: dict[str, Service] = {}
+
+    for res in resources:
+        if res.kind != "Service":
+            continue
+        spec = res.spec
+        selector = dict(spec.selector or {})
+        hostname = f"{res.name}.{res.namespace}.svc.{domain_suffix}"
+        ports: list[ServicePort] = []
+        endpoints: dict[int, tuple[Endpoint, ...]] = {}
+        for sp in spec.ports or ():
+            protocol = infer_protocol(sp.name, sp.app_protocol, sp.protocol)
+            ports.append(ServicePort(sp.name or "", sp.port, protocol, sp.target_port))
+            eps: list[Endpoint] = []
+            if selector:
+                for inst in instances:
+                    if inst.namespace != res.namespace or not labels_match(selector, inst.labels):
+                        continue
+                    port = _target_port(inst.ports, sp.target_port, sp.port)
+                    if port is None:
+                        continue
+                    eps.append(
+                        Endpoint(
+                            address=inst.address,
+                            port=port.inbound_port or port.app_port,
+                            labels=dict(inst.labels),
+                            namespace=inst.namespace,
+                            service_account=inst.service_account,
+                            instance=inst.name,
+                            healthy=inst.healthy,
+                            has_sidecar=port.inbound_port is not None,
+                        )
+                    )
+                for we in workload_entries:
+                    if we.namespace != res.namespace:
+                        continue
+                    if not labels_match(selector, dict(we.spec.labels or {})):
+                        continue
+                    eps.append(_workload_entry_endpoint(we, sp.name, sp.target_port or sp.port))
+            endpoints[sp.port] = tuple(sorted(eps, key=lambda e: (e.instance, e.port)))
+        services[hostname] = Service(
+            hostname=hostname,
+            namespace=res.namespace,
+            name=res.name,
+            ports=tuple(ports),
+            resolution=Resolution.EDS,
+            endpoints=endpoints,
+            export_to=("*",),
+            origin="Service",
+        )
+
+    for res in resources:
+        if res.kind != "ServiceEntry":
+            continue
+        for svc in _service_entry_services(res, instances, workload_entries, domain_suffix):
+            services.setdefault(svc.hostname, svc)
+    return services
+
+
+def _workload_entry_endpoint(
+    we: Resource[Any], port_name: str | None, port: int | str
+) -> Endpoint:
+    spec = we.spec
+    entry_ports = dict(spec.ports or {})
+    number = entry_ports.get(port_name or "", port if isinstance(port, int) else 0)
+    return Endpoint(
+        address=spec.address or "",
+        port=int(number),
+        labels=dict(spec.labels or {}),
+        namespace=we.namespace,
+        service_account=spec.service_account or "",
+        instance=we.name,
+        healthy=True,
+        weight=spec.weight or 1,
+        has_sidecar=False,
+        locality=spec.locality or "",
+    )
+
+
+def _service_entry_services(
+    res: Resource[Any],
+    instances: Sequence[WorkloadInstance],
+    workload_entries: Sequence[Resource[Any]],
+    domain_suffix: str,
+) -> list[Service]:
+    spec = res.spec
+    resolution = {
+        "STATIC": Resolution.EDS,
+        "DNS": Resolution.DNS,
+        "DNS_ROUND_ROBIN": Resolution.DNS_ROUND_ROBIN,
+        "NONE": Resolution.NONE,
+    }[spec.resolution or "NONE"]
+    ports = tuple(
+        ServicePort(p.name or "", p.number, infer_protocol(p.name, None, p.protocol),
+                    p.target_port)
+        for p in spec.ports or ()
+    )
+    selector = dict(spec.workload_selector.labels) if spec.workload_selector else None
+    out = []
+    for host in spec.hosts:
+        hostname = fqdn(host, res.namespace, domain_suffix)
+        endpoints: dict[int, tuple[Endpoint, ...]] = {}
+        for sp in ports:
+            eps: list[Endpoint] = []
+            for we_spec in spec.endpoints or ():
+                entry_ports = dict(we_spec.ports or {})
+                eps.append(
+                    Endpoint(
+                        address=we_spec.address or host,
+                        port=int(entry_ports.get(sp.name, sp.target_port or sp.port)),
+                        labels=dict(we_spec.labels or {}),
+                        namespace=res.namespace,
+                        service_account=we_spec.service_account or "",
+                        instance=f"{res.name}-{we_spec.address}",
+                        weight=we_spec.weight or 1,
+                        locality=we_spec.locality or "",
+                    )
+                )
+            if selector is not None:
+                for we in workload_entries:
+                    if we.namespace == res.namespace and labels_match(
+                        selector, dict(we.spec.labels or {})
+                    ):
+                        eps.append(_workload_entry_endpoint(we, sp.name, sp.target_port or sp.port))
+                for inst in instances:
+                    if inst.namespace == res.namespace and labels_match(selector, inst.labels):
+                        port = _target_port(inst.ports, sp.target_port, sp.port)
+                        if port is not None:
+                            eps.append(
+                                Endpoint(
+                                    address=inst.address,
+                                    port=port.inbound_port or port.app_port,
+                                    labels=dict(inst.labels),
+                                    namespace=inst.namespace,
+                                    service_account=inst.service_account,
+                                    instance=inst.name,
+                                    healthy=inst.healthy,
+                                    has_sidecar=port.inbound_port is not None,
+                                )
+                            )
+            if not eps and resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+                target = sp.target_port if isinstance(sp.target_port, int) else sp.port
+                eps.append(Endpoint(address=host, port=target))
+            endpoints[sp.port] = tuple(eps)
+        out.append(
+            Service(
+                hostname=hostname,
+                namespace=res.namespace,
+                name=host,
+                ports=ports,
+                resolution=resolution,
+                mesh_external=(spec.location or "MESH_EXTERNAL") == "MESH_EXTERNAL",
+                endpoints=endpoints,
+                export_to=tuple(spec.export_to or ("*",)),
+                origin="ServiceEntry",
+            )
+        )
+    return out

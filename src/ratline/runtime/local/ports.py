@@ -1,0 +1,52 @@
+"""Free TCP ports on the loopback address, handed out at most once per runner.
+
+The OS picks a free port when a socket binds to port 0; the allocator remembers every
+port it has handed out so that two instances never get the same one even after the
+probing socket is closed and before the instance's process binds it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+_MAX_ATTEMPTS = 200
+
+
+class PortAllocator:
+    """Hands out free ports on one address; `release` returns them to the pool."""
+
+    def __init__(self, host: str = "127.0.0.1", reserved: Iterable[int] = ()) -> None:
+        self.host = host
+        self._taken: set[int] = set(reserved)
+
+    @property
+    def taken(self) -> frozenset[int]:
+        return frozenset(self._taken)
+
+    def reserve(self, port: int) -> None:
+        """Mark a port chosen elsewhere (e.g. from settings) as in use."""
+        self._taken.add(port)
+
+    def allocate(self) -> int:
+        """One free port never handed out before (unless released)."""
+        for _ in range(_MAX_ATTEMPTS):
+            port = _probe_free_port(self.host)
+            if port not in self._taken:
+                self._taken.add(port)
+                return port
+        raise RuntimeError(f"no free TCP port found on {self.host}")
+
+    def allocate_many(self, count: int) -> list[int]:
+        return [self.allocate() for _ in range(count)]
+
+    def release(self, ports: Iterable[int]) -> None:
+        for port in ports:
+            self._taken.discard(port)
+
+
+def _probe_free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,77 @@
+"""`DIR/.ratline/run.json`: the running mesh's PIDs and addresses, written atomically.
+
+The runner rewrites it on every change; `ratline status`, `ratline down` and `up -d`
+read it. A run file whose runner PID is gone is stale and may be replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ratline.agent.envoy import write_json_atomically
+from ratline.agent.process import pid_alive
+from ratline.settings import state_dir
+
+RUN_FILE_NAME = "run.json"
+
+
+class MeshAlreadyRunning(RuntimeError):
+    def __init__(self, mesh_dir: Path, pid: int) -> None:
+        self.pid = pid
+        super().__init__(
+            f"a mesh is already running in {mesh_dir} (runner PID {pid}); `ratline down` first"
+        )
+
+
+def run_file_path(mesh_dir: Path) -> Path:
+    return state_dir(mesh_dir) / RUN_FILE_NAME
+
+
+def read_run_file(mesh_dir: Path) -> dict[str, Any] | None:
+    """run.json's content, or None if absent or unreadable."""
+    try:
+        data = json.loads(run_file_path(mesh_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def live_runner_pid(mesh_dir: Path) -> int | None:
+    """The PID of the runner named in run.json if that process still exists."""
+    data = read_run_file(mesh_dir)
+    if not data:
+        return None
+    pid = data.get("runner_pid")
+    if isinstance(pid, int) and pid > 0 and pid_alive(pid):
+        return pid
+    return None
+
+
+def write_run_file(mesh_dir: Path, data: dict[str, Any]) -> None:
+    write_json_atomically(run_file_path(mesh_dir), data)
+
+
+def remove_run_file(mesh_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        run_file_path(mesh_dir).unlink()
+
+
+def pids_in_run_info(data: dict[str, Any]) -> list[int]:
+    """Every process PID a run.json names (runner, control plane, proxies, apps)."""
+    pids: list[int] = []
+
+    def add(value: Any) -> None:
+        if isinstance(value, int) and value > 0:
+            pids.append(value)
+
+    add(data.get("runner_pid"))
+    add((data.get("control_plane") or {}).get("pid"))
+    for gateway in data.get("gateways") or ():
+        add(gateway.get("pid"))
+    for instance in data.get("instances") or ():
+        add(instance.get("app_pid"))
+        add(instance.get("proxy_pid"))
+    return pids

@@ -1,0 +1,295 @@
+"""CDS: outbound clusters per service port and DestinationRule subset, the special
+BlackHole and Passthrough clusters, and the inbound clusters of one sidecar.
+
+Outbound clusters are the same for every proxy of a snapshot. Their endpoints come over
+EDS (registry services) or inline (DNS services). Traffic policy (load balancer, connect
+timeout, circuit breakers, outlier detection) comes from the DestinationRule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.extensions.clusters.dynamic_forward_proxy.v3 import cluster_pb2 as dfp_cluster_pb2
+from envoy.extensions.common.dynamic_forward_proxy.v3 import dns_cache_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import wrappers_pb2
+
+from ratline.api.envelope import Resource
+from ratline.api.schemas.networking import (
+    ConnectionPoolSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+)
+from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service, ServicePort
+from ratline.registry.instances import WorkloadInstance
+from ratline.translate import names
+from ratline.translate.common import Findings, ads_config_source, duration, pack_any
+from ratline.translate.endpoints import load_assignment, subset_endpoints
+from ratline.translate.policy import (
+    EffectivePolicy,
+    destination_rule_for,
+    effective_policy,
+    subsets_of,
+)
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+"""Istio's default connect timeout (MeshConfig connectTimeout)."""
+
+MAX_CIRCUIT = 4_294_967_295
+"""Istio lifts Envoy's default 1024 circuit-breaker limits to the uint32 maximum."""
+
+HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
+"""Service port protocols whose upstream connections speak HTTP/2."""
+
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+_SIMPLE_LB = {
+    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
+    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RANDOM": cluster_pb2.Cluster.RANDOM,
+}
+DEFAULT_LB = cluster_pb2.Cluster.LEAST_REQUEST
+"""Istio's default load balancer (UNSPECIFIED) since 1.14."""
+
+
+def _max_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
+    big = wrappers_pb2.UInt32Value(value=MAX_CIRCUIT)
+    return circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        max_connections=big, max_pending_requests=big, max_requests=big, max_retries=big
+    )
+
+
+def _protocol_options(*, http2: bool = False, downstream: bool = False) -> Any:
+    """Typed HttpProtocolOptions: explicit HTTP/2, or the protocol the client used."""
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    if downstream:
+        options.use_downstream_protocol_config.SetInParent()
+    elif http2:
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+    else:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    return pack_any(options)
+
+
+def _base_cluster(
+    name: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+) -> cluster_pb2.Cluster:
+    cluster = cluster_pb2.Cluster(
+        name=name, connect_timeout=duration(connect_timeout_s), lb_policy=DEFAULT_LB
+    )
+    cluster.circuit_breakers.thresholds.append(_max_thresholds())
+    return cluster
+
+
+def apply_load_balancer(
+    cluster: cluster_pb2.Cluster,
+    lb: LoadBalancerSettings | None,
+    rule: Resource[Any] | None,
+    where: str,
+    findings: Findings,
+) -> None:
+    """Set the cluster's LB policy from a DestinationRule's loadBalancer."""
+    if lb is None:
+        return
+    if lb.simple is not None and lb.simple != "UNSPECIFIED":
+        if lb.simple in _SIMPLE_LB:
+            cluster.lb_policy = _SIMPLE_LB[lb.simple]
+        elif rule is not None:
+            findings.not_supported(rule, f"{where}.loadBalancer.simple", f"{lb.simple}")
+    if rule is not None:
+        if lb.consistent_hash is not None:
+            findings.not_supported(rule, f"{where}.loadBalancer.consistentHash", "consistentHash")
+        if lb.locality_lb_setting is not None:
+            findings.not_supported(
+                rule, f"{where}.loadBalancer.localityLbSetting", "localityLbSetting"
+            )
+
+
+def apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings) -> None:
+    """Connect timeout and circuit-breaker limits from a connectionPool."""
+    limits = cluster.circuit_breakers.thresholds[0]
+    if pool.tcp is not None:
+        if pool.tcp.connect_timeout is not None:
+            cluster.connect_timeout.CopyFrom(duration(pool.tcp.connect_timeout))
+        if pool.tcp.max_connections is not None:
+            limits.max_connections.value = pool.tcp.max_connections
+    if pool.http is not None:
+        if pool.http.http1_max_pending_requests is not None:
+            limits.max_pending_requests.value = pool.http.http1_max_pending_requests
+        if pool.http.http2_max_requests is not None:
+            limits.max_requests.value = pool.http.http2_max_requests
+        if pool.http.max_retries is not None:
+            limits.max_retries.value = pool.http.max_retries
+
+
+def apply_outlier_detection(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:
+    """Outlier detection as Istio maps it: only the error kinds set are enforced."""
+    out = outlier_detection_pb2.OutlierDetection()
+    five_xx = od.consecutive_5xx_errors
+    if five_xx is None:
+        five_xx = od.consecutive_errors
+    if five_xx is not None:
+        out.consecutive_5xx.value = five_xx
+        out.enforcing_consecutive_5xx.value = 100 if five_xx > 0 else 0
+    else:
+        out.enforcing_consecutive_5xx.value = 0
+    if od.consecutive_gateway_errors is not None:
+        out.consecutive_gateway_failure.value = od.consecutive_gateway_errors
+        out.enforcing_consecutive_gateway_failure.value = 100
+    if od.interval is not None:
+        out.interval.CopyFrom(duration(od.interval))
+    if od.base_ejection_time is not None:
+        out.base_ejection_time.CopyFrom(duration(od.base_ejection_time))
+    if od.max_ejection_percent is not None:
+        out.max_ejection_percent.value = od.max_ejection_percent
+    if od.min_health_percent is not None:
+        cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
+    cluster.outlier_detection.CopyFrom(out)
+
+
+def apply_policy(
+    cluster: cluster_pb2.Cluster,
+    policy: EffectivePolicy,
+    rule: Resource[Any] | None,
+    findings: Findings,
+) -> None:
+    """Apply the traffic policy in force for this cluster's port and subset."""
+    apply_load_balancer(cluster, policy.load_balancer, rule, policy.field_path, findings)
+    if policy.connection_pool is not None:
+        apply_connection_pool(cluster, policy.connection_pool)
+    if policy.outlier_detection is not None:
+        apply_outlier_detection(cluster, policy.outlier_detection)
+    if policy.tls is not None and policy.tls.mode != "DISABLE" and rule is not None:
+        findings.not_supported(rule, f"{policy.field_path}.tls", f"tls mode {policy.tls.mode}")
+
+
+def dns_cache_config() -> dns_cache_pb2.DnsCacheConfig:
+    """The DNS cache of the dynamic forward proxy (identical in cluster and filter)."""
+    return dns_cache_pb2.DnsCacheConfig(
+        name=names.DNS_CACHE, dns_lookup_family=cluster_pb2.Cluster.V4_ONLY
+    )
+
+
+def forward_proxy_cluster(name: str) -> cluster_pb2.Cluster:
+    """A dynamic forward proxy cluster: connects to the request's Host, resolved by DNS.
+
+    ORIGINAL_DST cannot work behind an HTTP proxy listener (the connection's destination
+    is the proxy itself), so passthrough resolves the Host instead.
+    """
+    cluster = _base_cluster(name)
+    cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    cluster.cluster_type.name = "envoy.clusters.dynamic_forward_proxy"
+    cluster.cluster_type.typed_config.CopyFrom(
+        pack_any(dfp_cluster_pb2.ClusterConfig(dns_cache_config=dns_cache_config()))
+    )
+    return cluster
+
+
+def passthrough_cluster() -> cluster_pb2.Cluster:
+    """`PassthroughCluster`: where ALLOW_ANY sends hosts outside the registry."""
+    return forward_proxy_cluster(names.PASSTHROUGH_CLUSTER)
+
+
+def blackhole_cluster() -> cluster_pb2.Cluster:
+    """`BlackHoleCluster`: no endpoints, so everything sent there fails."""
+    cluster = cluster_pb2.Cluster(
+        name=names.BLACKHOLE_CLUSTER,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=duration(DEFAULT_CONNECT_TIMEOUT_S),
+    )
+    cluster.load_assignment.cluster_name = names.BLACKHOLE_CLUSTER
+    return cluster
+
+
+def _dns_endpoints(service: Service, port: ServicePort) -> list[Endpoint]:
+    """DNS endpoints of a port: the declared ones, or the service host itself."""
+    declared = list(service.endpoints.get(port.port, ()))
+    if declared:
+        return declared
+    return [Endpoint(address=service.hostname, port=port.port)]
+
+
+def mesh_connect_timeout(snapshot: MeshSnapshot) -> float:
+    """MeshConfig connectTimeout (Istio's default 10s)."""
+    value = getattr(snapshot.mesh_config, "connect_timeout", None)
+    return float(value) if value else DEFAULT_CONNECT_TIMEOUT_S
+
+
+def _service_port_cluster(
+    service: Service, port: ServicePort, subset: Any | None, connect_timeout_s: float
+) -> cluster_pb2.Cluster:
+    """One outbound cluster of a service port (and subset)."""
+    subset_name = subset.name if subset is not None else ""
+    name = names.outbound_cluster(port.port, subset_name, service.hostname)
+    if service.resolution is Resolution.NONE:
+        return forward_proxy_cluster(name)
+    cluster = _base_cluster(name, connect_timeout_s)
+    if service.resolution is Resolution.EDS:
+        cluster.type = cluster_pb2.Cluster.EDS
+        cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+    else:
+        endpoints = _dns_endpoints(service, port)
+        if subset is not None:
+            endpoints = subset_endpoints(endpoints, subset.labels)
+        if service.resolution is Resolution.DNS_ROUND_ROBIN:
+            cluster.type = cluster_pb2.Cluster.LOGICAL_DNS
+            endpoints = endpoints[:1]
+        else:
+            cluster.type = cluster_pb2.Cluster.STRICT_DNS
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cluster.load_assignment.CopyFrom(load_assignment(name, endpoints))
+    if port.protocol.upper() in HTTP2_PROTOCOLS:
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
+            _protocol_options(http2=True)
+        )
+    return cluster
+
+
+def service_clusters(
+    snapshot: MeshSnapshot, service: Service, findings: Findings
+) -> list[cluster_pb2.Cluster]:
+    """Per port: the cluster of the whole service, then one per DestinationRule subset."""
+    rule = destination_rule_for(snapshot, service)
+    connect_timeout_s = mesh_connect_timeout(snapshot)
+    result = []
+    for port in service.ports:
+        for subset in (None, *subsets_of(rule)):
+            cluster = _service_port_cluster(service, port, subset, connect_timeout_s)
+            if not cluster.HasField("cluster_type"):  # forward proxy clusters take no policy
+                policy = effective_policy(rule, port.port, subset.name if subset else "")
+                apply_policy(cluster, policy, rule, findings)
+            result.append(cluster)
+    return result
+
+
+def outbound_clusters(snapshot: MeshSnapshot, findings: Findings) -> list[cluster_pb2.Cluster]:
+    """Every outbound cluster plus BlackHole and Passthrough (the same for every proxy)."""
+    result = [blackhole_cluster(), passthrough_cluster()]
+    for hostname in sorted(snapshot.services):
+        result.extend(service_clusters(snapshot, snapshot.services[hostname], findings))
+    return result
+
+
+def inbound_clusters(instance: WorkloadInstance) -> list[cluster_pb2.Cluster]:
+    """`inbound|PORT||` per container port: STATIC to the app on 127.0.0.1:app_port.
+
+    The upstream speaks whatever protocol the client used (HTTP/1.1 or HTTP/2).
+    """
+    result = []
+    for port in sorted(instance.ports, key=lambda p: p.container_port):
+        if port.inbound_port is None:
+            continue
+        name = names.inbound_cluster(port.container_port)
+        cluster = _base_cluster(name)
+        cluster.type = cluster_pb2.Cluster.STATIC
+        cluster.lb_policy = cluster_pb2.Cluster.ROUND_ROBIN
+        app = Endpoint(address="127.0.0.1", port=port.app_port)
+        cluster.load_assignment.CopyFrom(load_assignment(name, [app]))
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
+            _protocol_options(downstream=True)
+        )
+        result.append(cluster)
+    return result

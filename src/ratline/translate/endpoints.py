@@ -1,0 +1,93 @@
+"""EDS: the ClusterLoadAssignment of every EDS cluster (one per service port and subset).
+
+Endpoints are the registry's, for that port, filtered by the subset's labels. Unhealthy
+endpoints stay in the assignment marked UNHEALTHY, so Envoy's stats show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf import wrappers_pb2
+
+from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service
+from ratline.translate import names
+from ratline.translate.common import labels_match
+from ratline.translate.policy import destination_rule_for, subsets_of
+
+
+def locality(value: str) -> base_pb2.Locality:
+    """`region/zone/subzone` (any prefix of it) as an Envoy Locality."""
+    parts = [*value.split("/"), "", "", ""][:3] if value else ["", "", ""]
+    return base_pb2.Locality(region=parts[0], zone=parts[1], sub_zone=parts[2])
+
+
+def socket_address(address: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+    )
+
+
+def lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
+    """One endpoint with its health and weight."""
+    status = health_check_pb2.HEALTHY if endpoint.healthy else health_check_pb2.UNHEALTHY
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=socket_address(endpoint.address, endpoint.port)
+        ),
+        health_status=status,
+        load_balancing_weight=wrappers_pb2.UInt32Value(value=max(endpoint.weight, 1)),
+    )
+
+
+def load_assignment(
+    cluster_name: str, endpoints: Iterable[Endpoint]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """A load assignment grouping endpoints by locality (sorted, so output is stable)."""
+    by_locality: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        by_locality.setdefault(endpoint.locality, []).append(endpoint)
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
+    for where in sorted(by_locality):
+        group = sorted(by_locality[where], key=lambda e: (e.address, e.port, e.instance))
+        assignment.endpoints.append(
+            endpoint_components_pb2.LocalityLbEndpoints(
+                locality=locality(where), lb_endpoints=[lb_endpoint(e) for e in group]
+            )
+        )
+    return assignment
+
+
+def subset_endpoints(
+    endpoints: Iterable[Endpoint], labels: Mapping[str, str] | None
+) -> list[Endpoint]:
+    """The endpoints carrying every label of a subset."""
+    return [e for e in endpoints if labels_match(labels, e.labels)]
+
+
+def service_load_assignments(
+    snapshot: MeshSnapshot, service: Service
+) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    """The load assignments of one EDS service: per port, the whole set and each subset."""
+    if service.resolution is not Resolution.EDS:
+        return []
+    rule = destination_rule_for(snapshot, service)
+    result = []
+    for port in service.ports:
+        endpoints = service.endpoints.get(port.port, ())
+        name = names.outbound_cluster(port.port, "", service.hostname)
+        result.append(load_assignment(name, endpoints))
+        for subset in subsets_of(rule):
+            name = names.outbound_cluster(port.port, subset.name, service.hostname)
+            result.append(load_assignment(name, subset_endpoints(endpoints, subset.labels)))
+    return result
+
+
+def outbound_load_assignments(snapshot: MeshSnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    """Every EDS load assignment of the mesh (the same for every proxy)."""
+    result = []
+    for hostname in sorted(snapshot.services):
+        result.extend(service_load_assignments(snapshot, snapshot.services[hostname]))
+    return result

@@ -1,0 +1,331 @@
+"""The gRPC ADS server: serves a ConfigSource to Envoys, state of the world and delta.
+
+A thin asyncio adapter around `protocol`. Each stream has its own task and queue: a reader
+task feeds the client's requests into the queue, the stream task handles them one at a
+time and writes the responses, so one slow proxy never holds up another. `notify` puts a
+single "recompute" marker in the queues of the affected streams; markers arriving while
+one is pending coalesce, so a stream computes its config at most once per burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from ratline.xds import wire
+from ratline.xds.protocol import DeltaStream, SotwStream, SyncState, TypeStatus
+from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
+
+log = logging.getLogger("ratline.xds")
+
+XdsMode = Literal["sotw", "delta"]
+NodeCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProxyStatus:
+    """What one proxy has been sent and has accepted, per type URL."""
+
+    node_id: str
+    connected: bool
+    mode: XdsMode
+    snapshot_version: str | None
+    """Version the ConfigSource gave with the resources last computed for this proxy."""
+    connected_at: float
+    disconnected_at: float | None = None
+    types: Mapping[str, TypeStatus] = field(default_factory=dict)
+    """type URL → status, for every type the proxy asked for, in push order."""
+    peer: str = ""
+
+    @property
+    def synced(self) -> bool:
+        """Every requested type ACKed at its latest version."""
+        return bool(self.types) and all(t.state is SyncState.SYNCED for t in self.types.values())
+
+    def type_status(self, short_name: str) -> TypeStatus | None:
+        """Status by short name (CDS, EDS, LDS, RDS, SDS)."""
+        for type_url, status in self.types.items():
+            if SHORT_NAMES.get(type_url) == short_name:
+                return status
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "connected": self.connected,
+            "xds": self.mode,
+            "snapshot_version": self.snapshot_version,
+            "connected_at": self.connected_at,
+            "disconnected_at": self.disconnected_at,
+            "types": {status.short_name: status.to_json() for status in self.types.values()},
+        }
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_RECOMPUTE = _Marker("RECOMPUTE")
+_CLOSED = _Marker("CLOSED")
+
+
+class _Connection:
+    """One ADS stream: its protocol state, its queue, who is on the other end."""
+
+    def __init__(self, mode: XdsMode, peer: str) -> None:
+        self.mode: XdsMode = mode
+        self.protocol: SotwStream | DeltaStream = SotwStream() if mode == "sotw" else DeltaStream()
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.node_id: str | None = None
+        self.peer = peer
+        self.connected_at = time.time()
+        self.snapshot_version: str | None = None
+        self._recompute_queued = False
+
+    def request_recompute(self) -> None:
+        if not self._recompute_queued:
+            self._recompute_queued = True
+            self.queue.put_nowait(_RECOMPUTE)
+
+    def take_recompute(self) -> None:
+        self._recompute_queued = False
+
+    def status(self, connected: bool, disconnected_at: float | None = None) -> ProxyStatus:
+        return ProxyStatus(
+            node_id=self.node_id or "",
+            connected=connected,
+            mode=self.mode,
+            snapshot_version=self.snapshot_version,
+            connected_at=self.connected_at,
+            disconnected_at=disconnected_at,
+            types=self.protocol.status(),
+            peer=self.peer,
+        )
+
+
+class XdsServer:
+    """Serves `source.resources_for(node)` over ADS (both flavours) on one gRPC port."""
+
+    def __init__(
+        self,
+        source: ConfigSource,
+        *,
+        on_connect: NodeCallback | None = None,
+        on_disconnect: NodeCallback | None = None,
+        keep_disconnected: int = 1000,
+    ) -> None:
+        self._source = source
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._keep_disconnected = keep_disconnected
+        self._grpc: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._connections: dict[str, list[_Connection]] = {}
+        """node id → its open streams, oldest first (a reconnect may overlap the old one)."""
+        self._departed: OrderedDict[str, ProxyStatus] = OrderedDict()
+        self.port: int | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on host:port (0 picks a free port); returns the bound port."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        server = grpc.aio.server()
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        bound = server.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"xDS server could not bind {address}")
+        await server.start()
+        self._grpc, self.port = server, bound
+        log.info("xDS server listening on %s:%d", host, bound)
+        return bound
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving; open streams are cancelled (after `grace` seconds if given)."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+
+    def notify(self, node_ids: Iterable[str] | None = None) -> None:
+        """Recompute and push the config of these nodes (None: every connected proxy).
+
+        Safe to call from any thread. Nodes that are not connected are ignored.
+        """
+        wanted = None if node_ids is None else set(node_ids)
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._notify, wanted)
+        else:
+            self._notify(wanted)
+
+    def _notify(self, wanted: set[str] | None) -> None:
+        for node_id, connections in self._connections.items():
+            if wanted is None or node_id in wanted:
+                for connection in connections:
+                    connection.request_recompute()
+
+    def status(self) -> list[ProxyStatus]:
+        """Every connected proxy (its newest stream), then recently disconnected ones."""
+        statuses = [conns[-1].status(connected=True) for conns in self._connections.values()]
+        statuses.sort(key=lambda s: s.node_id)
+        departed = [s for n, s in self._departed.items() if n not in self._connections]
+        return statuses + sorted(departed, key=lambda s: s.node_id)
+
+    def proxy_status(self, node_id: str) -> ProxyStatus | None:
+        """One proxy's status (connected or recently disconnected), or None."""
+        connections = self._connections.get(node_id)
+        if connections:
+            return connections[-1].status(connected=True)
+        return self._departed.get(node_id)
+
+    def connected_nodes(self) -> set[str]:
+        return set(self._connections)
+
+    # --- one stream -------------------------------------------------------------------
+
+    async def serve_stream(
+        self, mode: XdsMode, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Run one ADS stream until the client goes away or the server stops."""
+        connection = _Connection(mode, context.peer())
+        reader = asyncio.create_task(self._read(connection, requests))
+        try:
+            while True:
+                item = await connection.queue.get()
+                if item is _CLOSED:
+                    return
+                if item is _RECOMPUTE:
+                    connection.take_recompute()
+                    responses: list[Any] = connection.protocol.set_resources(
+                        self._compute(connection)
+                    )
+                else:
+                    if connection.node_id is None and not self._attach(connection, item):
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, "the first request must name a node"
+                        )
+                    responses = self._handle(connection, item)
+                for response in responses:
+                    if mode == "sotw":
+                        await context.write(wire.sotw_response(response))
+                    else:
+                        await context.write(wire.delta_response(response))
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._detach(connection)
+
+    async def _read(self, connection: _Connection, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for request in requests:
+                connection.queue.put_nowait(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the client went away mid-read
+            log.debug("xDS stream from %s ended: %r", connection.peer, exc)
+        finally:
+            connection.queue.put_nowait(_CLOSED)
+
+    def _attach(self, connection: _Connection, first_request: Any) -> bool:
+        node_id = first_request.node.id
+        if not node_id:
+            return False
+        connection.node_id = node_id
+        self._connections.setdefault(node_id, []).append(connection)
+        self._departed.pop(node_id, None)
+        log.info("proxy %s connected (%s xDS, %s)", node_id, connection.mode, connection.peer)
+        connection.protocol.set_resources(self._compute(connection))
+        if self._on_connect is not None:
+            try:
+                self._on_connect(node_id)
+            except Exception:
+                log.exception("on_connect callback failed for %s", node_id)
+        return True
+
+    def _detach(self, connection: _Connection) -> None:
+        node_id = connection.node_id
+        if node_id is None:
+            return
+        connections = self._connections.get(node_id, [])
+        if connection in connections:
+            connections.remove(connection)
+        if connections:
+            return
+        self._connections.pop(node_id, None)
+        self._departed[node_id] = connection.status(connected=False, disconnected_at=time.time())
+        self._departed.move_to_end(node_id)
+        while len(self._departed) > self._keep_disconnected:
+            self._departed.popitem(last=False)
+        log.info("proxy %s disconnected", node_id)
+        if self._on_disconnect is not None:
+            try:
+                self._on_disconnect(node_id)
+            except Exception:
+                log.exception("on_disconnect callback failed for %s", node_id)
+
+    def _compute(self, connection: _Connection) -> Resources | None:
+        assert connection.node_id is not None
+        try:
+            found = self._source.resources_for(connection.node_id)
+        except Exception:
+            log.exception(
+                "computing the config of %s failed; keeping what it has", connection.node_id
+            )
+            return None
+        if found is None:
+            log.debug("proxy %s is not known (yet); sending nothing", connection.node_id)
+            return None
+        connection.snapshot_version, resources = found
+        return resources
+
+    def _handle(self, connection: _Connection, request: Any) -> list[Any]:
+        protocol = connection.protocol
+        if isinstance(protocol, SotwStream):
+            handled = protocol.handle_request(wire.sotw_request(request))
+        else:
+            handled = protocol.handle_request(wire.delta_request(request))
+        if handled.nack is not None:
+            nack = handled.nack
+            log.warning(
+                "proxy %s rejected %s version %s: %s",
+                connection.node_id,
+                SHORT_NAMES.get(request.type_url, request.type_url),
+                nack.rejected_version,
+                nack.message,
+            )
+        return handled.responses
+
+
+class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: XdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await self._server.serve_stream("sotw", request_iterator, context)
+
+    async def DeltaAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await self._server.serve_stream("delta", request_iterator, context)

@@ -1,0 +1,1 @@
+"""Tests of ratline.api: schemas, loading, validation, host names and analysis."""

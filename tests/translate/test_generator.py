@@ -1,0 +1,150 @@
+"""The generator: per-proxy resources, listeners, sharing, packing for the xDS server."""
+
+from __future__ import annotations
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from ratline.settings import Settings
+from ratline.translate.generator import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    MeshGenerator,
+)
+from ratline.xds import types
+from ratline.xds.cache import pack
+from tests.translate import mesh
+
+SETTINGS = Settings(envoy="envoy", bind_address="127.0.0.1")
+
+
+def _generator(**settings: object) -> MeshGenerator[types.VersionedResource]:
+    from dataclasses import replace
+
+    return MeshGenerator(mesh.snapshot(), replace(SETTINGS, **settings), pack)
+
+
+def _hcm(listener: listener_pb2.Listener) -> hcm_pb2.HttpConnectionManager:
+    hcm = hcm_pb2.HttpConnectionManager()
+    listener.filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    return hcm
+
+
+def test_type_urls_are_the_xds_servers() -> None:
+    assert (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE) == (
+        types.CLUSTER,
+        types.ENDPOINT,
+        types.LISTENER,
+        types.ROUTE,
+    )
+
+
+def test_unknown_node_gets_nothing() -> None:
+    assert _generator().resources_for("sidecar~127.0.0.1~ghost.default~default.svc") is None
+
+
+def test_sidecar_listeners() -> None:
+    instance = next(i for i in mesh.instances() if i.name == "reviews-v2-0")
+    resources = _generator().protos_for(instance.node_id)
+    assert resources is not None
+    listeners = {lst.name: lst for lst in resources.listeners}
+    assert set(listeners) == {"http_proxy", "inbound|9080||"}
+    assert instance.sidecar is not None
+    proxy = listeners["http_proxy"]
+    assert proxy.address.socket_address.port_value == instance.sidecar.outbound_port
+    assert proxy.address.socket_address.address == "127.0.0.1"
+    hcm = _hcm(proxy)
+    assert hcm.rds.route_config_name == "http_proxy"
+    assert hcm.rds.config_source.HasField("ads")
+    assert [f.name for f in hcm.http_filters] == [
+        "envoy.filters.http.dynamic_forward_proxy",
+        "envoy.filters.http.router",
+    ]
+    inbound = listeners["inbound|9080||"]
+    assert inbound.address.socket_address.port_value == instance.ports[0].inbound_port
+    route = _hcm(inbound).route_config.virtual_hosts[0].routes[0]
+    assert route.route.cluster == "inbound|9080||"
+    assert route.route.timeout.seconds == 0
+    assert [r.name for r in resources.routes] == ["http_proxy"]
+    assert "inbound|9080||" in {c.name for c in resources.clusters}
+
+
+def test_gateway_listens_on_the_offset_port_with_its_route_config() -> None:
+    resources = _generator(bind_address="0.0.0.0").protos_for(mesh.node("istio-ingressgateway-0"))
+    assert resources is not None
+    [listener] = resources.listeners
+    assert listener.name == "0.0.0.0_8080"
+    assert listener.address.socket_address.port_value == 8080
+    assert listener.address.socket_address.address == "0.0.0.0"
+    assert _hcm(listener).rds.route_config_name == "http.8080"
+    assert [r.name for r in resources.routes] == ["http.8080"]
+    other = _generator(gateway_port_offset=10000).protos_for(mesh.node("istio-ingressgateway-0"))
+    assert other is not None and other.listeners[0].name == "0.0.0.0_10080"
+
+
+def test_work_is_shared_between_proxies() -> None:
+    generator = _generator()
+    a = generator.protos_for(mesh.node("reviews-v1-0"))
+    b = generator.protos_for(mesh.node("ratings-v1-0"))
+    c = generator.protos_for(mesh.node("echo-v1-0"))
+    assert a is not None and b is not None and c is not None
+    assert a.routes[0] is b.routes[0]  # same namespace: one route configuration
+    assert a.routes[0] is not c.routes[0]
+    assert a.endpoints is b.endpoints
+    assert all(x is y for x, y in zip(a.clusters[:-1], c.clusters[:-1], strict=True))
+    _, packed_a = generator.resources_for(mesh.node("reviews-v1-0")) or ("", {})
+    _, packed_b = generator.resources_for(mesh.node("ratings-v1-0")) or ("", {})
+    assert packed_a[ROUTE_TYPE]["http_proxy"] is packed_b[ROUTE_TYPE]["http_proxy"]
+
+
+def test_resources_for_packs_every_resource_by_type_and_name() -> None:
+    version, resources = _generator().resources_for(mesh.node("reviews-v1-0")) or ("", {})
+    assert version == "v1"
+    clusters = resources[types.CLUSTER]
+    assert clusters["inbound|9080||"].body.type_url == types.CLUSTER
+    name = "outbound|9080|v2|reviews.default.svc.cluster.local"
+    assert resources[types.ENDPOINT][name].name == name
+    assert set(resources[types.LISTENER]) == {"http_proxy", "inbound|9080||"}
+    assert set(resources[types.ROUTE]) == {"http_proxy"}
+
+
+def test_findings_are_collected_once() -> None:
+    generator = _generator()
+    for instance in mesh.instances():
+        generator.resources_for(instance.node_id)
+    texts = [str(m) for m in generator.messages]
+    assert len(texts) == len(set(texts))
+    assert any("fault injection" in t for t in texts)
+    assert any("protocol HTTPS" in t for t in texts)
+
+
+def test_source_labels_give_proxies_their_own_routes() -> None:
+    config = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match:
+    - sourceLabels: {app: reviews, version: v2}
+    route:
+    - destination: {host: ratings, subset: v1}
+  - route:
+    - destination: {host: ratings}
+"""
+    generator = MeshGenerator(mesh.snapshot(config), SETTINGS, pack)
+    routes = {}
+    for name in ("reviews-v1-0", "reviews-v2-0"):
+        resources = generator.protos_for(mesh.node(name))
+        assert resources is not None
+        [config_proto] = resources.routes
+        host = next(h for h in config_proto.virtual_hosts if h.name.startswith("ratings."))
+        routes[name] = [r.route.cluster for r in host.routes]
+    ratings = "ratings.default.svc.cluster.local"
+    assert routes["reviews-v1-0"] == [f"outbound|9080||{ratings}"]
+    assert routes["reviews-v2-0"] == [f"outbound|9080|v1|{ratings}", f"outbound|9080||{ratings}"]
