@@ -10,6 +10,7 @@ import pytest
 from ratline.agent.bootstrap import BootstrapParams, build_bootstrap
 from ratline.agent.envoy import EnvoyExitedError, EnvoyProcess
 from ratline.agent.process import pid_alive
+from ratline.runtime.local.ports import PortAllocator
 from ratline.settings import Settings
 from tests.helpers import free_port, http_get, kill_pids
 
@@ -104,7 +105,7 @@ def make(tmp_path: Path, bootstrap: dict[str, Any], admin_port: int) -> EnvoyPro
 async def test_envoy_gets_ready_serves_and_stops(
     tmp_path: Path, envoys: list[EnvoyProcess]
 ) -> None:
-    admin, listen = free_port(), free_port()
+    admin, listen = PortAllocator().allocate_many(2)
     envoy = make(tmp_path, static_bootstrap(admin, listen), admin)
     envoys.append(envoy)
     pid = await envoy.start()

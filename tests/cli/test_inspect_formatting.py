@@ -35,7 +35,7 @@ PROXY_STATUS = {
             "connected": True,
             "xds": "sotw",
             "types": {
-                "CDS": type_state("SYNCED"),
+                "CDS": type_state("SYNCED", "ac9d5f528d0715f6"),
                 "EDS": type_state("SYNCED"),
                 "LDS": type_state("SYNCED"),
                 "RDS": type_state("STALE", "v6", nack="route: unknown cluster"),
@@ -78,7 +78,7 @@ def test_proxy_status_rows() -> None:
     assert proxy_status_rows(PROXY_STATUS) == [
         ["istio-ingressgateway.istio-system", "SYNCED", "NOT SENT", "NOT SENT", "NOT SENT",
          "disconnected", "v7"],
-        ["reviews-v2-0.default", "SYNCED", "SYNCED", "SYNCED", "STALE", "sotw", "v7/v6"],
+        ["reviews-v2-0.default", "SYNCED", "SYNCED", "SYNCED", "STALE", "sotw", "ac9d5f52/v7/v6"],
     ]  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def make_store(tmp_path: Path, files: dict[str, str]) -> MeshDirStore:
 
 
 def kinds(store: MeshDirStore) -> list[str]:
-    return [f"{s.resource.key}@{s.origin}" for s in store.list()]
+    return [f"{s.resource.key}@{s.origin}" for s in store.stored()]
 
 
 def test_loads_directory_and_defaults_namespace(tmp_path: Path) -> None:
@@ -108,10 +108,10 @@ def test_applied_overrides_directory_and_delete_restores_it(tmp_path: Path) -> N
     store = make_store(tmp_path, {"svc.yaml": SERVICE, "vs.yaml": VS_V1})
     v2 = VS_V1.replace("v1}", "v2}")
     store.apply(v2, "v2.yaml")
-    (only,) = [s for s in store.list("VirtualService")]
+    (only,) = [s for s in store.stored("VirtualService")]
     assert only.origin == "applied"
     store.delete(v2, "v2.yaml")
-    (only,) = [s for s in store.list("VirtualService")]
+    (only,) = [s for s in store.stored("VirtualService")]
     assert only.origin == "dir"
 
 

@@ -97,7 +97,9 @@ def _apply_and_time(mesh: Mesh, sample: str, want: str, headers: dict[str, str] 
 
 
 def test_apply_all_v1_takes_effect_without_restarts(bookinfo: Mesh) -> None:
-    pids_before = {i["name"]: (i["app_pid"], i["proxy_pid"]) for i in bookinfo.run_info()["instances"]}
+    pids_before = {
+        i["name"]: (i["app_pid"], i["proxy_pid"]) for i in bookinfo.run_info()["instances"]
+    }
     try:
         _apply_and_time(bookinfo, "virtual-service-all-v1.yaml", "v1")
         pids_after = {

@@ -80,7 +80,7 @@ def _instance(mesh: Mesh, name: str) -> dict[str, Any]:
 
 
 def test_up_serves_restarts_and_down_leaves_nothing(make_mesh: Any) -> None:
-    mesh: Mesh = make_mesh({"mesh.yaml": MESH_YAML, "hello_app.py": APP.read_text()})
+    mesh: Mesh = make_mesh({"hello.yaml": MESH_YAML, "hello_app.py": APP.read_text()})
     try:
         info = mesh.run_info()
         assert info["ready"] and info["control_plane"]["pid"]
@@ -119,7 +119,7 @@ def test_up_serves_restarts_and_down_leaves_nothing(make_mesh: Any) -> None:
 
 
 def test_up_refuses_a_second_runner_and_down_without_mesh(make_mesh: Any) -> None:
-    mesh: Mesh = make_mesh({"mesh.yaml": MESH_YAML, "hello_app.py": APP.read_text()})
+    mesh: Mesh = make_mesh({"hello.yaml": MESH_YAML, "hello_app.py": APP.read_text()})
     runner_pid = mesh.run_info()["runner_pid"]
     again = mesh.ratline("up", "-d", str(mesh.dir), check=False)
     assert again.returncode != 0

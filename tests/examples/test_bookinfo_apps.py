@@ -268,8 +268,13 @@ def test_productpage_shows_details_reviews_and_stars(
     productpage.get("/productpage")
     assert "end-user" not in recording_proxy.seen[-1][1]
 
-    ratings = productpage.get_json("/api/v1/products/0/ratings")
+    # The ratings API asks ratings itself.
+    ratings = productpage.get_json("/api/v1/products/0/ratings", {"x-request-id": "r9"})
     assert ratings == {"id": 0, "ratings": {"Reviewer1": 5, "Reviewer2": 4}}
+    assert recording_proxy.seen[-1][0] == "ratings/ratings/0"
+    assert recording_proxy.seen[-1][1]["x-request-id"] == "r9"
+    details = productpage.get_json("/api/v1/products/0")
+    assert details["publisher"] == "PublisherA"
 
 
 def test_productpage_login_sets_the_user_cookie(start_app: Callable[..., App]) -> None:

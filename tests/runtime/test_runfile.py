@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 from ratline.runtime.local.cpchild import controlplane_args, parse_ready_file
@@ -13,13 +14,26 @@ from ratline.runtime.local.runfile import (
     remove_run_file,
     write_run_file,
 )
+from tests.helpers import kill_pids
+
+SLEEP = "import time; time.sleep(60)"
 
 
 def test_run_file_round_trip_and_live_runner(tmp_path: Path) -> None:
     assert read_run_file(tmp_path) is None and live_runner_pid(tmp_path) is None
-    write_run_file(tmp_path, {"runner_pid": os.getpid()})
-    assert read_run_file(tmp_path) == {"runner_pid": os.getpid()}
-    assert live_runner_pid(tmp_path) == os.getpid()
+    runner = subprocess.Popen([sys.executable, "-c", SLEEP, "ratline.runtime.local"])
+    stranger = subprocess.Popen([sys.executable, "-c", SLEEP])
+    try:
+        write_run_file(tmp_path, {"runner_pid": runner.pid})
+        assert read_run_file(tmp_path) == {"runner_pid": runner.pid}
+        assert live_runner_pid(tmp_path) == runner.pid
+        # Alive but no ratline runner: a reused PID, not a mesh.
+        write_run_file(tmp_path, {"runner_pid": stranger.pid})
+        assert live_runner_pid(tmp_path) is None
+    finally:
+        kill_pids([runner.pid, stranger.pid])
+        runner.wait()
+        stranger.wait()
     # A PID above pid_max never exists: the run file is stale.
     write_run_file(tmp_path, {"runner_pid": 2**22 + 1})
     assert live_runner_pid(tmp_path) is None

@@ -231,7 +231,8 @@ async def test_a_refusing_control_plane_stops_the_start(mesh: Mesh) -> None:
 
 
 async def test_a_second_runner_is_refused(mesh: Mesh) -> None:
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # The refusal checks that the PID looks like a ratline runner (not a reused PID).
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ratline"])
     try:
         state = mesh.dir / ".ratline"
         state.mkdir()

@@ -18,6 +18,8 @@ from bookinfo_http import BackendError, Handler, call_json, propagated, serve
 
 DETAILS_URL = os.environ.get("DETAILS_URL", "http://details:9080")
 REVIEWS_URL = os.environ.get("REVIEWS_URL", "http://reviews:9080")
+RATINGS_URL = os.environ.get("RATINGS_URL", "http://ratings:9080")
+"""Only for `/api/v1/products/<id>/ratings`; the page gets ratings through reviews."""
 BACKEND_TIMEOUT_S = 3.0
 REVIEWS_ATTEMPTS = 2
 """productpage tries reviews twice with a 3 s timeout each, as Istio's does."""
@@ -66,14 +68,8 @@ def fetch_reviews(book_id: int, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def fetch_ratings(book_id: int, headers: dict[str, str]) -> dict[str, Any]:
-    """Ratings as the reviews service saw them (productpage never calls ratings itself)."""
-    reviews = fetch_reviews(book_id, headers)
-    ratings: dict[str, Any] = {}
-    for review in reviews.get("reviews", []):
-        rating = review.get("rating") or {}
-        if "stars" in rating:
-            ratings[review["reviewer"]] = rating["stars"]
-    return {"id": book_id, "ratings": ratings}
+    data: dict[str, Any] = call_json(f"{RATINGS_URL}/ratings/{book_id}", headers, BACKEND_TIMEOUT_S)
+    return data
 
 
 def render_stars(rating: dict[str, Any]) -> str:

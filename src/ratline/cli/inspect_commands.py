@@ -24,6 +24,9 @@ PROXY_STATUS_HEADERS = ("NAME", *XDS_TYPES, "XDS", "VERSION")
 INSTANCE_HEADERS = ("INSTANCE", "APP PID", "SIDECAR PID", "PORTS", "HTTP_PROXY", "ADMIN", "HEALTH")
 GATEWAY_HEADERS = ("GATEWAY", "PID", "LISTEN", "ADMIN", "STATE")
 
+VERSION_CHARS = 8
+"""Acked versions are content hashes; the table shows each type's first characters."""
+
 Row = list[str]
 
 
@@ -43,8 +46,9 @@ def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
         versions = []
         for t in XDS_TYPES:
             version = (types.get(t) or {}).get("acked_version")
-            if version and version not in versions:
-                versions.append(str(version))
+            short = str(version)[:VERSION_CHARS] if version else None
+            if short and short not in versions:
+                versions.append(short)
         mode = str(proxy.get("xds") or "-") if proxy.get("connected", True) else "disconnected"
         rows.append([proxy_name(proxy), *states, mode, "/".join(versions) or "-"])
     return sorted(rows)

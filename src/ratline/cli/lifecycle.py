@@ -17,6 +17,7 @@ from ratline.cli.meshref import mesh_option
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
+    looks_like_ratline,
     pids_in_run_info,
     read_run_file,
     remove_run_file,
@@ -159,7 +160,7 @@ def down(mesh_dir: Path, timeout_s: float) -> None:
         click.echo(f"no mesh is running in {mesh_dir} (no {run_file_path(mesh_dir)})", err=True)
         return
     pid = info.get("runner_pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    if not isinstance(pid, int) or not pid_alive(pid) or not looks_like_ratline(pid):
         leftovers = [p for p in pids_in_run_info(info) if pid_alive(p)]
         remove_run_file(mesh_dir)
         message = f"no mesh is running in {mesh_dir} (runner PID {pid} is gone; removed run.json)"

@@ -64,7 +64,7 @@ class ConfigStore(Protocol):
     @property
     def mesh_config(self) -> Any: ...
 
-    def list(self, kind: str | None = None) -> list[StoredResource]: ...
+    def stored(self, kind: str | None = None) -> list[StoredResource]: ...
 
     def apply(self, text: str, filename: str | None) -> ApplyResult: ...
 
@@ -192,7 +192,7 @@ class MeshDirStore:
     def refused(self) -> list[ConfigMessage]:
         return [m for msgs in self._refused.values() for m in msgs]
 
-    def list(self, kind: str | None = None) -> list[StoredResource]:
+    def stored(self, kind: str | None = None) -> list[StoredResource]:
         merged: dict[ResourceKey, StoredResource] = {}
         for resources in self._dir_layer.values():
             for res in resources:
@@ -202,7 +202,7 @@ class MeshDirStore:
         return [s for k, s in sorted(merged.items()) if kind is None or k.kind == kind]
 
     def resources(self) -> list[Resource[Any]]:
-        return [s.resource for s in self.list()]
+        return [s.resource for s in self.stored()]
 
     def _dir_keys(self) -> set[ResourceKey]:
         return {res.key for resources in self._dir_layer.values() for res in resources}
@@ -217,8 +217,10 @@ class MeshDirStore:
             raise ConfigError(errors)
         if not result.resources:
             raise ConfigError([ConfigMessage("no resources found", Source(filename))])
-        current = {s.resource.key: s.resource for s in self.list()}
-        created, configured, unchanged = [], [], []
+        current = {s.resource.key: s.resource for s in self.stored()}
+        created: list[ResourceKey] = []
+        configured: list[ResourceKey] = []
+        unchanged: list[ResourceKey] = []
         for res in result.resources:
             old = current.get(res.key)
             if old is None:
@@ -259,7 +261,8 @@ class MeshDirStore:
         ]
         if conflicts:
             raise ConfigError(conflicts)
-        deleted, not_found = [], []
+        deleted: list[ResourceKey] = []
+        not_found: list[ResourceKey] = []
         for key in keys:
             if key in self._applied:
                 self._applied_files.remove(key)
@@ -298,7 +301,7 @@ class MeshDirStore:
                 return
 
     def _changed_if_different(self) -> None:
-        digest = _digest(self.list(), self._mesh_config)
+        digest = _digest(self.stored(), self._mesh_config)
         if digest == self._digest:
             return
         self._digest = digest

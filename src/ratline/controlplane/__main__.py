@@ -44,9 +44,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     admin = AdminApi(cp)
     xds_port = await cp.start(args.xds_port if args.xds_port is not None else settings.xds_port)
-    admin_port = await admin.start(
-        settings.bind_address, args.admin_port if args.admin_port is not None else settings.admin_port
-    )
+    admin_port_wanted = args.admin_port if args.admin_port is not None else settings.admin_port
+    admin_port = await admin.start(settings.bind_address, admin_port_wanted)
     host = settings.bind_address
     logging.getLogger("ratline.controlplane").info(
         "serving xDS on %s:%d, admin API on %s:%d", host, xds_port, host, admin_port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -36,6 +37,7 @@ class AdminApi:
         self.cp = cp
         self.address = ""
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -52,16 +54,17 @@ class AdminApi:
         return app
 
     async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
+        server: Any = site._server
+        bound = int(server.sockets[0].getsockname()[1]) if server else port
         self.address = f"{host}:{bound}"
-        return int(bound)
+        return bound
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -81,7 +84,13 @@ class AdminApi:
                 timeout = min(float(req.query.get("timeout", "30")), LONG_POLL_MAX_S)
             except ValueError:
                 return _bad_request("timeout: must be a number of seconds")
-            await self.cp.store.wait_changed(wait, timeout)
+            waits = [
+                asyncio.ensure_future(self.cp.store.wait_changed(wait, timeout)),
+                asyncio.ensure_future(self._closing.wait()),
+            ]
+            _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
         items = [
             {
                 "kind": s.resource.kind,
@@ -92,7 +101,7 @@ class AdminApi:
                 "document": s.resource.source.document,
                 "resource": dict(s.resource.raw),
             }
-            for s in self.cp.store.list(kind)
+            for s in self.cp.store.stored(kind)
         ]
         return web.json_response({"config_version": self.cp.store.version, "resources": items})
 
@@ -176,7 +185,7 @@ class AdminApi:
         )
 
     async def analyze(self, _req: web.Request) -> web.Response:
-        resources = [s.resource for s in self.cp.store.list()]
+        resources = [s.resource for s in self.cp.store.stored()]
         findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
         messages = self.cp.store.refused + findings
         return web.json_response({"messages": [m.to_json() for m in messages]})

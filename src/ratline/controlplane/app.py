@@ -10,12 +10,14 @@ do not mean a thousand translations, and the xDS server only sends what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from ratline import __version__
 from ratline.config.store import MeshDirStore, mesh_files
 from ratline.model.build import build_snapshot, instances_version
 from ratline.model.snapshot import MeshSnapshot
@@ -75,10 +77,8 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: PERF203
-                pass
         await self.xds.stop()
 
     # ---- pushing -----------------------------------------------------------------------
@@ -93,7 +93,7 @@ class ControlPlane:
             return
         started = time.perf_counter()
         snapshot = build_snapshot(
-            (s.resource for s in self.store.list()), instances, self.store.mesh_config, version
+            (s.resource for s in self.store.stored()), instances, self.store.mesh_config, version
         )
         self.snapshot = snapshot
         self._generator = MeshGenerator(snapshot, self.settings, pack)
@@ -152,6 +152,7 @@ class ControlPlane:
 
     def status(self, admin_address: str) -> dict[str, Any]:
         return {
+            "version": __version__,
             "pid": os.getpid(),
             "xds": self.xds_address,
             "admin": admin_address,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ratline.api.envelope import Resource
 from ratline.registry.instances import WorkloadInstance
 
 
-class Resolution(str, Enum):
+class Resolution(StrEnum):
     """How a service's endpoints are found (Istio's ServiceEntry resolution)."""
 
     EDS = "EDS"

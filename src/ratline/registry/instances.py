@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ProxyKind(str, Enum):
+class ProxyKind(StrEnum):
     SIDECAR = "sidecar"
     ROUTER = "router"
     """A gateway: Envoy in router mode, no app behind it."""

@@ -45,9 +45,21 @@ def live_runner_pid(mesh_dir: Path) -> int | None:
     if not data:
         return None
     pid = data.get("runner_pid")
-    if isinstance(pid, int) and pid > 0 and pid_alive(pid):
+    if isinstance(pid, int) and pid > 0 and pid_alive(pid) and looks_like_ratline(pid):
         return pid
     return None
+
+
+def looks_like_ratline(pid: int) -> bool:
+    """Whether the process's command line mentions ratline (guards against PID reuse).
+
+    True when the command line cannot be read (not Linux): the PID check alone decides.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"ratline" in cmdline
 
 
 def write_run_file(mesh_dir: Path, data: dict[str, Any]) -> None:
