@@ -62,8 +62,13 @@ def test_apply_prints_kubectl_lines_and_warnings(
     stub_api.answers[("POST", "/v1/apply")] = (
         200,
         {
-            "applied": ["VirtualService default/reviews", "DestinationRule default/reviews"],
+            "created": ["DestinationRule default/reviews"],
+            "configured": ["VirtualService default/reviews"],
             "unchanged": [],
+            "types": {
+                "VirtualService default/reviews": "virtualservice.networking.istio.io",
+                "DestinationRule default/reviews": "destinationrule.networking.istio.io",
+            },
             "warnings": [warning],
         },
     )
@@ -72,8 +77,8 @@ def test_apply_prints_kubectl_lines_and_warnings(
     result = CliRunner().invoke(apply, ["-f", str(file), "--mesh", str(mesh_dir)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "virtualservice.networking.istio.io/reviews configured",
         "destinationrule.networking.istio.io/reviews created",
+        "virtualservice.networking.istio.io/reviews configured",
     ]
     assert result.stderr == "Warning [RL0101] w.yaml: w\n"
     method, path, headers, body = stub_api.requests[-1]
@@ -96,7 +101,14 @@ def test_delete_reports_deleted_and_not_found(
 ) -> None:
     stub_api.answers[("POST", "/v1/delete")] = (
         200,
-        {"deleted": ["VirtualService default/reviews"], "not_found": ["Gateway default/gw"]},
+        {
+            "deleted": ["VirtualService default/reviews"],
+            "not_found": ["Gateway default/gw"],
+            "types": {
+                "VirtualService default/reviews": "virtualservice.networking.istio.io",
+                "Gateway default/gw": "gateway.networking.istio.io",
+            },
+        },
     )
     file = tmp_path / "vs.yaml"
     file.write_text("kind: VirtualService\n")

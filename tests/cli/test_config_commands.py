@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from ratline.api.kinds import type_name
 from ratline.cli.config_commands import (
     analyze,
     apply_lines,
@@ -101,10 +102,15 @@ def test_unreadable_yaml_is_an_error(tmp_path: Path) -> None:
 
 
 def test_resource_type_names_follow_kubectl() -> None:
-    assert resource_type_name("VirtualService") == "virtualservice.networking.istio.io"
-    assert resource_type_name("AuthorizationPolicy") == "authorizationpolicy.security.istio.io"
-    assert resource_type_name("Service") == "service"
-    assert resource_type_name("Workload") == "workload.ratline.dev"
+    assert type_name("VirtualService") == "virtualservice.networking.istio.io"
+    assert type_name("AuthorizationPolicy") == "authorizationpolicy.security.istio.io"
+    assert type_name("Service") == "service"
+    assert type_name("Workload") == "workload.ratline.dev"
+    answer = {"types": {"VirtualService default/reviews": "virtualservice.networking.istio.io"}}
+    assert resource_type_name("VirtualService default/reviews", answer) == (
+        "virtualservice.networking.istio.io"
+    )
+    assert resource_type_name("Service default/x", answer) == "service"
     assert parse_resource_ref("VirtualService default/reviews") == (
         "VirtualService",
         "default",
@@ -113,22 +119,35 @@ def test_resource_type_names_follow_kubectl() -> None:
 
 
 def test_apply_lines_say_created_configured_or_unchanged() -> None:
+    refs = {
+        "VirtualService default/reviews": "virtualservice.networking.istio.io",
+        "DestinationRule default/ratings": "destinationrule.networking.istio.io",
+        "Gateway default/bookinfo-gateway": "gateway.networking.istio.io",
+    }
     answer = {
-        "applied": ["VirtualService default/reviews", "DestinationRule default/ratings"],
+        "created": ["DestinationRule default/ratings"],
+        "configured": ["VirtualService default/reviews"],
         "unchanged": ["Gateway default/bookinfo-gateway"],
+        "types": refs,
         "warnings": [],
     }
-    existing = {("VirtualService", "default", "reviews")}
-    assert apply_lines(answer, existing) == [
-        "virtualservice.networking.istio.io/reviews configured",
+    assert apply_lines(answer) == [
         "destinationrule.networking.istio.io/ratings created",
+        "virtualservice.networking.istio.io/reviews configured",
         "gateway.networking.istio.io/bookinfo-gateway unchanged",
     ]
 
 
 def test_delete_lines() -> None:
     deleted, missing = delete_lines(
-        {"deleted": ["VirtualService default/reviews"], "not_found": ["VirtualService x/gone"]}
+        {
+            "deleted": ["VirtualService default/reviews"],
+            "not_found": ["VirtualService x/gone"],
+            "types": {
+                "VirtualService default/reviews": "virtualservice.networking.istio.io",
+                "VirtualService x/gone": "virtualservice.networking.istio.io",
+            },
+        }
     )
     assert deleted == ['virtualservice.networking.istio.io "reviews" deleted']
     assert missing == ['virtualservice.networking.istio.io "gone" not found in namespace x']

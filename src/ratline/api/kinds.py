@@ -103,3 +103,11 @@ def lookup(api_version: str, kind: str) -> KindInfo:
             "apiVersion",
         )
     return info
+
+
+def type_name(kind: str) -> str:
+    """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`."""
+    info = KINDS.get(kind)
+    api_version = info.api_versions[0] if info else ""
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    return f"{kind.lower()}.{group}" if group else kind.lower()

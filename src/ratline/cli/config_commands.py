@@ -10,17 +10,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ratline.api.envelope import Resource, ResourceKey
-from ratline.api.errors import ConfigMessage
-from ratline.api.kinds import KINDS
-from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.cli.admin_client import AdminApiError, AdminClient
 from ratline.cli.meshref import mesh_option
 from ratline.cli.output import echo_data, format_message, is_error, output_option
+
+if TYPE_CHECKING:
+    from ratline.api.envelope import Resource, ResourceKey
+    from ratline.api.errors import ConfigMessage
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN_NAME = "<stdin>"
@@ -32,12 +32,10 @@ KeyTuple = tuple[str, str, str]
 # --- pure helpers -----------------------------------------------------------------------
 
 
-def resource_type_name(kind: str) -> str:
-    """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`."""
-    info = KINDS.get(kind)
-    api_version = info.api_versions[0] if info else ""
-    group = api_version.split("/", 1)[0] if "/" in api_version else ""
-    return f"{kind.lower()}.{group}" if group else kind.lower()
+def resource_type_name(ref: str, answer: Mapping[str, Any]) -> str:
+    """kubectl's type name of a resource in an API answer (`virtualservice.networking.istio.io`)."""
+    types = answer.get("types") or {}
+    return str(types.get(ref) or parse_resource_ref(ref)[0].lower())
 
 
 def parse_resource_ref(ref: str) -> KeyTuple:
@@ -49,16 +47,13 @@ def parse_resource_ref(ref: str) -> KeyTuple:
     return kind, namespace, name
 
 
-def apply_lines(answer: Mapping[str, Any], existing: set[KeyTuple]) -> list[str]:
-    """kubectl-style lines for an apply answer; `existing` says what was there before."""
+def apply_lines(answer: Mapping[str, Any]) -> list[str]:
+    """kubectl-style lines for an apply answer: `TYPE/NAME created|configured|unchanged`."""
     lines = []
-    for ref in answer.get("applied") or ():
-        key = parse_resource_ref(ref)
-        verb = "configured" if key in existing else "created"
-        lines.append(f"{resource_type_name(key[0])}/{key[2]} {verb}")
-    for ref in answer.get("unchanged") or ():
-        key = parse_resource_ref(ref)
-        lines.append(f"{resource_type_name(key[0])}/{key[2]} unchanged")
+    for verb in ("created", "configured", "unchanged"):
+        for ref in answer.get(verb) or ():
+            name = parse_resource_ref(ref)[2]
+            lines.append(f"{resource_type_name(ref, answer)}/{name} {verb}")
     return lines
 
 
@@ -66,13 +61,13 @@ def delete_lines(answer: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """kubectl-style (deleted lines, not-found lines) for a delete answer."""
     deleted = []
     for ref in answer.get("deleted") or ():
-        kind, _, name = parse_resource_ref(ref)
-        deleted.append(f'{resource_type_name(kind)} "{name}" deleted')
+        _kind, _, name = parse_resource_ref(ref)
+        deleted.append(f'{resource_type_name(ref, answer)} "{name}" deleted')
     missing = []
     for ref in answer.get("not_found") or ():
-        kind, namespace, name = parse_resource_ref(ref)
+        _kind, namespace, name = parse_resource_ref(ref)
         where = f" in namespace {namespace}" if namespace else ""
-        missing.append(f'{resource_type_name(kind)} "{name}" not found{where}')
+        missing.append(f'{resource_type_name(ref, answer)} "{name}" not found{where}')
     return deleted, missing
 
 
@@ -103,11 +98,6 @@ def _read(path: Path) -> str:
         raise click.ClickException(f"{path}: cannot read: {exc}") from None
 
 
-def _existing_keys(client: AdminClient) -> set[KeyTuple]:
-    answer = client.get("/v1/resources")
-    return {(r["kind"], r["namespace"], r["name"]) for r in answer.get("resources") or ()}
-
-
 def _warn(answer: Mapping[str, Any]) -> None:
     for warning in answer.get("warnings") or ():
         click.echo(format_message(warning), err=True)
@@ -132,7 +122,6 @@ def apply(filenames: tuple[str, ...], mesh_dir: Path) -> None:
     """Apply config to the running mesh (each file all or nothing)."""
     inputs = read_inputs(filenames)
     client = AdminClient.for_mesh(mesh_dir)
-    existing = _existing_keys(client)
     failed = False
     for name, text in inputs:
         try:
@@ -141,10 +130,9 @@ def apply(filenames: tuple[str, ...], mesh_dir: Path) -> None:
             exc.show()
             failed = True
             continue
-        for line in apply_lines(answer, existing):
+        for line in apply_lines(answer):
             click.echo(line)
         _warn(answer)
-        existing.update(parse_resource_ref(ref) for ref in answer.get("applied") or ())
     if failed:
         sys.exit(1)
 
@@ -190,6 +178,7 @@ def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
     (mesh.yaml) comes from the first directory given, else the defaults.
     """
     from ratline import api
+    from ratline.api.schemas.meshconfig import MeshConfig
 
     by_key: dict[ResourceKey, Resource[Any]] = {}
     messages: list[ConfigMessage] = []
