@@ -74,6 +74,18 @@ class Settings:
     gateway_port_offset: int = 8000
     """Gateway server ports below 1024 listen on port + this (Istio's 80 → 8080)."""
 
+    xds_tls: bool = True
+    """Serve xDS over mTLS (proxies present their workload certificate). Off for debugging."""
+
+    cert_ttl_s: float = 86400.0
+    """Lifetime of workload certificates (rotated at half-life); at least 10 seconds."""
+
+    ca_certs_dir: str = ""
+    """A plugged-in CA folder (Istio's cacerts files); default `MESH_DIR/cacerts` if present."""
+
+    ca_port: int = 0
+    """The control plane's CSR endpoint (HTTPS); 0 picks a free port."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from `RATLINE_*` variables; unknown values raise ValueError."""

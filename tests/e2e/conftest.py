@@ -77,6 +77,11 @@ class Mesh:
         status, body, _ = http_get(url, headers)
         return status, body
 
+    def admin_headers(self) -> dict[str, str]:
+        """The admin API credential (`DIR/.ratline/admin-token`) as a request header."""
+        token = (self.dir / ".ratline" / "admin-token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def proxy_status(self) -> list[dict[str, Any]]:
         out = self.ratline("proxy-status", "-o", "json", "--mesh", str(self.dir)).stdout
         data = json.loads(out)

@@ -184,7 +184,25 @@ def test_sotw_unchanged_config_sends_nothing_and_push_order() -> None:
     assert stream.set_resources(resources) == []
     changed = config(cluster("a", 5), assignment("a"), route_with_host("r"))
     responses = stream.set_resources(changed)
-    assert [r.type_url for r in responses] == [CLUSTER, ROUTE]
+    # Changed clusters warm on their endpoints: EDS is resent with them, unchanged or not.
+    assert [r.type_url for r in responses] == [CLUSTER, ENDPOINT, ROUTE]
+    only_route = config(cluster("a", 5), assignment("a"), route("r"))
+    assert [r.type_url for r in stream.set_resources(only_route)] == [ROUTE]
+
+
+def test_delta_changed_cluster_gets_its_endpoints_again() -> None:
+    stream = DeltaStream()
+    stream.set_resources(config(cluster("a"), cluster("b"), assignment("a"), assignment("b")))
+    delta_ack(stream, stream.handle_request(DeltaRequest(CLUSTER)).responses[0])
+    eds_request = DeltaRequest(ENDPOINT, subscribe=("a", "b"))
+    delta_ack(stream, stream.handle_request(eds_request).responses[0])
+    responses = stream.set_resources(
+        config(cluster("a", 7), cluster("b"), assignment("a"), assignment("b"))
+    )
+    assert [(r.type_url, [x.name for x in r.resources]) for r in responses] == [
+        (CLUSTER, ["a"]),
+        (ENDPOINT, ["a"]),
+    ]
 
 
 def test_sotw_reconnect_with_version_is_answered() -> None:

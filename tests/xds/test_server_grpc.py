@@ -119,8 +119,15 @@ async def test_delta_stream_sends_changes_only(
     source.names = ["b"]
     server.notify(["node-2"])
     second = await asyncio.wait_for(call.read(), 3)
+    # Make-before-break: "b" is added first, "a" removed once that is ACKed.
     assert [r.name for r in second.resources] == ["b"]
-    assert list(second.removed_resources) == ["a"]
+    assert list(second.removed_resources) == []
+    await call.write(
+        discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER, response_nonce=second.nonce)
+    )
+    third = await asyncio.wait_for(call.read(), 3)
+    assert list(third.resources) == []
+    assert list(third.removed_resources) == ["a"]
     assert server.proxy_status("node-2") is not None
     assert server.proxy_status("node-2").mode == "delta"  # type: ignore[union-attr]
     call.cancel()

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 XDS_CLUSTER = "xds-grpc"
+SDS_CLUSTER = "sds-grpc"
+"""The agent's SDS server on a Unix socket (workload cert `default`, trust bundle `ROOTCA`)."""
+CONTROL_PLANE_HOST = "istiod.istio-system.svc"
+"""The name the control plane's serving certificate carries (checked over xDS TLS)."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,88 @@ class BootstrapParams:
     delta: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
     locality: str = ""
+    sds_socket: str = ""
+    """Path of the agent's SDS Unix socket; "" for a proxy without workload certificates."""
+    xds_tls: bool = False
+    """Reach the control plane over mTLS (needs `sds_socket` for the proxy's certificate)."""
+
+
+def _http2_options() -> dict[str, Any]:
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+
+
+def _sds_secret(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "sds_config": {
+            "api_config_source": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
+            },
+            "resource_api_version": "V3",
+        },
+    }
+
+
+def sds_cluster(socket_path: str) -> dict[str, Any]:
+    """The static cluster reaching the agent's SDS server over its Unix socket."""
+    return {
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": _http2_options(),
+        "load_assignment": {
+            "cluster_name": SDS_CLUSTER,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": socket_path}}}}]}
+            ],
+        },
+    }
+
+
+def xds_tls_socket() -> dict[str, Any]:
+    """mTLS to the control plane: the proxy's SDS cert, the server checked by name and root."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/"
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": CONTROL_PLANE_HOST,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificate_sds_secret_configs": [_sds_secret("default")],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": CONTROL_PLANE_HOST}}
+                        ]
+                    },
+                    "validation_context_sds_secret_config": _sds_secret("ROOTCA"),
+                },
+            },
+        },
+    }
 
 
 def build_bootstrap(p: BootstrapParams) -> dict[str, Any]:
     """The bootstrap for one proxy, as a JSON-able dict."""
     config_source = {"ads": {}, "resource_api_version": "V3"}
+    bootstrap = _base_bootstrap(p, config_source)
+    clusters = bootstrap["static_resources"]["clusters"]
+    if p.sds_socket:
+        clusters.append(sds_cluster(p.sds_socket))
+    if p.xds_tls:
+        clusters[0]["transport_socket"] = xds_tls_socket()
+    return bootstrap
+
+
+def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[str, Any]:
     return {
         "node": {
             "id": p.node_id,

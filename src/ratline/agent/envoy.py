@@ -20,6 +20,7 @@ from ratline.agent.bootstrap import envoy_args
 from ratline.agent.process import ChildProcess
 
 READY_POLL_INTERVAL_S = 0.05
+DRAIN_POLL_INTERVAL_S = 0.05
 
 
 class EnvoyExitedError(RuntimeError):
@@ -32,6 +33,26 @@ def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def sum_listener_stat(stats_text: str, stat: str) -> int:
+    """Sum of `http.<listener>.<stat>` over the proxy's listeners, the admin one excluded."""
+    total = 0
+    for line in stats_text.splitlines():
+        name, _, value = line.partition(":")
+        if (
+            name.startswith("http.")
+            and not name.startswith("http.admin.")
+            and name.endswith(f".{stat}")
+            and value.strip().isdigit()
+        ):
+            total += int(value)
+    return total
+
+
+def count_active_requests(stats_text: str) -> int:
+    """Downstream requests in flight on the proxy's listeners."""
+    return sum_listener_stat(stats_text, "downstream_rq_active")
 
 
 class EnvoyProcess:
@@ -109,6 +130,51 @@ class EnvoyProcess:
 
     async def wait(self) -> int:
         return await self.process.wait()
+
+    async def request_counts(self, session: aiohttp.ClientSession) -> tuple[int, int] | None:
+        """(requests in flight, requests ever received) on this Envoy's listeners."""
+        try:
+            async with session.get(
+                f"{self.admin_url}/stats", params={"filter": "downstream_rq_(active|total)$"}
+            ) as resp:
+                body = await resp.text()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        return (
+            sum_listener_stat(body, "downstream_rq_active"),
+            sum_listener_stat(body, "downstream_rq_total"),
+        )
+
+    async def drain(self, timeout_s: float, quiet_s: float = 0.0) -> bool:
+        """Envoy's graceful drain, then wait (at most `timeout_s`) until requests are done.
+
+        `POST /drain_listeners?graceful` makes Envoy close connections as their requests
+        finish (`connection: close`, HTTP/2 GOAWAY) while listeners still accept. Done
+        when no request is in flight and none arrived for `quiet_s` (callers that just
+        took the proxy out of load balancing give the other proxies that long to learn
+        it). True when done, False on timeout or if Envoy is gone.
+        """
+        if not self.process.running:
+            return False
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+            try:
+                async with session.post(f"{self.admin_url}/drain_listeners?graceful") as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                return False
+            last_total, quiet_since = -1, time.monotonic()
+            while time.monotonic() < deadline and self.process.running:
+                counts = await self.request_counts(session)
+                now = time.monotonic()
+                if counts is not None:
+                    active, total = counts
+                    if total != last_total:
+                        last_total, quiet_since = total, now
+                    if active == 0 and now - quiet_since >= quiet_s:
+                        return True
+                await asyncio.sleep(DRAIN_POLL_INTERVAL_S)
+        return False
 
     async def stop(self, timeout_s: float = 5.0) -> int | None:
         """SIGTERM (Envoy shuts down its listeners and exits), then SIGKILL after timeout."""

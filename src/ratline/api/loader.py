@@ -21,6 +21,7 @@ from ratline.api.document import parse_document
 from ratline.api.envelope import Resource, ResourceKey, Source
 from ratline.api.errors import ConfigError, ConfigMessage, Severity
 from ratline.api.field_errors import errors_by_field
+from ratline.api.nesting import MAX_NESTING, too_deep
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.settings import STATE_DIR_NAME
 
@@ -117,6 +118,10 @@ def load_mesh_config(directory: Path) -> tuple[MeshConfig, list[ConfigMessage]]:
         return MeshConfig(), []
     try:
         text = file.read_text(encoding="utf-8")
+        deep_line = too_deep(text)
+        if deep_line is not None:
+            message = f"nests deeper than {MAX_NESTING} levels (line {deep_line})"
+            return MeshConfig(), [ConfigMessage(message, Source(file=shown))]
         data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         return MeshConfig(), [_yaml_error(exc, Source(file=shown), 0)]
@@ -176,6 +181,15 @@ def _documents(text: str, file: str | None) -> Iterator[tuple[int, Any, ConfigMe
     """
     number = 0
     for start_line, chunk in _split(text):
+        deep_line = too_deep(chunk)
+        if deep_line is not None:
+            number += 1
+            source = Source(file=file, document=number)
+            yield number, None, ConfigMessage(
+                f"document nests deeper than {MAX_NESTING} levels (line {start_line + deep_line})",
+                source,
+            )
+            continue
         try:
             parsed = list(yaml.load_all(chunk, Loader=_Loader))
         except yaml.MarkedYAMLError as exc:

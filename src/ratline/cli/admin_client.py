@@ -16,7 +16,11 @@ from typing import IO, Any
 
 import click
 
+from ratline.ca.files import read_private
 from ratline.cli.meshref import admin_url
+from ratline.settings import state_dir
+
+ADMIN_TOKEN_FILE = "admin-token"
 
 DEFAULT_TIMEOUT_S = 15.0
 
@@ -41,14 +45,18 @@ class AdminApiError(click.ClickException):
 class AdminClient:
     """Talks JSON to one control plane's admin API at `base_url` (`http://127.0.0.1:P`)."""
 
-    def __init__(self, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.token = token
+        """The admin credential, sent as `Authorization: Bearer TOKEN`."""
 
     @classmethod
     def for_mesh(cls, mesh_dir: Path) -> AdminClient:
         """The client of the mesh running in `mesh_dir` (ClickException if none is)."""
-        return cls(admin_url(mesh_dir))
+        return cls(admin_url(mesh_dir), token=admin_token(mesh_dir))
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         if query:
@@ -60,6 +68,8 @@ class AdminClient:
 
     def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Any:
         url = self.base_url + path
+        if self.token:
+            headers = {**headers, "Authorization": f"Bearer {self.token}"}
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
@@ -79,6 +89,17 @@ class AdminClient:
             raise click.ClickException(
                 f"cannot reach the control plane at {self.base_url}: {reason}"
             ) from None
+
+
+def admin_token(mesh_dir: Path) -> str | None:
+    """The mesh's admin credential (`DIR/.ratline/admin-token`, 0600), if it has one."""
+    path = state_dir(mesh_dir.resolve()) / ADMIN_TOKEN_FILE
+    if not path.exists():
+        return None
+    try:
+        return read_private(path).decode().strip()
+    except OSError as exc:
+        raise click.ClickException(f"cannot use the admin credential: {exc}") from None
 
 
 def _decode(raw: bytes, url: str) -> Any:

@@ -95,7 +95,38 @@ def _up_detached(mesh_dir: Path, settings: Settings) -> None:
         time.sleep(POLL_S)
     # The runner outlives this command; do not let Popen's finalizer warn about it.
     runner.returncode = 0
+    info = _wait_for_apps(mesh_dir, info, time.monotonic() + settings.ready_timeout_s)
     click.echo(_describe(info, log_path))
+    for line in _rejected_config(mesh_dir):
+        click.echo(f"warning: {line}", err=True)
+
+
+def _wait_for_apps(mesh_dir: Path, info: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Wait (bounded) until every instance is healthy or has an error to show."""
+    while time.monotonic() < deadline:
+        instances = info.get("instances") or []
+        if all(i.get("healthy") or i.get("error") for i in instances):
+            break
+        time.sleep(POLL_S)
+        info = read_run_file(mesh_dir) or info
+    return info
+
+
+def _rejected_config(mesh_dir: Path) -> list[str]:
+    """Config a proxy refused (NACKs), e.g. a gateway port already in use."""
+    from ratline.cli.admin_client import AdminApiError, AdminClient
+
+    try:
+        proxies = AdminClient.for_mesh(mesh_dir).get("/v1/proxy-status").get("proxies") or ()
+    except (AdminApiError, click.ClickException, OSError):
+        return []
+    lines = []
+    for proxy in proxies:
+        for short, status in (proxy.get("types") or {}).items():
+            if status.get("nack"):
+                who = f"{proxy.get('instance')}.{proxy.get('namespace')}"
+                lines.append(f"{who} rejected its {short} config: {status['nack']}")
+    return lines
 
 
 def _log_since(path: Path, offset: int) -> str:

@@ -34,6 +34,10 @@ MESH_CONFIG_FILE = "mesh.yaml"
 APPLIED_DIR = "applied"
 
 
+class StoreWriteError(ConfigError):
+    """The config was valid but could not be written (e.g. the disk is full)."""
+
+
 @dataclass(frozen=True)
 class StoredResource:
     resource: Resource[Any]
@@ -116,6 +120,7 @@ class MeshDirStore:
 
     def _load_applied(self) -> list[ConfigMessage]:
         messages: list[ConfigMessage] = []
+        self._applied_files.remove_leftovers()
         for path in self._applied_files.files():
             result = load_text(path.read_text(), str(path))
             messages += [m for m in result.messages if m.severity is Severity.ERROR]
@@ -234,10 +239,24 @@ class MeshDirStore:
         findings = analyze(list(proposed.values()), self._mesh_config, self.mesh_dir)
         touched = {res.key for res in result.resources}
         warnings = [m for m in findings if m.resource in touched]
-        for res in result.resources:
-            if res.key in unchanged and res.key in self._applied:
-                continue
-            self._applied_files.save(res.key, res.raw)
+        to_save = [
+            res
+            for res in result.resources
+            if not (res.key in unchanged and res.key in self._applied)
+        ]
+        try:
+            self._applied_files.save_all([(res.key, res.raw) for res in to_save])
+        except OSError as exc:
+            raise StoreWriteError(
+                [
+                    ConfigMessage(
+                        f"cannot store the applied config in {self._applied_files.folder}: "
+                        f"{exc.strerror or exc}; nothing was applied",
+                        Source(filename),
+                    )
+                ]
+            ) from None
+        for res in to_save:
             self._applied[res.key] = res
         self._changed_if_different()
         return ApplyResult(created, configured, unchanged, warnings)

@@ -18,6 +18,8 @@ from pathlib import Path
 from ratline.config.persist import write_atomic
 from ratline.controlplane.admin import AdminApi
 from ratline.controlplane.app import ControlPlane
+from ratline.controlplane.ca_http import CertificateApi
+from ratline.controlplane.security import ControlPlaneSecurity, authorize_node
 from ratline.settings import Settings
 
 
@@ -37,13 +39,38 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     cp = ControlPlane(args.mesh_dir, settings)
+    cp.mtls = True
     errors = cp.load()
     if errors and args.strict:
         for err in errors:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    admin = AdminApi(cp)
-    xds_port = await cp.start(args.xds_port if args.xds_port is not None else settings.xds_port)
+    try:
+        security = ControlPlaneSecurity.setup(
+            cp.mesh_dir, settings, cp.store.mesh_config.trust_domain
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"error: the mesh CA cannot start: {exc}", file=sys.stderr)
+        return 2
+    admin = AdminApi(cp, token=security.admin_token)
+    credentials = security.xds_credentials() if settings.xds_tls else None
+    if credentials is not None:
+        trust_domain = security.certificates.trust_domain
+
+        def service_account_of(node_id: str) -> str | None:
+            snapshot = cp.snapshot
+            instance = snapshot.instance(node_id) if snapshot is not None else None
+            return instance.service_account if instance is not None else None
+
+        cp.xds.authorize = lambda node, peers: authorize_node(
+            node, peers, trust_domain, service_account_of
+        )
+    xds_wanted = args.xds_port if args.xds_port is not None else settings.xds_port
+    xds_port = await cp.start(xds_wanted, credentials)
+    ca_api = CertificateApi(
+        security.certificates, security.server_chain_pem, security.server_key_pem
+    )
+    ca_port = await ca_api.start(settings.bind_address, settings.ca_port)
     admin_port_wanted = args.admin_port if args.admin_port is not None else settings.admin_port
     admin_port = await admin.start(settings.bind_address, admin_port_wanted)
     host = settings.bind_address
@@ -55,6 +82,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "pid": os.getpid(),
             "xds": f"{host}:{xds_port}",
             "admin": f"{host}:{admin_port}",
+            "ca": f"{host}:{ca_port}",
+            "xds_tls": credentials is not None,
             "errors": [str(e) for e in errors],
         }
         write_atomic(args.ready_file, json.dumps(info).encode())
@@ -64,6 +93,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await admin.stop()
+    await ca_api.stop()
     await cp.stop()
     return 0
 

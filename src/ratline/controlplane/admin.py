@@ -10,8 +10,12 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from ratline.api.analyze import analyze
+from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigError, ConfigMessage
+from ratline.api.kinds import type_name
+from ratline.config.store import StoreWriteError
 from ratline.controlplane.app import ControlPlane
+from ratline.controlplane.ca_http import admin_auth_middleware
 from ratline.controlplane.status import proxy_status_json
 from ratline.registry.instances import WorkloadInstance
 from ratline.xds.types import SHORT_NAMES
@@ -28,19 +32,27 @@ def _errors(messages: list[ConfigMessage], status: int) -> web.Response:
     return web.json_response({"errors": [m.to_json() for m in messages]}, status=status)
 
 
+def _types(keys: list[ResourceKey]) -> dict[str, str]:
+    """kubectl's type name of each resource, for the CLI's `TYPE/NAME created` lines."""
+    return {str(k): type_name(k.kind) for k in keys}
+
+
 def _bad_request(text: str) -> web.Response:
     return _errors([ConfigMessage(text)], 400)
 
 
 class AdminApi:
-    def __init__(self, cp: ControlPlane) -> None:
+    def __init__(self, cp: ControlPlane, token: str | None = None) -> None:
         self.cp = cp
+        self.token = token
+        """The admin credential every request but /healthz must carry (None: open)."""
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        middlewares = [admin_auth_middleware(self.token)] if self.token else []
+        app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/resources", self.resources)
@@ -119,6 +131,9 @@ class AdminApi:
         filename = req.headers.get("X-Ratline-Filename")
         try:
             result = self.cp.store.apply(text, filename)
+        except StoreWriteError as exc:
+            log.error("apply failed: %s", exc)
+            return _errors(exc.messages, 507)
         except ConfigError as exc:
             log.warning("apply refused: %s", exc)
             return _errors(exc.messages, 400)
@@ -128,6 +143,7 @@ class AdminApi:
                 "configured": [str(k) for k in result.configured],
                 "unchanged": [str(k) for k in result.unchanged],
                 "applied": [str(k) for k in result.created + result.configured],
+                "types": _types(result.created + result.configured + result.unchanged),
                 "warnings": [m.to_json() for m in result.warnings],
             }
         )
@@ -145,6 +161,7 @@ class AdminApi:
             {
                 "deleted": [str(k) for k in result.deleted],
                 "not_found": [str(k) for k in result.not_found],
+                "types": _types(result.deleted + result.not_found),
             }
         )
 
@@ -187,5 +204,5 @@ class AdminApi:
     async def analyze(self, _req: web.Request) -> web.Response:
         resources = [s.resource for s in self.cp.store.stored()]
         findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
-        messages = self.cp.store.refused + findings
+        messages = self.cp.store.refused + findings + self.cp.translation_messages
         return web.json_response({"messages": [m.to_json() for m in messages]})

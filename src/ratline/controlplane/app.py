@@ -47,8 +47,15 @@ class ControlPlane:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.push_count = 0
+        self.mtls = False
+        """Whether proxies get workload certificates (SDS) and mTLS config (security set up)."""
 
     # ---- ConfigSource for the xDS server ---------------------------------------------
+
+    @property
+    def translation_messages(self) -> list[Any]:
+        """Findings of translation (config not translated, or refused by a translator)."""
+        return self._generator.messages if self._generator is not None else []
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
         generator = self._generator
@@ -66,8 +73,8 @@ class ControlPlane:
         self._push_now()
         return errors
 
-    async def start(self, xds_port: int) -> int:
-        port = await self.xds.start(self.settings.bind_address, xds_port)
+    async def start(self, xds_port: int, credentials: Any = None) -> int:
+        port = await self.xds.start(self.settings.bind_address, xds_port, credentials)
         self.xds_address = f"{self.settings.bind_address}:{port}"
         self._tasks.append(asyncio.create_task(self._push_loop(), name="push-loop"))
         self._tasks.append(asyncio.create_task(self._watch_mesh_dir(), name="mesh-dir-watch"))
@@ -96,7 +103,7 @@ class ControlPlane:
             (s.resource for s in self.store.stored()), instances, self.store.mesh_config, version
         )
         self.snapshot = snapshot
-        self._generator = MeshGenerator(snapshot, self.settings, pack)
+        self._generator = MeshGenerator(snapshot, self.settings, pack, mtls=self.mtls)
         self.push_count += 1
         self.xds.notify(None)
         log.info(

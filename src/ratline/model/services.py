@@ -49,6 +49,30 @@ def _target_port(instance_ports: Sequence[InstancePort], target: int | str | Non
     return next((p for p in instance_ports if p.container_port == number), None)
 
 
+def _index_by_label(
+    instances: Sequence[WorkloadInstance],
+) -> dict[tuple[str, str, str], list[WorkloadInstance]]:
+    """(namespace, label key, label value) → instances carrying that label, in input order."""
+    index: dict[tuple[str, str, str], list[WorkloadInstance]] = {}
+    for inst in instances:
+        for key, value in inst.labels.items():
+            index.setdefault((inst.namespace, key, value), []).append(inst)
+    return index
+
+
+def _candidates(
+    index: Mapping[tuple[str, str, str], list[WorkloadInstance]],
+    namespace: str,
+    selector: Mapping[str, str],
+) -> list[WorkloadInstance]:
+    """Instances that may match a non-empty selector: those with its rarest label.
+
+    Keeps a Service's endpoint lookup proportional to its candidates, not to the mesh.
+    """
+    lists = [index.get((namespace, k, v), []) for k, v in selector.items()]
+    return min(lists, key=len)
+
+
 def build_services(
     resources: Iterable[Resource[Any]],
     instances: Iterable[WorkloadInstance],
@@ -59,6 +83,7 @@ def build_services(
     instances = [i for i in instances if i.ports]
     workload_entries = [r for r in resources if r.kind == "WorkloadEntry"]
     services: dict[str, Service] = {}
+    by_label = _index_by_label(instances)
 
     for res in resources:
         if res.kind != "Service":
@@ -73,7 +98,7 @@ def build_services(
             ports.append(ServicePort(sp.name or "", sp.port, protocol, sp.target_port))
             eps: list[Endpoint] = []
             if selector:
-                for inst in instances:
+                for inst in _candidates(by_label, res.namespace, selector):
                     if inst.namespace != res.namespace or not labels_match(selector, inst.labels):
                         continue
                     port = _target_port(inst.ports, sp.target_port, sp.port)

@@ -24,7 +24,7 @@ from ratline.api.schemas.networking import (
 )
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service, ServicePort
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate import names
+from ratline.translate import names, tls
 from ratline.translate.common import Findings, ads_config_source, duration, pack_any
 from ratline.translate.endpoints import load_assignment, subset_endpoints
 from ratline.translate.policy import (
@@ -155,6 +155,7 @@ def apply_policy(
     policy: EffectivePolicy,
     rule: Resource[Any] | None,
     findings: Findings,
+    tls_handled: bool = False,
 ) -> None:
     """Apply the traffic policy in force for this cluster's port and subset."""
     apply_load_balancer(cluster, policy.load_balancer, rule, policy.field_path, findings)
@@ -162,7 +163,9 @@ def apply_policy(
         apply_connection_pool(cluster, policy.connection_pool)
     if policy.outlier_detection is not None:
         apply_outlier_detection(cluster, policy.outlier_detection)
-    if policy.tls is not None and policy.tls.mode != "DISABLE" and rule is not None:
+    if policy.tls is not None and policy.tls.mode != "DISABLE" and rule is not None and (
+        not tls_handled
+    ):
         findings.not_supported(rule, f"{policy.field_path}.tls", f"tls mode {policy.tls.mode}")
 
 
@@ -249,7 +252,7 @@ def _service_port_cluster(
 
 
 def service_clusters(
-    snapshot: MeshSnapshot, service: Service, findings: Findings
+    snapshot: MeshSnapshot, service: Service, findings: Findings, mtls: bool = False
 ) -> list[cluster_pb2.Cluster]:
     """Per port: the cluster of the whole service, then one per DestinationRule subset."""
     rule = destination_rule_for(snapshot, service)
@@ -260,16 +263,24 @@ def service_clusters(
             cluster = _service_port_cluster(service, port, subset, connect_timeout_s)
             if not cluster.HasField("cluster_type"):  # forward proxy clusters take no policy
                 policy = effective_policy(rule, port.port, subset.name if subset else "")
-                apply_policy(cluster, policy, rule, findings)
+                apply_policy(cluster, policy, rule, findings, tls_handled=mtls)
+                if mtls:
+                    tls.apply_client_tls(
+                        cluster, snapshot, service, policy.tls, rule, policy.field_path, findings
+                    )
             result.append(cluster)
     return result
 
 
-def outbound_clusters(snapshot: MeshSnapshot, findings: Findings) -> list[cluster_pb2.Cluster]:
-    """Every outbound cluster plus BlackHole and Passthrough (the same for every proxy)."""
+def outbound_clusters(
+    snapshot: MeshSnapshot, findings: Findings, mtls: bool = False
+) -> list[cluster_pb2.Cluster]:
+    """Every outbound cluster plus BlackHole and Passthrough (the same for every proxy).
+
+    With `mtls`, clusters secure their connections (auto mTLS or DestinationRule tls)."""
     result = [blackhole_cluster(), passthrough_cluster()]
     for hostname in sorted(snapshot.services):
-        result.extend(service_clusters(snapshot, snapshot.services[hostname], findings))
+        result.extend(service_clusters(snapshot, snapshot.services[hostname], findings, mtls))
     return result
 
 

@@ -6,7 +6,7 @@ endpoints stay in the assignment marked UNHEALTHY, so Envoy's stats show them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -42,8 +42,12 @@ def lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
     )
 
 
+TlsPredicate = Callable[[Endpoint], bool]
+"""Whether an endpoint takes mTLS (it gets the `tlsMode: istio` label); see translate.tls."""
+
+
 def load_assignment(
-    cluster_name: str, endpoints: Iterable[Endpoint]
+    cluster_name: str, endpoints: Iterable[Endpoint], takes_mtls: TlsPredicate | None = None
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """A load assignment grouping endpoints by locality (sorted, so output is stable)."""
     by_locality: dict[str, list[Endpoint]] = {}
@@ -57,6 +61,12 @@ def load_assignment(
                 locality=locality(where), lb_endpoints=[lb_endpoint(e) for e in group]
             )
         )
+        if takes_mtls is not None:
+            for endpoint, lb in zip(group, assignment.endpoints[-1].lb_endpoints, strict=True):
+                if takes_mtls(endpoint):
+                    lb.metadata.filter_metadata["envoy.transport_socket_match"].update(
+                        {"tlsMode": "istio"}
+                    )
     return assignment
 
 
@@ -68,7 +78,7 @@ def subset_endpoints(
 
 
 def service_load_assignments(
-    snapshot: MeshSnapshot, service: Service
+    snapshot: MeshSnapshot, service: Service, takes_mtls: TlsPredicate | None = None
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """The load assignments of one EDS service: per port, the whole set and each subset."""
     if service.resolution is not Resolution.EDS:
@@ -78,16 +88,20 @@ def service_load_assignments(
     for port in service.ports:
         endpoints = service.endpoints.get(port.port, ())
         name = names.outbound_cluster(port.port, "", service.hostname)
-        result.append(load_assignment(name, endpoints))
+        result.append(load_assignment(name, endpoints, takes_mtls))
         for subset in subsets_of(rule):
             name = names.outbound_cluster(port.port, subset.name, service.hostname)
-            result.append(load_assignment(name, subset_endpoints(endpoints, subset.labels)))
+            chosen = subset_endpoints(endpoints, subset.labels)
+            result.append(load_assignment(name, chosen, takes_mtls))
     return result
 
 
-def outbound_load_assignments(snapshot: MeshSnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:
+def outbound_load_assignments(
+    snapshot: MeshSnapshot, takes_mtls: TlsPredicate | None = None
+) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """Every EDS load assignment of the mesh (the same for every proxy)."""
     result = []
     for hostname in sorted(snapshot.services):
-        result.extend(service_load_assignments(snapshot, snapshot.services[hostname]))
+        service = snapshot.services[hostname]
+        result.extend(service_load_assignments(snapshot, service, takes_mtls))
     return result

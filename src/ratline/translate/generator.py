@@ -13,6 +13,7 @@ generator is a `ratline.xds.types.ConfigSource`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -27,7 +28,7 @@ from ratline.api.errors import ConfigMessage
 from ratline.model.snapshot import MeshSnapshot
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
-from ratline.translate import clusters, endpoints, listeners, routes
+from ratline.translate import authz, clusters, endpoints, listeners, routes, tls
 from ratline.translate.common import Findings, labels_match, type_url
 from ratline.translate.routes import GatewayServer, ProxyScope
 
@@ -83,9 +84,13 @@ class MeshGenerator(Generic[PackedT]):
         snapshot: MeshSnapshot,
         settings: Settings,
         pack: Callable[[Message], PackedT],
+        *,
+        mtls: bool = False,
     ) -> None:
         self.snapshot = snapshot
         self.settings = settings
+        self.mtls = mtls
+        """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
         self._pack = pack
         self._findings = Findings()
         self._label_scoped = _uses_source_labels(snapshot)
@@ -93,6 +98,8 @@ class MeshGenerator(Generic[PackedT]):
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
         self._proxies: dict[str, ProxyResources | None] = {}
         self._packed: dict[int, tuple[Message, PackedT]] = {}
+        self._shared_maps: dict[int, dict[str, PackedT]] = {}
+        """id(shared outbound tuple) → its name → packed map (the tuples live in _outbound)."""
 
     @property
     def messages(self) -> list[ConfigMessage]:
@@ -108,8 +115,32 @@ class MeshGenerator(Generic[PackedT]):
             return None
         result: dict[str, dict[str, PackedT]] = {}
         for url, messages in protos.by_type().items():
-            result[url] = {_name(m): self._packed_one(m) for m in messages}
+            result[url] = self._packed_map(messages)
         return self.snapshot.version, result
+
+    def _packed_map(self, messages: tuple[Message, ...]) -> dict[str, PackedT]:
+        """Name → packed resource. The outbound part every proxy shares is mapped once.
+
+        Without this, each proxy's config costs O(mesh) dictionary work per push even
+        though its outbound clusters and load assignments are the same objects.
+        """
+        result: dict[str, PackedT] = {}
+        rest = messages
+        if self._outbound is not None:
+            for shared in self._outbound:
+                n = len(shared)
+                if n and len(messages) >= n and all(map(operator.is_, messages[:n], shared)):
+                    hit = self._shared_maps.get(id(shared))
+                    if hit is None:
+                        hit = self._shared_maps[id(shared)] = {
+                            _name(m): self._packed_one(m) for m in shared
+                        }
+                    result = dict(hit)
+                    rest = messages[n:]
+                    break
+        for message in rest:
+            result[_name(message)] = self._packed_one(message)
+        return result
 
     def _packed_one(self, message: Message) -> PackedT:
         """Pack a message once; shared messages (by identity) share their packed form."""
@@ -137,8 +168,13 @@ class MeshGenerator(Generic[PackedT]):
         """The clusters and load assignments every proxy gets (built once)."""
         if self._outbound is None:
             self._outbound = (
-                tuple(clusters.outbound_clusters(self.snapshot, self._findings)),
-                tuple(endpoints.outbound_load_assignments(self.snapshot)),
+                tuple(clusters.outbound_clusters(self.snapshot, self._findings, self.mtls)),
+                tuple(
+                    endpoints.outbound_load_assignments(
+                        self.snapshot,
+                        tls.endpoint_tls_predicate(self.snapshot) if self.mtls else None,
+                    )
+                ),
             )
         return self._outbound
 
@@ -167,9 +203,16 @@ class MeshGenerator(Generic[PackedT]):
             )
         for port in sorted(instance.ports, key=lambda p: p.container_port):
             if port.inbound_port is not None:
-                out_listeners.append(listeners.inbound_listener(address, port, mesh))
+                security = self._security(instance, port.container_port)
+                inbound = listeners.inbound_listener(address, port, mesh, security.filters)
+                if self.mtls:
+                    mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
+                    inbound = tls.secure_inbound(inbound, mode)
+                out_listeners.append(inbound)
         return ProxyResources(
-            clusters=shared_clusters + tuple(clusters.inbound_clusters(instance)),
+            clusters=shared_clusters
+            + tuple(clusters.inbound_clusters(instance))
+            + self._security(instance, 0).clusters,
             endpoints=shared_endpoints,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
@@ -201,16 +244,23 @@ class MeshGenerator(Generic[PackedT]):
         out_listeners = []
         out_routes = []
         for port, servers in sorted(self.gateway_servers(instance).items()):
-            out_listeners.append(listeners.gateway_listener(self.settings.bind_address, port, mesh))
+            security = self._security(instance, port)
+            out_listeners.append(
+                listeners.gateway_listener(self.settings.bind_address, port, mesh, security.filters)
+            )
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
         return ProxyResources(
-            clusters=shared_clusters,
+            clusters=shared_clusters + self._security(instance, 0).clusters,
             endpoints=shared_endpoints,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
+
+    def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
+        """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
+        return authz.security_filters(self.snapshot, instance, port, self._findings)
 
 
 def _name(message: Message) -> str:

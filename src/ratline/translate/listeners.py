@@ -6,6 +6,7 @@ their routes over RDS; inbound listeners carry an inline route to the app's clus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -65,8 +66,12 @@ def connection_manager(
     use_remote_address: bool = False,
     strip_host_port: bool = False,
     mesh_config: Any = None,
+    http_filters: Sequence[hcm_pb2.HttpFilter] = (),
 ) -> hcm_pb2.HttpConnectionManager:
-    """An HCM with routes over RDS (`rds` names them) or inline, and the router filter last."""
+    """An HCM with routes over RDS (`rds` names them) or inline, and the router filter last.
+
+    `http_filters` (security: jwt_authn, RBAC, ext_authz) run before the router.
+    """
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix, strip_any_host_port=strip_host_port
     )
@@ -78,6 +83,7 @@ def connection_manager(
         hcm.route_config.CopyFrom(route_config)
     if forward_proxy:
         hcm.http_filters.append(forward_proxy_filter())
+    hcm.http_filters.extend(http_filters)
     hcm.http_filters.append(router_filter())
     hcm.access_log.extend(access_logs(mesh_config))
     return hcm
@@ -117,7 +123,12 @@ def inbound_route_config(port: int) -> route_pb2.RouteConfiguration:
     return config
 
 
-def inbound_listener(address: str, port: InstancePort, mesh_config: Any) -> listener_pb2.Listener:
+def inbound_listener(
+    address: str,
+    port: InstancePort,
+    mesh_config: Any,
+    http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+) -> listener_pb2.Listener:
     """`inbound|PORT||` on the sidecar's inbound port for one container port."""
     if port.inbound_port is None:
         raise ValueError(f"container port {port.container_port} has no sidecar inbound port")
@@ -125,12 +136,18 @@ def inbound_listener(address: str, port: InstancePort, mesh_config: Any) -> list
         f"inbound_{port.container_port}",
         route_config=inbound_route_config(port.container_port),
         mesh_config=mesh_config,
+        http_filters=http_filters,
     )
     name = names.inbound_listener(port.container_port)
     return _listener(name, address, port.inbound_port, hcm, base_pb2.INBOUND)
 
 
-def gateway_listener(address: str, listen_port: int, mesh_config: Any) -> listener_pb2.Listener:
+def gateway_listener(
+    address: str,
+    listen_port: int,
+    mesh_config: Any,
+    http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+) -> listener_pb2.Listener:
     """`0.0.0.0_8080`: a gateway's HTTP listener, routed through RDS `http.8080`.
 
     Routing ignores any port in the Host (clients may name the real or the Istio port).
@@ -142,5 +159,6 @@ def gateway_listener(address: str, listen_port: int, mesh_config: Any) -> listen
         use_remote_address=True,
         strip_host_port=True,
         mesh_config=mesh_config,
+        http_filters=http_filters,
     )
     return _listener(name, address, listen_port, hcm, base_pb2.OUTBOUND)

@@ -16,6 +16,9 @@ Rules (xDS protocol, v3):
 - Delta: a response carries only resources the client lacks or has at another version,
   plus `removed` names; resources a NACKed response carried are forgotten as known, so the
   next change sends them again.
+- A cluster Envoy receives anew (added or changed) warms until it gets its endpoints, and
+  Envoy does not ask again for endpoints it already has: whenever clusters are sent, their
+  endpoints are sent right after, changed or not (as Istio does).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from ratline.xds.cache import set_version
 from ratline.xds.types import (
     CLUSTER,
+    ENDPOINT,
     LISTENER,
     PUSH_ORDER,
     SHORT_NAMES,
@@ -283,8 +287,15 @@ class SotwStream(_StreamBase):
     def set_resources(self, resources: Resources | None) -> list[SotwResponse]:
         """The node's config changed (or became known): what to send now, in push order."""
         self._resources = resources
-        responses = (self._respond(self._types[t]) for t in push_ordered(self._types))
-        return [r for r in responses if r is not None]
+        responses: list[SotwResponse] = []
+        for type_url in push_ordered(self._types):
+            state = self._types[type_url]
+            if type_url == ENDPOINT and any(r.type_url == CLUSTER for r in responses):
+                state.owes_response = True  # the new clusters warm on these endpoints
+            response = self._respond(state)
+            if response is not None:
+                responses.append(response)
+        return responses
 
     def _respond(self, state: _TypeState) -> SotwResponse | None:
         if self._resources is None:
@@ -363,8 +374,22 @@ class DeltaStream(_StreamBase):
     def set_resources(self, resources: Resources | None) -> list[DeltaResponse]:
         """The node's config changed (or became known): what to send now, in push order."""
         self._resources = resources
-        responses = (self._respond(self._types[t]) for t in push_ordered(self._types))
-        return [r for r in responses if r is not None]
+        responses: list[DeltaResponse] = []
+        for type_url in push_ordered(self._types):
+            if type_url == ENDPOINT:
+                sent_clusters = {
+                    r.name
+                    for response in responses
+                    if response.type_url == CLUSTER
+                    for r in response.resources
+                }
+                known = self._known[ENDPOINT]
+                for name in sent_clusters & set(known):
+                    del known[name]  # resend: the new cluster warms on its endpoints
+            response = self._respond(self._types[type_url])
+            if response is not None:
+                responses.append(response)
+        return responses
 
     def _change_subscription(
         self, state: _TypeState, subscribe: Iterable[str], unsubscribe: Iterable[str]

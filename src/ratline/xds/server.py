@@ -4,7 +4,9 @@ A thin asyncio adapter around `protocol`. Each stream has its own task and queue
 task feeds the client's requests into the queue, the stream task handles them one at a
 time and writes the responses, so one slow proxy never holds up another. `notify` puts a
 single "recompute" marker in the queues of the affected streams; markers arriving while
-one is pending coalesce, so a stream computes its config at most once per burst.
+one is pending coalesce, so a stream computes its config at most once per burst. A
+change reaches a connected proxy make-before-break (`staging`): each stage is sent once
+the proxy has ACKed the previous one, or after `STAGE_ACK_TIMEOUT_S`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from ratline.xds import wire
 from ratline.xds.protocol import DeltaStream, SotwStream, SyncState, TypeStatus
+from ratline.xds.staging import push_stages
 from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
 
 log = logging.getLogger("ratline.xds")
 
 XdsMode = Literal["sotw", "delta"]
 NodeCallback = Callable[[str], None]
+STAGE_ACK_TIMEOUT_S = 5.0
+MAX_QUEUED_REQUESTS = 64
+"""Requests read from one stream but not yet handled; past this the reader stops reading,
+so a proxy that floods requests is held back by gRPC flow control, not by our memory."""
+"""Longest a push stage waits for the proxy's ACKs before the next stage is sent."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,17 @@ class _Connection:
         self.mode: XdsMode = mode
         self.protocol: SotwStream | DeltaStream = SotwStream() if mode == "sotw" else DeltaStream()
         self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.request_slots = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
+        """Bounds the requests in `queue` (markers are coalesced and need no slot)."""
         self.node_id: str | None = None
         self.peer = peer
         self.connected_at = time.time()
         self.snapshot_version: str | None = None
+        self.current: Resources | None = None
+        """The config last handed to `protocol` (a push stage while one is under way)."""
+        self.stages: list[Resources] = []
+        """Push stages still to send, each after the proxy ACKed the one before."""
+        self.stage_sent_at = 0.0
         self._recompute_queued = False
 
     def request_recompute(self) -> None:
@@ -103,6 +118,39 @@ class _Connection:
 
     def take_recompute(self) -> None:
         self._recompute_queued = False
+
+    def stage_wait_s(self) -> float | None:
+        """How long to wait for ACKs before sending the next stage; None: no stage waits."""
+        if not self.stages:
+            return None
+        return max(0.0, self.stage_sent_at + STAGE_ACK_TIMEOUT_S - time.monotonic())
+
+    def stage_acked(self) -> bool:
+        """Every type the proxy follows is ACKed (or NACKed) at what was last sent."""
+        return all(
+            status.state is not SyncState.STALE or status.nack is not None
+            for status in self.protocol.status().values()
+        )
+
+    def begin_push(self, resources: Resources | None) -> list[Any]:
+        """Start moving the proxy to `resources`; the first stage's responses."""
+        if resources is None:
+            self.stages = []
+            self.current = None
+            return list(self.protocol.set_resources(None))
+        self.stages = push_stages(self.current, resources)
+        return self.next_stage()
+
+    def next_stage(self) -> list[Any]:
+        """Send pending stages until one produces responses (to wait for) or none is left."""
+        while self.stages:
+            stage = self.stages.pop(0)
+            self.current = stage
+            self.stage_sent_at = time.monotonic()
+            responses: list[Any] = list(self.protocol.set_resources(stage))
+            if responses:
+                return responses
+        return []
 
     def status(self, connected: bool, disconnected_at: float | None = None) -> ProxyStatus:
         return ProxyStatus(
@@ -139,15 +187,26 @@ class XdsServer:
         """node id → its open streams, oldest first (a reconnect may overlap the old one)."""
         self._departed: OrderedDict[str, ProxyStatus] = OrderedDict()
         self.port: int | None = None
+        self.authorize: Callable[[str, tuple[str, ...]], str | None] | None = None
+        """Checks a new stream's node id against its TLS peer's SPIFFE IDs; a returned
+        message refuses the stream (PERMISSION_DENIED). None: every node is accepted."""
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on host:port (0 picks a free port); returns the bound port."""
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> int:
+        """Listen on host:port (0 picks a free port), over TLS with `credentials`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         server = grpc.aio.server()
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        bound = server.add_insecure_port(address)
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
         if bound == 0:
             raise OSError(f"xDS server could not bind {address}")
         await server.start()
@@ -204,28 +263,47 @@ class XdsServer:
         """Run one ADS stream until the client goes away or the server stops."""
         connection = _Connection(mode, context.peer())
         reader = asyncio.create_task(self._read(connection, requests))
+        getter: asyncio.Future[object] | None = None
         try:
             while True:
-                item = await connection.queue.get()
+                if getter is None:
+                    getter = asyncio.ensure_future(connection.queue.get())
+                await asyncio.wait({getter}, timeout=connection.stage_wait_s())
+                if not getter.done():
+                    # The proxy did not ACK the last stage in time: send the next anyway.
+                    responses: list[Any] = connection.next_stage()
+                    item: object = None
+                else:
+                    item, getter = getter.result(), None
                 if item is _CLOSED:
                     return
-                if item is _RECOMPUTE:
+                if item is None:
+                    pass
+                elif item is _RECOMPUTE:
                     connection.take_recompute()
-                    responses: list[Any] = connection.protocol.set_resources(
-                        self._compute(connection)
-                    )
+                    responses = connection.begin_push(self._compute(connection))
                 else:
+                    connection.request_slots.release()
+                    if connection.node_id is None and self.authorize is not None:
+                        refusal = self.authorize(_node_of(item), _peer_ids(context))
+                        if refusal is not None:
+                            log.warning("xDS stream from %s refused: %s", context.peer(), refusal)
+                            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
                     if connection.node_id is None and not self._attach(connection, item):
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "the first request must name a node"
                         )
                     responses = self._handle(connection, item)
+                    if connection.stages and connection.stage_acked():
+                        responses += connection.next_stage()
                 for response in responses:
                     if mode == "sotw":
                         await context.write(wire.sotw_response(response))
                     else:
                         await context.write(wire.delta_response(response))
         finally:
+            if getter is not None:
+                getter.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -234,6 +312,7 @@ class XdsServer:
     async def _read(self, connection: _Connection, requests: AsyncIterator[Any]) -> None:
         try:
             async for request in requests:
+                await connection.request_slots.acquire()
                 connection.queue.put_nowait(request)
         except asyncio.CancelledError:
             raise
@@ -250,7 +329,8 @@ class XdsServer:
         self._connections.setdefault(node_id, []).append(connection)
         self._departed.pop(node_id, None)
         log.info("proxy %s connected (%s xDS, %s)", node_id, connection.mode, connection.peer)
-        connection.protocol.set_resources(self._compute(connection))
+        connection.current = self._compute(connection)
+        connection.protocol.set_resources(connection.current)
         if self._on_connect is not None:
             try:
                 self._on_connect(node_id)
@@ -310,6 +390,20 @@ class XdsServer:
                 nack.message,
             )
         return handled.responses
+
+
+def _node_of(request: Any) -> str:
+    node = getattr(request, "node", None)
+    return str(getattr(node, "id", "") or "")
+
+
+def _peer_ids(context: grpc.aio.ServicerContext) -> tuple[str, ...]:
+    """The SPIFFE IDs of the stream's TLS client certificate (none over plain text)."""
+    auth = context.auth_context() or {}
+    values = auth.get("peer_spiffe_id") or [
+        v for v in auth.get("x509_subject_alternative_name") or () if v.startswith(b"spiffe://")
+    ]
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
 class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]

@@ -149,6 +149,38 @@ def _non_empty(value: str) -> str:
 
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 
+_NOT_RE2 = (
+    ("(?=", "lookahead"),
+    ("(?!", "negative lookahead"),
+    ("(?<=", "lookbehind"),
+    ("(?<!", "negative lookbehind"),
+    ("(?>", "atomic group"),
+    ("(?(", "conditional group"),
+    ("(?P=", "backreference"),
+)
+MAX_REGEX_LENGTH = 4096
+"""Envoy's default `max_program_size` bounds compiled size; this bounds the source."""
+
+
+def _re2_regex(value: str) -> str:
+    """Refuse what RE2 (Envoy's regex engine) cannot compile, before Envoy sees it."""
+    if len(value) > MAX_REGEX_LENGTH:
+        raise ValueError(f"regex longer than {MAX_REGEX_LENGTH} characters")
+    for token, what in _NOT_RE2:
+        if token in value:
+            raise ValueError(f"invalid regex {value!r}: RE2 has no {what} ({token}…)")
+    if re.search(r"(?<!\\)\\[1-9]", value):
+        raise ValueError(f"invalid regex {value!r}: RE2 has no backreferences")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+    return value
+
+
+Re2Regex = Annotated[str, AfterValidator(_re2_regex)]
+"""A regular expression Envoy's RE2 accepts (checked with Python's `re` plus RE2's limits)."""
+
 
 def only_one_of(model: BaseModel, names: tuple[str, ...], required: bool) -> None:
     """Raise ValueError unless at most one (or exactly one, if required) field is set."""

@@ -20,6 +20,7 @@ from ratline.api.schemas.common import (
     PortNumber,
     PortSelector,
     PositiveDuration,
+    Re2Regex,
     Seq,
     Spec,
     Weight,
@@ -32,7 +33,7 @@ class StringMatch(Spec):
 
     exact: str | None = None
     prefix: str | None = None
-    regex: str | None = None
+    regex: Re2Regex | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> StringMatch:
@@ -142,7 +143,7 @@ class Delegate(Spec):
 class RegexRewrite(Spec):
     """Rewrite the path with an RE2 regex and substitution."""
 
-    match: str
+    match: Re2Regex
     rewrite: str
 
 

@@ -31,6 +31,9 @@ class WorkloadSpec(Spec):
     env: dict[str, str] = {}
     ports: Seq[ContainerPort] = ()
     working_dir: str | None = None
+    restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
+    """As a Kubernetes Pod's: restart the app always, only after a failure, or never.
+    An app that is not restarted takes its sidecar down with it (a job)."""
 
     @model_validator(mode="after")
     def _unique_ports(self) -> WorkloadSpec:

@@ -33,9 +33,15 @@ class ControlPlaneInfo:
     admin: str
     errors: tuple[str, ...] = ()
     """Files of the mesh dir it refused at start (it serves the rest)."""
+    ca: str = ""
+    """`127.0.0.1:PORT` of its CSR endpoint (HTTPS); "" when it runs no CA."""
+    xds_tls: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "xds": self.xds, "admin": self.admin}
+        data: dict[str, Any] = {"pid": self.pid, "xds": self.xds, "admin": self.admin}
+        if self.ca:
+            data.update(ca=self.ca, xds_tls=self.xds_tls)
+        return data
 
 
 CONTROLPLANE_MODULE = "ratline.controlplane"
@@ -75,6 +81,8 @@ def parse_ready_file(path: Path) -> ControlPlaneInfo | None:
             xds=str(data["xds"]),
             admin=str(data["admin"]),
             errors=tuple(str(e) for e in data.get("errors") or ()),
+            ca=str(data.get("ca") or ""),
+            xds_tls=bool(data.get("xds_tls")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

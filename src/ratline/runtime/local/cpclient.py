@@ -19,8 +19,10 @@ class ControlPlaneUnavailable(Exception):
 class AdminClient:
     """Talks to one control plane's admin API; `base_url` may change when it restarts."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
+        """The admin credential (`DIR/.ratline/admin-token`), sent as a bearer header."""
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AdminClient:
@@ -31,7 +33,8 @@ class AdminClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+            self._session = aiohttp.ClientSession(headers=headers)
         return self._session
 
     async def close(self) -> None:

@@ -29,7 +29,7 @@ from ratline.registry.instances import (
     node_id,
 )
 from ratline.runtime.local.proxies import SupervisedEnvoy
-from ratline.runtime.local.supervisor import Backoff, RestartPolicy
+from ratline.runtime.local.supervisor import Backoff, RestartPolicy, should_restart
 from ratline.runtime.local.workloads import InstanceSpec
 from ratline.settings import Settings
 
@@ -137,6 +137,7 @@ class LocalInstance:
         settings: Settings,
         policy: RestartPolicy,
         on_change: Callable[[], None],
+        bootstrap_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.ports = ports
@@ -147,6 +148,8 @@ class LocalInstance:
         self.app: ChildProcess | None = None
         self.app_listening = False
         self.app_error: str | None = None
+        self.exit_code: int | None = None
+        """Set when the app exited and its restartPolicy says it stays down (a finished job)."""
         self.node_id = node_id(ProxyKind.SIDECAR, "127.0.0.1", spec.name, spec.namespace)
         self.log_path = dirs.logs_dir / f"{spec.name}.log"
         params = BootstrapParams(
@@ -157,6 +160,7 @@ class LocalInstance:
             admin_port=ports.admin,
             delta=settings.delta_xds,
             metadata={"NAMESPACE": spec.namespace, "WORKLOAD_NAME": spec.workload.name},
+            **dict(bootstrap_extra or {}),
         )
         self.sidecar = SupervisedEnvoy(
             label=spec.name,
@@ -189,6 +193,20 @@ class LocalInstance:
             and self.app_listening
             and self.app_error is None
         )
+
+    @property
+    def finished(self) -> bool:
+        """The app exited for good (restartPolicy), and its sidecar was stopped with it."""
+        return self.exit_code is not None
+
+    @property
+    def phase(self) -> str:
+        """Kubernetes' pod phase: Pending, Running, Succeeded or Failed."""
+        if self.exit_code is not None:
+            return "Succeeded" if self.exit_code == 0 else "Failed"
+        if self.app_error is not None:
+            return "Failed"
+        return "Running" if self.app_pid is not None else "Pending"
 
     @property
     def restarts(self) -> int:
@@ -239,6 +257,9 @@ class LocalInstance:
             code = await app.wait()
             listening.cancel()
             self.app_listening = False
+            if not should_restart(workload.restart_policy, code):
+                await self._finish(pid, code, app)
+                return
             delay = self.app_backoff.on_exit(app.uptime())
             log.warning(
                 "%s: app (pid %d) exited with code %d; restart in %.1fs; last log lines:\n%s",
@@ -250,6 +271,23 @@ class LocalInstance:
             )
             self.on_change()
             await asyncio.sleep(delay)
+
+    async def _finish(self, pid: int, code: int, app: ChildProcess) -> None:
+        """The app exited and stays down: its sidecar drains and stops too (a job's end)."""
+        self.exit_code = code
+        log.info(
+            "%s: app (pid %d) exited with code %d; restartPolicy %s: not restarted, "
+            "stopping its sidecar%s",
+            self.name,
+            pid,
+            code,
+            self.spec.workload.restart_policy,
+            "" if code == 0 else f"; last log lines:\n{app.log_tail(10)}",
+        )
+        self.on_change()
+        await self.sidecar.drain()
+        await self.sidecar.stop()
+        self.on_change()
 
     async def _wait_listening(self, app: ChildProcess) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout_s
@@ -287,8 +325,10 @@ class LocalInstance:
     async def stop_sidecar(self) -> None:
         await self.sidecar.stop()
 
-    async def stop(self) -> None:
-        """App first, then its sidecar."""
+    async def stop(self, quiet_s: float = 0.0) -> None:
+        """Sidecar drains (in-flight requests finish, then `quiet_s` without new ones),
+        then the app stops, then the sidecar."""
+        await self.sidecar.drain(quiet_s=quiet_s)
         await self.stop_app()
         await self.stop_sidecar()
 
@@ -332,6 +372,8 @@ class LocalInstance:
             "sidecar_ready": self.sidecar.ready.is_set(),
             "healthy": data["healthy"],
             "restarts": self.restarts,
+            "phase": self.phase,
+            "exit_code": self.exit_code,
             "error": self.error,
             "log": str(self.log_path),
             "proxy_log": str(self.sidecar.log_path),

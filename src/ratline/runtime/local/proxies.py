@@ -20,6 +20,8 @@ from ratline.settings import Settings
 log = logging.getLogger("ratline.runner")
 
 ENVOY_STOP_TIMEOUT_S = 5.0
+DRAIN_TIMEOUT_S = 5.0
+"""Longest `ratline down` waits for in-flight requests (Istio's terminationDrainDuration)."""
 
 
 class SupervisedEnvoy:
@@ -120,6 +122,15 @@ class SupervisedEnvoy:
         self.ready.set()
         log.info("%s: envoy ready (pid %d, admin %d)", self.label, pid, self.params.admin_port)
         self.on_change()
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S, quiet_s: float = 0.0) -> None:
+        """Envoy's graceful drain: let in-flight requests finish (at most `timeout_s`),
+        and wait until none arrived for `quiet_s`."""
+        if self.envoy is not None and self.envoy.running:
+            drained = await self.envoy.drain(timeout_s, quiet_s)
+            if not drained:
+                log.warning("%s: requests still in flight after %gs of drain", self.label,
+                            timeout_s)
 
     async def stop(self, timeout_s: float = ENVOY_STOP_TIMEOUT_S) -> None:
         """Stop supervising, then SIGTERM Envoy (SIGKILL after `timeout_s`)."""

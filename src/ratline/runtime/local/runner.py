@@ -42,6 +42,7 @@ from ratline.runtime.local.runfile import (
     remove_run_file,
     write_run_file,
 )
+from ratline.runtime.local.security import LocalSecurity, read_admin_token
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy
 from ratline.runtime.local.workloads import (
     GATEWAY_KIND,
@@ -64,6 +65,9 @@ WATCH_TIMEOUT_S = 30.0
 WATCH_RETRY_S = 0.5
 REPORT_COALESCE_S = 0.02
 CONTROL_PLANE_STOP_TIMEOUT_S = 5.0
+REMOVAL_QUIET_S = 0.5
+"""A removed instance's sidecar serves until no request reached it for this long: the
+time for every other proxy to apply the endpoint removal."""
 
 
 def configure_logging(stream: TextIO | None = None) -> None:
@@ -96,6 +100,8 @@ class Runner:
         self.workload_errors: list[str] = []
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
+        self.security: LocalSecurity | None = None
+        """Certificates and SDS for the proxies, when the control plane runs a CA."""
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.ready = False
         self._synced = False
@@ -163,7 +169,12 @@ class Runner:
             log.error("%s", exc)
             return 1
         self._log_control_plane(info, "ready")
-        self.client = AdminClient(f"http://{info.admin}")
+        self.client = AdminClient(f"http://{info.admin}", read_admin_token(self.mesh_dir))
+        if info.ca:
+            self.security = LocalSecurity(
+                self.mesh_dir, self.settings, self._ca_address, info.xds_tls
+            )
+            await self.security.start()
         self._write_run_file()
         self._start_gateway(xds_port)
         self._spawn(self._report_loop(), "reporter")
@@ -194,12 +205,19 @@ class Runner:
             with contextlib.suppress(BaseException):
                 await task
         instances = list(self.instances.values())
+        # Drain first: every Envoy lets its in-flight requests finish before any app stops.
+        envoys = [i.sidecar for i in instances]
+        if self.gateway is not None:
+            envoys.append(self.gateway)
+        await _gather_logged(e.drain() for e in envoys)
         if instances:
             log.info("stopping %d instances", len(instances))
         await _gather_logged(i.stop_app() for i in instances)
         await _gather_logged(i.stop_sidecar() for i in instances)
         if self.gateway is not None:
             await _gather_logged([self.gateway.stop()])
+        if self.security is not None:
+            await _gather_logged([self.security.stop()])
         if self.cp is not None:
             await _gather_logged([self.cp.stop(CONTROL_PLANE_STOP_TIMEOUT_S)])
         if self.client is not None:
@@ -222,7 +240,13 @@ class Runner:
             admin_port=self.gateway_admin_port,
             delta=self.settings.delta_xds,
             metadata={"NAMESPACE": GATEWAY_NAMESPACE, "WORKLOAD_NAME": GATEWAY_NAME},
+            **self._bootstrap_extra(),
         )
+        if self.security is not None:
+            self.security.enroll(
+                gateway_node, GATEWAY_NAMESPACE, f"{GATEWAY_NAME}-service-account",
+                GATEWAY_INSTANCE,
+            )
         self.gateway = SupervisedEnvoy(
             label=GATEWAY_INSTANCE,
             params=params,
@@ -287,9 +311,14 @@ class Runner:
         stopping = [self.instances.pop(key) for key in plan.stop]
         for inst in stopping:
             log.info("%s: stopping (Workload changed or removed)", inst.name)
-        await _gather_logged(inst.stop() for inst in stopping)
+        if stopping:
+            # Out of the load-balancing set first, then drained and stopped.
+            await self._push_instances()
+        await _gather_logged(inst.stop(quiet_s=REMOVAL_QUIET_S) for inst in stopping)
         for inst in stopping:
             self.allocator.release(inst.ports.all())
+            if self.security is not None:
+                await self.security.forget(inst.node_id)
         new = [self._create_instance(spec) for spec in plan.start]
         self._synced = True
         # Report before starting: a sidecar only becomes ready once the control plane
@@ -316,9 +345,21 @@ class Runner:
             settings=self.settings,
             policy=self.policy,
             on_change=self.notify,
+            bootstrap_extra=self._bootstrap_extra(),
         )
+        if self.security is not None:
+            self.security.enroll(
+                inst.node_id, spec.namespace, spec.workload.service_account, spec.name
+            )
         self.instances[spec.key] = inst
         return inst
+
+    def _bootstrap_extra(self) -> dict[str, Any]:
+        return self.security.bootstrap_fields() if self.security is not None else {}
+
+    def _ca_address(self) -> str | None:
+        info = self.cp.info if self.cp is not None else None
+        return info.ca if info is not None and info.ca else None
 
     # -- the control plane ------------------------------------------------------------
 
@@ -391,7 +432,7 @@ class Runner:
             return
         if not self.gateway.ready.is_set():
             return
-        if not all(inst.sidecar.ready.is_set() for inst in self.instances.values()):
+        if not all(i.sidecar.ready.is_set() or i.finished for i in self.instances.values()):
             return
         self.ready = True
         cp = self.cp.info if self.cp else None

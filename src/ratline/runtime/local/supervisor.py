@@ -50,6 +50,15 @@ class Backoff:
         return self.policy.delay(self.consecutive_failures)
 
 
+def should_restart(restart_policy: str, exit_code: int) -> bool:
+    """Kubernetes' rule: Always restarts, OnFailure only after a non-zero exit, Never never."""
+    if restart_policy == "Never":
+        return False
+    if restart_policy == "OnFailure":
+        return exit_code != 0
+    return True
+
+
 async def sleep_unless(event: asyncio.Event, delay_s: float) -> bool:
     """Sleep `delay_s` unless `event` is set first; True if the event was set."""
     with contextlib.suppress(TimeoutError):

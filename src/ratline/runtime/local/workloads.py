@@ -42,6 +42,8 @@ class WorkloadSpec:
     ports: tuple[ContainerPort, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     service_account: str = "default"
+    restart_policy: str = "Always"
+    """Always | OnFailure | Never, as a Kubernetes Pod's."""
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -101,6 +103,7 @@ def parse_workload(doc: Mapping[str, Any]) -> tuple[WorkloadSpec, int]:
             ),
             labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
             service_account=spec.service_account,
+            restart_policy=spec.restart_policy,
         ),
         spec.replicas,
     )

@@ -1,0 +1,274 @@
+"""Simulated proxies: real gRPC ADS clients that subscribe, ACK and NACK as Envoy does.
+
+Run as a worker process (`python -m bench.adsclient`): the first stdin line is a JSON
+config (`xds`, `mode`, `nodes`, `nack_nodes`); then each `stats SINCE` line is answered
+with one JSON line: per node, when the stream opened, when all four types had arrived,
+and every (time, type, version) received after SINCE. Times are `time.monotonic()`,
+which is system-wide on Linux, so the coordinator can compare them with its own.
+
+Like Envoy: CDS and LDS are wildcard subscriptions; EDS names are the EDS clusters of the
+accepted CDS; RDS names the sidecar's `http_proxy` route once a listener arrived. A NACK
+carries `error_detail` and, in state of the world, the last accepted version. Nodes in
+`nack_nodes` reject the first route configuration they receive (the control plane must
+not resend it; they accept the next one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.rpc import status_pb2
+
+CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
+RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
+SIDECAR_ROUTE = "http_proxy"
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    # Channels to one target otherwise share one TCP connection; each Envoy has its own.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+_eds_names_by_cds_version: dict[str, tuple[str, ...]] = {}
+"""SotW CDS version → its EDS cluster names; shared by the clients of one worker."""
+
+
+def _eds_cluster_names(resources: list[Any]) -> list[str]:
+    names = []
+    for packed in resources:
+        cluster = cluster_pb2.Cluster.FromString(packed.value)
+        if cluster.type == cluster_pb2.Cluster.EDS:
+            names.append(cluster.name)
+    return names
+
+
+@dataclass
+class ClientRecord:
+    node_id: str
+    started_at: float = 0.0
+    synced_at: float | None = None
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+    """(monotonic time, short type, version) of every response received."""
+    nacks_sent: int = 0
+    error: str | None = None
+
+    def seen_types(self) -> set[str]:
+        return {e[1] for e in self.events}
+
+
+class SimulatedProxy:
+    """One ADS stream behaving like an Envoy sidecar."""
+
+    def __init__(self, channel: grpc.aio.Channel, node_id: str, mode: str, nack_first_rds: bool):
+        self.stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        self.node = base_pb2.Node(id=node_id, cluster=node_id.split("~")[2].split(".")[0])
+        self.mode = mode
+        self.nack_first_rds = nack_first_rds
+        self.record = ClientRecord(node_id)
+        self.synced = asyncio.Event()
+        self._out: asyncio.Queue[Any] = asyncio.Queue()
+        self._first = True
+        self._accepted: dict[str, str] = {}
+        self._subscribed: dict[str, tuple[str, ...]] = {CDS: (), LDS: ()}
+        self._nonces: dict[str, str] = {}
+        self._known: dict[str, dict[str, str]] = {}
+
+    def _send(self, message: Any) -> None:
+        if self._first:
+            message.node.CopyFrom(self.node)
+            self._first = False
+        self._out.put_nowait(message)
+
+    async def _requests(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self._out.get()
+
+    def _note(self, type_url: str, version: str) -> None:
+        now = time.monotonic()
+        self.record.events.append((now, SHORT.get(type_url, type_url), version))
+        if self.record.synced_at is None and len(self.record.seen_types()) == 4:
+            self.record.synced_at = now
+            self.synced.set()
+
+    def _reject(self, type_url: str) -> bool:
+        if type_url == RDS and self.nack_first_rds:
+            self.nack_first_rds = False
+            self.record.nacks_sent += 1
+            return True
+        return False
+
+    async def run(self) -> None:
+        self.record.started_at = time.monotonic()
+        try:
+            if self.mode == "delta":
+                await self._run_delta()
+            else:
+                await self._run_sotw()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.record.error = repr(exc)[:300]
+
+    # ---- state of the world --------------------------------------------------------------
+
+    def _sotw_request(self, type_url: str, nack: str | None = None) -> None:
+        request = discovery_pb2.DiscoveryRequest(
+            type_url=type_url,
+            version_info=self._accepted.get(type_url, ""),
+            response_nonce=self._nonces.get(type_url, ""),
+            resource_names=list(self._subscribed.get(type_url, ())),
+        )
+        if nack is not None:
+            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=nack))
+        self._send(request)
+
+    async def _run_sotw(self) -> None:
+        self._sotw_request(CDS)
+        self._sotw_request(LDS)
+        async for response in self.stub.StreamAggregatedResources(self._requests()):
+            type_url = response.type_url
+            self._note(type_url, response.version_info)
+            self._nonces[type_url] = response.nonce
+            if self._reject(type_url):
+                self._sotw_request(type_url, nack="bench: simulated rejection")
+                continue
+            self._accepted[type_url] = response.version_info
+            self._sotw_request(type_url)
+            if type_url == CDS:
+                names = _eds_names_by_cds_version.get(response.version_info)
+                if names is None:
+                    names = tuple(sorted(_eds_cluster_names(list(response.resources))))
+                    _eds_names_by_cds_version[response.version_info] = names
+                if names != self._subscribed.get(EDS):
+                    self._subscribed[EDS] = names
+                    self._sotw_request(EDS)
+            elif type_url == LDS and RDS not in self._subscribed:
+                self._subscribed[RDS] = (SIDECAR_ROUTE,)
+                self._sotw_request(RDS)
+
+    # ---- delta ---------------------------------------------------------------------------
+
+    async def _run_delta(self) -> None:
+        self._send(discovery_pb2.DeltaDiscoveryRequest(type_url=CDS))
+        self._send(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS))
+        async for response in self.stub.DeltaAggregatedResources(self._requests()):
+            type_url = response.type_url
+            self._note(type_url, response.system_version_info)
+            ack = discovery_pb2.DeltaDiscoveryRequest(
+                type_url=type_url, response_nonce=response.nonce
+            )
+            if self._reject(type_url):
+                ack.error_detail.CopyFrom(status_pb2.Status(code=3, message="bench: rejected"))
+                self._send(ack)
+                continue
+            self._send(ack)
+            known = self._known.setdefault(type_url, {})
+            for removed in response.removed_resources:
+                known.pop(removed, None)
+            for resource in response.resources:
+                known[resource.name] = resource.version
+            if type_url == CDS:
+                new_eds = [
+                    r.name for r in response.resources
+                    if cluster_pb2.Cluster.FromString(r.resource.value).type
+                    == cluster_pb2.Cluster.EDS
+                ]
+                if new_eds or response.removed_resources:
+                    self._send(discovery_pb2.DeltaDiscoveryRequest(
+                        type_url=EDS,
+                        resource_names_subscribe=new_eds,
+                        resource_names_unsubscribe=list(response.removed_resources),
+                    ))
+            elif type_url == LDS and RDS not in self._subscribed:
+                self._subscribed[RDS] = (SIDECAR_ROUTE,)
+                self._send(discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=RDS, resource_names_subscribe=[SIDECAR_ROUTE]
+                ))
+
+
+async def connect_and_sync(xds: str, node_id: str, mode: str, timeout: float) -> ClientRecord:
+    """Open one stream, wait until all four types arrived, close it; returns its record."""
+    async with grpc.aio.insecure_channel(xds, options=CHANNEL_OPTIONS) as channel:
+        proxy = SimulatedProxy(channel, node_id, mode, nack_first_rds=False)
+        task = asyncio.create_task(proxy.run())
+        try:
+            await asyncio.wait_for(proxy.synced.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{node_id} not synced after {timeout}s: {proxy.record}") from None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return proxy.record
+
+
+async def new_proxy_sync_times(xds: str, node_ids: list[str], mode: str,
+                               timeout: float) -> list[float]:
+    """Seconds from opening a stream to holding all four types, one new proxy at a time.
+
+    One event loop for all of them: grpc.aio does not survive several `asyncio.run`s.
+    """
+    times = []
+    for node_id in node_ids:
+        record = await connect_and_sync(xds, node_id, mode, timeout)
+        assert record.synced_at is not None
+        times.append(record.synced_at - record.started_at)
+    return times
+
+
+def _stats(proxies: list[SimulatedProxy], since: float) -> dict[str, Any]:
+    return {
+        p.record.node_id: {
+            "started_at": p.record.started_at,
+            "synced_at": p.record.synced_at,
+            "events": [e for e in p.record.events if e[0] >= since],
+            "nacks": p.record.nacks_sent,
+            "error": p.record.error,
+        }
+        for p in proxies
+    }
+
+
+async def _worker() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 28)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    config = json.loads(await reader.readline())
+    nack_nodes = set(config.get("nack_nodes", ()))
+    per_channel = max(1, int(config.get("streams_per_channel", 1)))
+    channels: list[grpc.aio.Channel] = []
+    proxies: list[SimulatedProxy] = []
+    tasks = []
+    for index, node_id in enumerate(config["nodes"]):
+        if index % per_channel == 0:
+            channels.append(grpc.aio.insecure_channel(config["xds"], options=CHANNEL_OPTIONS))
+        proxy = SimulatedProxy(channels[-1], node_id, config["mode"], node_id in nack_nodes)
+        proxies.append(proxy)
+        tasks.append(asyncio.create_task(proxy.run()))
+    print(json.dumps({"started": len(proxies)}), flush=True)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            break
+        _cmd, _, since = line.partition(" ")
+        print(json.dumps(_stats(proxies, float(since or 0))), flush=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for channel in channels:
+        await channel.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_worker())

@@ -1,0 +1,47 @@
+"""Benchmark sizes: `smoke` keeps every benchmark working in CI in well under a minute;
+`full` is the size the issue asks for, fitted to a 2-core machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.dataplane import LoadSize
+from bench.scale import ScaleSize
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    load: LoadSize
+    footprint_services: tuple[int, ...]
+    scale: tuple[ScaleSize, ...]
+    growth_services: tuple[int, ...]
+    growth_proxies: int
+    growth_endpoints_per_service: int
+    profile: tuple[int, int, int]
+    """(services, endpoints, proxies) of the in-process push profile."""
+
+
+SMOKE = Sizes(
+    name="smoke",
+    load=LoadSize(qps=200, connections=4, seconds=1.0, runs=1),
+    footprint_services=(10,),
+    scale=(ScaleSize(10, 20, 20, 2, mode="sotw"), ScaleSize(10, 20, 20, 2, mode="delta")),
+    growth_services=(5, 20),
+    growth_proxies=10,
+    growth_endpoints_per_service=2,
+    profile=(10, 20, 20),
+)
+
+FULL = Sizes(
+    name="full",
+    load=LoadSize(qps=1000, connections=16, seconds=10.0, runs=3),
+    footprint_services=(10, 100, 1000),
+    # 2,000 proxies is the issue's size; see the report's notes for why 1,000 run here.
+    scale=(ScaleSize(1000, 5000, 1000, 20, mode="sotw"),
+           ScaleSize(1000, 5000, 1000, 20, mode="delta")),
+    growth_services=(100, 1000, 5000),
+    growth_proxies=200,
+    growth_endpoints_per_service=2,
+    profile=(1000, 5000, 2000),
+)

@@ -1,0 +1,151 @@
+"""A small real mesh for reliability tests: `hello` (2 replicas) behind the ingress gateway.
+
+Reuses the e2e `make_mesh` fixture (the real CLI: `ratline up -d`, stopped at teardown
+even on failure). Every test marked `reliability` gets its own mesh, so a fault
+injected by one test cannot leak into the next.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Mesh, make_mesh, wait_status
+from tests.helpers import http_get, wait_for
+
+__all__ = ["hello_mesh", "hello_mesh_files", "make_mesh"]
+
+APP = Path(__file__).resolve().parent / "fixtures" / "app.py"
+
+SERVICE_YAML = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  selector:
+    app: hello
+  ports:
+  - name: http
+    port: 8000
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: hello-gateway
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: hello
+spec:
+  hosts: ["*"]
+  gateways: [hello-gateway]
+  http:
+  - route:
+    - destination:
+        host: hello
+        port:
+          number: 8000
+"""
+
+
+def workload_yaml(replicas: int = 2, extra: str = "") -> str:
+    return f"""\
+apiVersion: ratline.dev/v1alpha1
+kind: Workload
+metadata:
+  name: hello-v1
+  labels:
+    app: hello
+    version: v1
+spec:
+  replicas: {replicas}
+  command: [{sys.executable}, app.py]
+  ports:
+  - name: http
+    containerPort: 8000
+{extra}"""
+
+
+def instance(mesh: Mesh, name: str) -> dict[str, Any]:
+    return next(i for i in mesh.run_info()["instances"] if i["name"] == name)
+
+
+def admin_url(mesh: Mesh, path: str) -> str:
+    return f"http://{mesh.run_info()['control_plane']['admin']}{path}"
+
+
+def resources(mesh: Mesh) -> list[dict[str, Any]]:
+    """Every stored resource, from the control plane's admin API."""
+    status, body, _ = http_get(admin_url(mesh, "/v1/resources"), mesh.admin_headers())
+    assert status == 200, body
+    return list(json.loads(body)["resources"])
+
+
+def wait_both_replicas(mesh: Mesh, timeout: float = 30) -> None:
+    """Until the gateway has answered from both replicas."""
+    seen: set[str] = set()
+
+    def check() -> bool:
+        status, body = mesh.get(mesh.gateway_url("/"))
+        if status == 200:
+            seen.add(body.split(" pid ")[0])
+        return len(seen) >= 2
+
+    wait_for(check, timeout=timeout, interval=0.02, what="both replicas answering")
+
+
+@pytest.fixture
+def hello_mesh_files() -> dict[str, str]:
+    """The mesh directory's files: Service, Gateway, VirtualService, Workload, the app."""
+    return {"hello.yaml": SERVICE_YAML, "workload.yaml": workload_yaml(), "app.py": APP.read_text()}
+
+
+@pytest.fixture
+def hello_mesh(make_mesh: Any, hello_mesh_files: dict[str, str]) -> Mesh:
+    """A started mesh: Service, Gateway, VirtualService and 2 replicas of `hello-v1`."""
+    mesh: Mesh = make_mesh(hello_mesh_files)
+    wait_status(mesh, mesh.gateway_url("/"))
+    wait_both_replicas(mesh)
+    return mesh
+
+
+def gateway_admin(mesh: Mesh) -> str:
+    return f"http://127.0.0.1:{mesh.run_info()['gateways'][0]['admin_port']}"
+
+
+def endpoint_health_flags(admin: str, cluster_prefix: str) -> dict[str, str]:
+    """`host:port → health_flags` of one Envoy's clusters whose name starts with a prefix."""
+    status, body, _ = http_get(f"{admin}/clusters")
+    assert status == 200, body
+    flags: dict[str, str] = {}
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0].startswith(cluster_prefix) and parts[2] == "health_flags":
+            flags[parts[1]] = parts[3]
+    return flags
+
+
+def failure_stats(mesh: Mesh) -> str:
+    """The gateway's non-zero counters that explain a failed request (503 and friends)."""
+    _, body, _ = http_get(f"{gateway_admin(mesh)}/stats")
+    keys = ("no_cluster", "no_route", "none_healthy", "cx_connect_fail", "rq_retry",
+            "warming", "overflow", "upstream_rq_503", "rq_maintenance", "rq_reset",
+            "cx_destroy_remote_with_active_rq", "rq_timeout", "rq_pending_failure_eject",
+            "rq_tx_reset", "rq_rx_reset")
+    lines = [ln for ln in body.splitlines() if any(k in ln for k in keys)]
+    return "\n".join(ln for ln in lines if not ln.endswith(": 0"))
