@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, http_get, kill_pids, wait_for
+from tests.helpers import free_fixed_port, http_get, kill_pids, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,8 @@ def make_mesh(tmp_path: Path) -> Iterator[Any]:
             for rel, text in source.items():
                 (mesh_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 (mesh_dir / rel).write_text(text)
-        env = mesh_env(free_port(), **{f"RATLINE_{k.upper()}": v for k, v in settings.items()})
+        overrides = {f"RATLINE_{k.upper()}": v for k, v in settings.items()}
+        env = mesh_env(free_fixed_port(), **overrides)
         mesh = Mesh(mesh_dir, env)
         meshes.append(mesh)
         if start:

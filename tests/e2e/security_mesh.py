@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Mesh, mesh_env, wait_status
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_fixed_port, wait_for
 
 ECHO_APP = '''
 import json, os
@@ -175,7 +175,7 @@ def start_mesh(root: Path, mesh_yaml: str = "") -> Mesh:
     (mesh_dir / "httpbin.yaml").write_text(BACKEND)
     if mesh_yaml:
         (mesh_dir / "mesh.yaml").write_text(mesh_yaml)
-    mesh = Mesh(mesh_dir, mesh_env(free_port()))
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
     mesh.up()
     wait_status(mesh, mesh.gateway_url("/ready"), timeout=30)
     return mesh

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Mesh, wait_status
-from tests.helpers import wait_for
+from tests.helpers import free_fixed_port, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -45,13 +45,12 @@ def bookinfo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     import shutil
 
     from tests.e2e.conftest import mesh_env
-    from tests.helpers import free_port
 
     root = tmp_path_factory.mktemp("bookinfo")
     mesh_dir = root / "mesh"
     shutil.copytree(BOOKINFO, mesh_dir, ignore=shutil.ignore_patterns(".ratline"))
     delta = "1" if request.param == "delta" else "0"
-    mesh = Mesh(mesh_dir, mesh_env(free_port(), RATLINE_DELTA_XDS=delta))
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port(), RATLINE_DELTA_XDS=delta))
     try:
         mesh.up()
         wait_status(mesh, mesh.gateway_url("/productpage"), timeout=30)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.e2e.conftest import Mesh, mesh_env
-from tests.helpers import free_port, http_get, kill_pids, wait_for
+from tests.helpers import free_fixed_port, http_get, kill_pids, wait_for
 from tests.reliability.conftest import APP, SERVICE_YAML, wait_both_replicas, workload_yaml
 from tests.reliability.load import SteadyLoad
 from tests.reliability.test_config_churn import churn_yaml
@@ -142,7 +142,7 @@ def run(minutes: float, seed: int) -> SoakReport:
                  "app.py": APP.read_text()}
         for name, text in files.items():
             (mesh_dir / name).write_text(text)
-        mesh = Mesh(mesh_dir, mesh_env(free_port()))
+        mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
         try:
             mesh.up()
             wait_both_replicas(mesh)

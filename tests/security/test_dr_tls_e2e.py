@@ -18,7 +18,7 @@ from ratline.ca.authority import CertificateAuthority, self_signed_root
 from ratline.ca.csr import private_key_pem
 from ratline.ca.identity import Identity
 from tests.e2e.conftest import Mesh, mesh_env, wait_status
-from tests.helpers import free_port, http_get, wait_for
+from tests.helpers import free_fixed_port, http_get, wait_for
 from tests.security.conftest import mesh_files
 
 pytestmark = pytest.mark.e2e
@@ -100,7 +100,7 @@ def tls_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, d
         _service_entry("plain", "plain.example", plain_port)
         + _service_entry("secure", "secure.example", secure_port)
     )
-    mesh = Mesh(mesh_dir, mesh_env(free_port()))
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
     try:
         mesh.up()
         wait_status(mesh, mesh.gateway_url("/"), timeout=30)

@@ -30,7 +30,7 @@ from ratline.ca.csr import make_csr, new_private_key, private_key_pem
 from ratline.ca.tokens import mint_token
 from tests.ca.test_csr_and_tokens import _tampered_signature
 from tests.e2e.conftest import Mesh, wait_status
-from tests.helpers import http_get, wait_for
+from tests.helpers import free_fixed_port, http_get, wait_for
 from tests.security.conftest import mesh_files
 
 pytestmark = pytest.mark.e2e
@@ -51,13 +51,12 @@ spec:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """One mesh for the module (the e2e `make_mesh` fixture is per test)."""
     from tests.e2e.conftest import mesh_env
-    from tests.helpers import free_port
 
     mesh_dir = tmp_path_factory.mktemp("secured") / "mesh"
     mesh_dir.mkdir()
     for rel, text in mesh_files().items():
         (mesh_dir / rel).write_text(text)
-    mesh = Mesh(mesh_dir, mesh_env(free_port()))
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
     try:
         mesh.up()
         wait_status(mesh, mesh.gateway_url("/"), timeout=30)

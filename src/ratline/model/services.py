@@ -101,21 +101,9 @@ def build_services(
                 for inst in _candidates(by_label, res.namespace, selector):
                     if inst.namespace != res.namespace or not labels_match(selector, inst.labels):
                         continue
-                    port = _target_port(inst.ports, sp.target_port, sp.port)
-                    if port is None:
-                        continue
-                    eps.append(
-                        Endpoint(
-                            address=inst.address,
-                            port=port.inbound_port or port.app_port,
-                            labels=dict(inst.labels),
-                            namespace=inst.namespace,
-                            service_account=inst.service_account,
-                            instance=inst.name,
-                            healthy=inst.healthy,
-                            has_sidecar=port.inbound_port is not None,
-                        )
-                    )
+                    endpoint = _instance_endpoint(inst, sp.target_port, sp.port)
+                    if endpoint is not None:
+                        eps.append(endpoint)
                 for we in workload_entries:
                     if we.namespace != res.namespace:
                         continue
@@ -140,6 +128,25 @@ def build_services(
         for svc in _service_entry_services(res, instances, workload_entries, domain_suffix):
             services.setdefault(svc.hostname, svc)
     return services
+
+
+def _instance_endpoint(
+    inst: WorkloadInstance, target: int | str | None, service_port: int
+) -> Endpoint | None:
+    """The endpoint of one instance for a service port, or None if it lacks the port."""
+    port = _target_port(inst.ports, target, service_port)
+    if port is None:
+        return None
+    return Endpoint(
+        address=inst.address,
+        port=port.inbound_port or port.app_port,
+        labels=dict(inst.labels),
+        namespace=inst.namespace,
+        service_account=inst.service_account,
+        instance=inst.name,
+        healthy=inst.healthy,
+        has_sidecar=port.inbound_port is not None,
+    )
 
 
 def _workload_entry_endpoint(
@@ -209,20 +216,9 @@ def _service_entry_services(
                         eps.append(_workload_entry_endpoint(we, sp.name, sp.target_port or sp.port))
                 for inst in instances:
                     if inst.namespace == res.namespace and labels_match(selector, inst.labels):
-                        port = _target_port(inst.ports, sp.target_port, sp.port)
-                        if port is not None:
-                            eps.append(
-                                Endpoint(
-                                    address=inst.address,
-                                    port=port.inbound_port or port.app_port,
-                                    labels=dict(inst.labels),
-                                    namespace=inst.namespace,
-                                    service_account=inst.service_account,
-                                    instance=inst.name,
-                                    healthy=inst.healthy,
-                                    has_sidecar=port.inbound_port is not None,
-                                )
-                            )
+                        endpoint = _instance_endpoint(inst, sp.target_port, sp.port)
+                        if endpoint is not None:
+                            eps.append(endpoint)
             if not eps and resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
                 target = sp.target_port if isinstance(sp.target_port, int) else sp.port
                 eps.append(Endpoint(address=host, port=target))

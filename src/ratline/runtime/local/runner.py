@@ -301,6 +301,9 @@ class Runner:
                 log.error("%s", error)
             self.workload_errors = errors
         listen = gateway_listen_ports(gateways, GATEWAY_LABELS, self.settings.gateway_port_offset)
+        for port in listen:
+            # Never hand a gateway's port to an app or a sidecar.
+            self.allocator.reserve(port)
         if listen != self.gateway_listen:
             self.gateway_listen = listen
             if listen:
