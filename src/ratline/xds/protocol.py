@@ -253,7 +253,9 @@ class _StreamBase:
 
 
 class SotwStream(_StreamBase):
-    """State-of-the-world ADS: every response holds the whole subscribed set of its type."""
+    """State-of-the-world ADS: a CDS or LDS response holds the whole set of its type; an
+    EDS, RDS or SDS response the whole subscribed set when asked afresh, else what changed.
+    """
 
     def __init__(self, clock: Clock = time.time) -> None:
         super().__init__(clock)
@@ -302,13 +304,24 @@ class SotwStream(_StreamBase):
             return None
         selected = state.subscription.select(self._available(state.type_url))
         content = {name: r.version for name, r in selected.items()}
-        if not state.owes_response and content == self._sent_content.get(state.type_url):
+        previous = self._sent_content.get(state.type_url)
+        if not state.owes_response and content == previous:
             return None
+        if state.owes_response or previous is None or state.type_url in WILDCARD_TYPES:
+            names = sorted(selected)
+        else:
+            # Only CDS and LDS responses must hold the whole set; for the other types a
+            # resource left out keeps its last value, so send just what changed (Istio's
+            # incremental EDS): one endpoint change is one assignment, not the mesh.
+            names = sorted(n for n, v in content.items() if previous.get(n) != v)
+            if not names:
+                self._sent_content[state.type_url] = content  # only unsubscriptions
+                return None
         version = set_version(content)
         nonce = self._next_nonce()
         self._sent_content[state.type_url] = content
         state.sent_version, state.sent_nonce, state.owes_response = version, nonce, False
-        resources = tuple(selected[name] for name in sorted(selected))
+        resources = tuple(selected[name] for name in names)
         return SotwResponse(state.type_url, version, nonce, resources)
 
 
