@@ -7,72 +7,17 @@ restarted with a new PID and answers again; `ratline down` leaves no process beh
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Mesh, wait_status
+from tests.e2e.hello_mesh import HELLO_APP, MESH_YAML
 from tests.helpers import kill_pids, pid_alive, wait_for
 
 pytestmark = pytest.mark.e2e
 
-APP = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "hello_app.py"
-
-MESH_YAML = f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: hello
-spec:
-  selector:
-    app: hello
-  ports:
-  - name: http
-    port: 8000
----
-apiVersion: ratline.dev/v1alpha1
-kind: Workload
-metadata:
-  name: hello-v1
-  labels:
-    app: hello
-    version: v1
-spec:
-  command: [{sys.executable}, hello_app.py]
-  ports:
-  - name: http
-    containerPort: 8000
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: hello-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: hello
-spec:
-  hosts: ["*"]
-  gateways: [hello-gateway]
-  http:
-  - route:
-    - destination:
-        host: hello
-        port:
-          number: 8000
-"""
+APP = HELLO_APP
 
 
 def _instance(mesh: Mesh, name: str) -> dict[str, Any]:

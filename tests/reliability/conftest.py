@@ -8,77 +8,25 @@ injected by one test cannot leak into the next.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Mesh, make_mesh, wait_status
+from tests.e2e.hello_mesh import SERVICE_AND_GATEWAY_YAML
+from tests.e2e.hello_mesh import workload_yaml as hello_workload_yaml
 from tests.helpers import http_get, wait_for
 
 __all__ = ["hello_mesh", "hello_mesh_files", "make_mesh"]
 
 APP = Path(__file__).resolve().parent / "fixtures" / "app.py"
 
-SERVICE_YAML = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: hello
-spec:
-  selector:
-    app: hello
-  ports:
-  - name: http
-    port: 8000
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: hello-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: hello
-spec:
-  hosts: ["*"]
-  gateways: [hello-gateway]
-  http:
-  - route:
-    - destination:
-        host: hello
-        port:
-          number: 8000
-"""
+SERVICE_YAML = SERVICE_AND_GATEWAY_YAML
 
 
 def workload_yaml(replicas: int = 2, extra: str = "") -> str:
-    return f"""\
-apiVersion: ratline.dev/v1alpha1
-kind: Workload
-metadata:
-  name: hello-v1
-  labels:
-    app: hello
-    version: v1
-spec:
-  replicas: {replicas}
-  command: [{sys.executable}, app.py]
-  ports:
-  - name: http
-    containerPort: 8000
-{extra}"""
+    return hello_workload_yaml(app_file="app.py", replicas=replicas, extra=extra)
 
 
 def instance(mesh: Mesh, name: str) -> dict[str, Any]:

@@ -2,63 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from tests.e2e.conftest import make_mesh  # noqa: F401  (re-exported fixture)
+from tests.e2e.hello_mesh import HELLO_APP, SERVICE_AND_GATEWAY_YAML, workload_yaml
 
-APP = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "hello_app.py"
+APP = HELLO_APP
 
-MESH_YAML = f"""\
-apiVersion: v1
-kind: Service
-metadata: {{name: hello}}
-spec:
-  selector: {{app: hello}}
-  ports:
-  - {{name: http, port: 8000}}
----
-apiVersion: ratline.dev/v1alpha1
-kind: Workload
-metadata:
-  name: hello-v1
-  labels: {{app: hello, version: v1}}
-spec:
-  serviceAccount: hello-sa
-  command: [{sys.executable}, hello_app.py]
-  ports:
-  - {{name: http, containerPort: 8000}}
----
-apiVersion: ratline.dev/v1alpha1
-kind: Workload
-metadata:
-  name: client
-  labels: {{app: client}}
-spec:
-  serviceAccount: client-sa
-  command: [{sys.executable}, hello_app.py]
-  ports:
-  - {{name: http, containerPort: 8001}}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: hello-gateway}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-  - port: {{number: 80, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: hello}}
-spec:
-  hosts: ["*"]
-  gateways: [hello-gateway]
-  http:
-  - route:
-    - destination: {{host: hello, port: {{number: 8000}}}}
-"""
+MESH_YAML = "---\n".join(
+    [
+        SERVICE_AND_GATEWAY_YAML,
+        workload_yaml(service_account="hello-sa"),
+        workload_yaml("client", labels={"app": "client"}, service_account="client-sa", port=8001),
+    ]
+)
 
 
 def mesh_files() -> dict[str, str]:

@@ -85,6 +85,24 @@ class Handler(BaseHTTPRequestHandler):
     def send_not_found(self) -> None:
         self.send_json(404, {"error": f"not found: {self.path}"})
 
+    def book_id(self, text: str) -> int | None:
+        """The numeric product id in `text`, or None after answering 400."""
+        try:
+            return int(text)
+        except ValueError:
+            self.send_json(400, {"error": "please provide numeric product ID"})
+            return None
+
+    def serve_book_api(self, service: str, prefix: str, answer: Callable[[int], None]) -> None:
+        """GET /health and GET PREFIX<id> (answered by `answer`); 404 for anything else."""
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            self.send_json(200, {"status": f"{service} is healthy"})
+        elif not path.startswith(prefix):
+            self.send_not_found()
+        elif (book_id := self.book_id(path[len(prefix) :])) is not None:
+            answer(book_id)
+
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""

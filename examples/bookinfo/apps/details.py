@@ -22,20 +22,9 @@ def book_details(book_id: int) -> dict[str, object]:
 
 class DetailsHandler(Handler):
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            self.send_json(200, {"status": "Details is healthy"})
-            return
-        prefix = "/details/"
-        if path.startswith(prefix):
-            try:
-                book_id = int(path[len(prefix) :])
-            except ValueError:
-                self.send_json(400, {"error": "please provide numeric product ID"})
-                return
-            self.send_json(200, book_details(book_id))
-            return
-        self.send_not_found()
+        self.serve_book_api(
+            "Details", "/details/", lambda book_id: self.send_json(200, book_details(book_id))
+        )
 
     do_HEAD = do_GET
 

@@ -234,10 +234,8 @@ class ProductPageHandler(Handler):
         if not parts:
             self.send_json(200, PRODUCTS)
             return
-        try:
-            book_id = int(parts[0])
-        except ValueError:
-            self.send_json(400, {"error": "please provide numeric product ID"})
+        book_id = self.book_id(parts[0])
+        if book_id is None:
             return
         fetchers = {"": fetch_details, "reviews": fetch_reviews, "ratings": fetch_ratings}
         what = parts[1] if len(parts) > 1 else ""

@@ -64,19 +64,9 @@ def build_reviews(book_id: int, ratings: dict[str, int] | None, ratings_error: s
 
 class ReviewsHandler(Handler):
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            self.send_json(200, {"status": "Reviews is healthy"})
-            return
-        prefix = "/reviews/"
-        if not path.startswith(prefix):
-            self.send_not_found()
-            return
-        try:
-            book_id = int(path[len(prefix) :])
-        except ValueError:
-            self.send_json(400, {"error": "please provide numeric product ID"})
-            return
+        self.serve_book_api("Reviews", "/reviews/", self._reviews)
+
+    def _reviews(self, book_id: int) -> None:
         ratings: dict[str, int] | None = None
         error: str | None = None
         if VERSION in STAR_COLORS:

@@ -8,7 +8,7 @@ prints istioctl-style findings.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,26 +115,41 @@ _filename_option = click.option(
 )
 
 
-@click.command()
-@_filename_option
-@mesh_option
-def apply(filenames: tuple[str, ...], mesh_dir: Path) -> None:
-    """Apply config to the running mesh (each file all or nothing)."""
+def _send_each(
+    filenames: Sequence[str], mesh_dir: Path, path: str, show: Callable[[Mapping[str, Any]], bool]
+) -> None:
+    """POST every input to `path`; `show` prints an answer and says whether it failed.
+
+    One refused file does not stop the others; the command exits 1 if any failed.
+    """
     inputs = read_inputs(filenames)
     client = AdminClient.for_mesh(mesh_dir)
     failed = False
     for name, text in inputs:
         try:
-            answer = client.post("/v1/apply", text.encode("utf-8"), {"X-Ratline-Filename": name})
+            answer = client.post(path, text.encode("utf-8"), {"X-Ratline-Filename": name})
         except AdminApiError as exc:
             exc.show()
             failed = True
             continue
+        failed = show(answer) or failed
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@_filename_option
+@mesh_option
+def apply(filenames: tuple[str, ...], mesh_dir: Path) -> None:
+    """Apply config to the running mesh (each file all or nothing)."""
+
+    def show(answer: Mapping[str, Any]) -> bool:
         for line in apply_lines(answer):
             click.echo(line)
         _warn(answer)
-    if failed:
-        sys.exit(1)
+        return False
+
+    _send_each(filenames, mesh_dir, "/v1/apply", show)
 
 
 @click.command()
@@ -146,25 +161,18 @@ def delete(filenames: tuple[str, ...], ignore_not_found: bool, mesh_dir: Path) -
 
     Config from the mesh directory's files is changed by editing the files.
     """
-    inputs = read_inputs(filenames)
-    client = AdminClient.for_mesh(mesh_dir)
-    failed = False
-    for name, text in inputs:
-        try:
-            answer = client.post("/v1/delete", text.encode("utf-8"), {"X-Ratline-Filename": name})
-        except AdminApiError as exc:
-            exc.show()
-            failed = True
-            continue
+
+    def show(answer: Mapping[str, Any]) -> bool:
         deleted, missing = delete_lines(answer)
         for line in deleted:
             click.echo(line)
-        if not ignore_not_found:
-            for line in missing:
-                click.echo(f"Error: {line}", err=True)
-            failed = failed or bool(missing)
-    if failed:
-        sys.exit(1)
+        if ignore_not_found:
+            return False
+        for line in missing:
+            click.echo(f"Error: {line}", err=True)
+        return bool(missing)
+
+    _send_each(filenames, mesh_dir, "/v1/delete", show)
 
 
 # --- analyze ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ratline.api.kinds import type_name
 from ratline.config.store import StoreWriteError
 from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.ca_http import admin_auth_middleware
+from ratline.controlplane.http_serving import serve
 from ratline.controlplane.status import proxy_status_json
 from ratline.registry.instances import WorkloadInstance
 from ratline.xds.types import SHORT_NAMES
@@ -66,12 +67,7 @@ class AdminApi:
         return app
 
     async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server: Any = site._server
-        bound = int(server.sockets[0].getsockname()[1]) if server else port
+        self._runner, bound = await serve(self.app(), host, port)
         self.address = f"{host}:{bound}"
         return bound
 

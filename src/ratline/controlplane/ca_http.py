@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ratline.api.errors import ConfigMessage
 from ratline.ca.service import CertificateService, Refused
+from ratline.controlplane.http_serving import serve
 
 log = logging.getLogger("ratline.ca")
 
@@ -81,12 +82,7 @@ class CertificateApi:
         return app
 
     async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl)
-        await site.start()
-        server: Any = site._server
-        bound = int(server.sockets[0].getsockname()[1]) if server else port
+        self._runner, bound = await serve(self.app(), host, port, ssl_context=self.ssl)
         self.address = f"{host}:{bound}"
         return bound
 

@@ -214,7 +214,7 @@ class HTTPFaultInjection(Spec):
     abort: FaultAbort | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> HTTPFaultInjection:
+    def _delay_or_abort(self) -> HTTPFaultInjection:
         if self.delay is None and self.abort is None:
             raise ValueError("set delay or abort")
         return self
