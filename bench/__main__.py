@@ -1,8 +1,8 @@
 """`python -m bench [--smoke|--full]`: run every benchmark, write docs/benchmarks.md + .json.
 
 Sections: 1 data plane overhead (fortio), 2 sidecar footprint, 3 control plane at scale
-(SotW and delta), 4 growth, and a profile of one push. fortio is installed into
-bench/.tools on first use (needs Go and the Go module proxy).
+(SotW and delta), 4 growth, a profile of one push, and concurrent xDS streams. fortio
+is installed into bench/.tools on first use (needs Go and the Go module proxy).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from bench.profile_push import profile_endpoint_push
 from bench.report import render
 from bench.scale import ScaleSize, run_scale
 from bench.sizes import FULL, SMOKE, Sizes
+from bench.streams import run_streams
 from ratline.settings import Settings
 
-SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile")
+SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "scale": lambda: [run_scale(s, settings, args.log_dir) for s in sizes.scale],
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
+        "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)

@@ -11,12 +11,21 @@ accepted CDS; RDS names the sidecar's `http_proxy` route once a listener arrived
 carries `error_detail` and, in state of the world, the last accepted version. Nodes in
 `nack_nodes` reject the first route configuration they receive (the control plane must
 not resend it; they accept the next one).
+
+Like Envoy, a proxy whose stream fails or ends opens a new one after a jittered exponential
+back-off (0.5 s doubling up to 30 s, reset once a stream delivered a response). A gRPC
+server sheds calls it cannot hand to the application fast enough (more than 1,000 waiting:
+RESOURCE_EXHAUSTED, refused at random; waiting over 30 s: CANCELLED), so at a few thousand
+proxies the first attempt of some is refused: without retrying they would never connect.
+The new stream starts from scratch (the proxy forgets what it had accepted), which is a
+little more work for the control plane than an Envoy's reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +44,9 @@ LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
 RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
 SIDECAR_ROUTE = "http_proxy"
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
+"""Envoy's xDS stream back-off (grpc_stream.h): jittered, 500 ms doubling up to 30 s."""
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
     # Channels to one target otherwise share one TCP connection; each Envoy has its own.
@@ -63,6 +75,12 @@ class ClientRecord:
     """(monotonic time, short type, version) of every response received."""
     nacks_sent: int = 0
     error: str | None = None
+    """A failure of the simulated proxy itself (a bug); it stops. Stream failures retry."""
+    reconnects: int = 0
+    """Streams that failed or ended and were opened again."""
+    last_stream_error: str | None = None
+    live: bool = False
+    """The current stream has delivered a response and has not ended."""
 
     def seen_types(self) -> set[str]:
         return {e[1] for e in self.events}
@@ -78,6 +96,10 @@ class SimulatedProxy:
         self.nack_first_rds = nack_first_rds
         self.record = ClientRecord(node_id)
         self.synced = asyncio.Event()
+        self._new_stream_state()
+
+    def _new_stream_state(self) -> None:
+        """Forget everything about the previous stream: the next one starts from scratch."""
         self._out: asyncio.Queue[Any] = asyncio.Queue()
         self._first = True
         self._accepted: dict[str, str] = {}
@@ -97,6 +119,7 @@ class SimulatedProxy:
 
     def _note(self, type_url: str, version: str) -> None:
         now = time.monotonic()
+        self.record.live = True
         self.record.events.append((now, SHORT.get(type_url, type_url), version))
         if self.record.synced_at is None and len(self.record.seen_types()) == 4:
             self.record.synced_at = now
@@ -110,16 +133,30 @@ class SimulatedProxy:
         return False
 
     async def run(self) -> None:
+        """Keep a stream open: open it, follow it, and after a failure back off and retry."""
         self.record.started_at = time.monotonic()
-        try:
-            if self.mode == "delta":
-                await self._run_delta()
-            else:
-                await self._run_sotw()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.record.error = repr(exc)[:300]
+        failures = 0
+        while True:
+            self._new_stream_state()
+            try:
+                if self.mode == "delta":
+                    await self._run_delta()
+                else:
+                    await self._run_sotw()
+                ended = "the control plane ended the stream"
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                ended = f"{exc.code().name}: {exc.details()}"
+            except Exception as exc:
+                self.record.error = repr(exc)[:300]
+                return
+            failures = 0 if self.record.live else failures + 1
+            self.record.live = False
+            self.record.reconnects += 1
+            self.record.last_stream_error = ended[:300]
+            delay = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** max(0, failures - 1))
+            await asyncio.sleep(random.uniform(0, delay))
 
     # ---- state of the world --------------------------------------------------------------
 
@@ -235,6 +272,9 @@ def _stats(proxies: list[SimulatedProxy], since: float) -> dict[str, Any]:
             "events": [e for e in p.record.events if e[0] >= since],
             "nacks": p.record.nacks_sent,
             "error": p.record.error,
+            "reconnects": p.record.reconnects,
+            "last_stream_error": p.record.last_stream_error,
+            "live": p.record.live,
         }
         for p in proxies
     }

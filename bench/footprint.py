@@ -2,10 +2,10 @@
 
 Each mesh is started with `ratline up -d`: N Services, and one `client` Workload (an idle
 process) whose sidecar is measured once it is ready and its config has settled. "Scoped"
-adds an Istio `Sidecar` resource limiting the client's egress to 10 services, as a
-workload that calls ≤ 10 services would declare. Baseline: a bare Envoy with a one-route
-static config. USS = Private_Clean + Private_Dirty from /proc/PID/smaps_rollup; config
-size = bytes of the Envoy admin `/config_dump`.
+adds an Istio `Sidecar` resource (translated by `ratline.translate.sidecar_scope`) limiting
+the client's egress to 10 services, as a workload that calls ≤ 10 services would declare.
+Baseline: a bare Envoy with a one-route static config. USS = Private_Clean + Private_Dirty
+from /proc/PID/smaps_rollup; config size = bytes of the Envoy admin `/config_dump`.
 """
 
 from __future__ import annotations

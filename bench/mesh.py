@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,9 +117,11 @@ class ControlPlaneProcess:
         data: dict[str, Any] = json.loads(http_get(f"{self.admin}/v1/status", headers=self.headers))
         return data
 
-    def proxy_status(self) -> list[dict[str, Any]]:
+    def proxy_status(self, nodes: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every proxy's status, or only those of `nodes` (a smaller answer to poll)."""
+        query = "" if nodes is None else "?" + urllib.parse.urlencode([("node", n) for n in nodes])
         data = json.loads(
-            http_get(f"{self.admin}/v1/proxy-status", timeout=120, headers=self.headers)
+            http_get(f"{self.admin}/v1/proxy-status{query}", timeout=120, headers=self.headers)
         )
         proxies: list[dict[str, Any]] = data["proxies"]
         return proxies

@@ -19,12 +19,13 @@ from typing import Any
 
 from bench import mesh
 from ratline.config.store import MeshDirStore
+from ratline.controlplane.config_source import PackedConfig
 from ratline.model.build import build_snapshot
 from ratline.settings import Settings
 from ratline.translate.generator import MeshGenerator
 from ratline.xds import wire
-from ratline.xds.cache import pack
-from ratline.xds.protocol import SotwRequest, SotwStream
+from ratline.xds.protocol import SotwRequest
+from ratline.xds.sotw import SotwStream
 from ratline.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 TOP_FUNCTIONS = 12
@@ -52,8 +53,12 @@ def profile_endpoint_push(services: int, endpoints: int, proxies: int) -> dict[s
     instances = [mesh.instance(s, r) for r in range(replicas) for s in range(services)]
     nodes = [i.node_id for i in instances[:proxies]]
     settings = Settings()
-    first = MeshGenerator(build_snapshot(resources, instances, store.mesh_config, "v1"),
-                          settings, pack)
+    # The config is the same in both snapshots (only an instance changed), as in a real
+    # endpoint change: the generator reuses each unchanged proxy's own resources.
+    first_generator = MeshGenerator(
+        build_snapshot(resources, instances, store.mesh_config, "v1", config_version="c1"),
+        settings)
+    first = PackedConfig(first_generator)
     streams = {}
     for node in nodes:
         streams[node] = SotwStream()
@@ -67,11 +72,12 @@ def profile_endpoint_push(services: int, endpoints: int, proxies: int) -> dict[s
     profiler = cProfile.Profile()
     profiler.enable()
     t = time.perf_counter()
-    snapshot = build_snapshot(resources, changed, store.mesh_config, "v2")
+    snapshot = build_snapshot(resources, changed, store.mesh_config, "v2", config_version="c1")
     phases["snapshot"] = time.perf_counter() - t
     t = time.perf_counter()
-    generator = MeshGenerator(snapshot, settings, pack)
-    generator.outbound()
+    generator = PackedConfig(MeshGenerator(snapshot, settings, previous=first_generator),
+                             previous=first)
+    generator.generator.outbound()
     phases["translate shared"] = time.perf_counter() - t
     per_proxy = {"resources_for": 0.0, "xds state": 0.0, "serialize": 0.0}
     for node in nodes:
@@ -82,7 +88,7 @@ def profile_endpoint_push(services: int, endpoints: int, proxies: int) -> dict[s
         out = streams[node].set_resources(found[1])
         t3 = time.perf_counter()
         for response in out:
-            responses_bytes += len(wire.sotw_response(response).SerializeToString())
+            responses_bytes += len(wire.sotw_response_bytes(response))
         t4 = time.perf_counter()
         per_proxy["resources_for"] += t2 - t
         per_proxy["xds state"] += t3 - t2

@@ -130,7 +130,7 @@ class RealEnvoys:
 
 
 def _acked_versions(cp: mesh.ControlPlaneProcess, nodes: set[str]) -> dict[str, dict[str, Any]]:
-    return {p["node"]: p["types"] for p in cp.proxy_status() if p["node"] in nodes}
+    return {p["node"]: p["types"] for p in cp.proxy_status(nodes) if p["node"] in nodes}
 
 
 def _converge(cp: mesh.ControlPlaneProcess, workers: Workers, real_nodes: set[str],
@@ -230,12 +230,13 @@ def _measure(size: ScaleSize, settings: Settings, work: Path, procs: ProcessGrou
                         size.mode == "delta", str(sds.socket_path) if sds else "")
 
     envoys_ready: list[float] = []
+    failed: dict[str, str] = {}
 
     def all_synced() -> dict[str, Any] | None:
         stats = workers.stats(time.monotonic())
-        if any(d["error"] for d in stats.values()):
-            errors = {n: d["error"] for n, d in stats.items() if d["error"]}
-            raise RuntimeError(f"simulated proxies failed: {list(errors.items())[:3]}")
+        failed.update({n: d["error"] for n, d in stats.items() if d["error"]})
+        if failed:  # returned, not raised: wait_for takes exceptions for "not up yet"
+            return stats
         if all(d["synced_at"] for d in stats.values()):
             if not envoys_ready and envoys.all_ready():
                 envoys_ready.append(time.monotonic())
@@ -244,6 +245,8 @@ def _measure(size: ScaleSize, settings: Settings, work: Path, procs: ProcessGrou
         return None
 
     stats = wait_for(all_synced, 600, "every proxy to sync", interval=0.25)
+    if failed:
+        raise RuntimeError(f"simulated proxies failed: {list(failed.items())[:3]}")
     sync_done = time.monotonic()
     sync_times = [d["synced_at"] - t0 for d in stats.values()]
     result: dict[str, Any] = {
@@ -254,6 +257,7 @@ def _measure(size: ScaleSize, settings: Settings, work: Path, procs: ProcessGrou
         "initial_sync_real_envoys_s": envoys_ready[0] - t0,
         "initial_sync_cpu_s": cpu_seconds(cp.pid) - cpu0,
         "nacks_sent": sum(d["nacks"] for d in stats.values()),
+        "initial_sync_reconnects": sum(d["reconnects"] for d in stats.values()),
     }
     time.sleep(SETTLE_S)
     mem = memory_kib(cp.pid)

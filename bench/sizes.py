@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bench.dataplane import LoadSize
 from bench.scale import ScaleSize
+from bench.streams import StreamsSize
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Sizes:
     growth_endpoints_per_service: int
     profile: tuple[int, int, int]
     """(services, endpoints, proxies) of the in-process push profile."""
+    streams: tuple[StreamsSize, ...] = ()
+    """Concurrent-stream runs: simulated proxies on a tiny mesh."""
 
 
 SMOKE = Sizes(
@@ -31,6 +34,7 @@ SMOKE = Sizes(
     growth_proxies=10,
     growth_endpoints_per_service=2,
     profile=(10, 20, 20),
+    streams=(StreamsSize(50, timeout_s=60),),
 )
 
 FULL = Sizes(
@@ -44,4 +48,5 @@ FULL = Sizes(
     growth_proxies=200,
     growth_endpoints_per_service=2,
     profile=(1000, 5000, 2000),
+    streams=(StreamsSize(2000), StreamsSize(4000, workers=4)),
 )

@@ -18,6 +18,7 @@ SECTION_TITLES = (
     "## 3. Control plane at scale",
     "## 4. Growth",
     "## Where the time goes",
+    "## Concurrent xDS streams",
     "## Misses, why, and what would close them",
 )
 
@@ -48,3 +49,5 @@ def test_smoke_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
         for change in ("endpoint_change", "virtualservice_change", "new_service"):
             assert run[change]["all"]["count"] == run["size"]["proxies"], (change, run[change])
     assert len(data["growth"]) >= 2
+    for run in data["streams"]:
+        assert run["all_synced"] and run["cp_streams"] == run["size"]["proxies"], run

@@ -79,7 +79,7 @@ def test_root_namespace_comes_from_mesh_config() -> None:
 
 
 def _resources(snapshot: MeshSnapshot, instance: str) -> Any:
-    generator = MeshGenerator(snapshot, Settings(), lambda m: m, mtls=True)
+    generator = MeshGenerator(snapshot, Settings(), mtls=True)
     resources = generator.protos_for(mesh.node(instance))
     assert resources is not None
     return resources
@@ -223,7 +223,7 @@ def test_destination_rule_simple_and_mutual_use_the_named_files() -> None:
 
 def test_credential_name_is_refused_with_a_message() -> None:
     snapshot = _snapshot(DR.replace("{TLS}", "{mode: SIMPLE, credentialName: my-secret}"))
-    generator = MeshGenerator(snapshot, Settings(), lambda m: m, mtls=True)
+    generator = MeshGenerator(snapshot, Settings(), mtls=True)
     generator.protos_for(mesh.node("productpage-v1-0"))
     texts = [str(m) for m in generator.messages]
     assert any("credentialName" in t and "not yet supported" in t for t in texts), texts

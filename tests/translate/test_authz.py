@@ -294,7 +294,7 @@ def test_envoy_accepts_every_feature_at_once(tmp_path: Path) -> None:
                         "claim: sub}]}", namespace="istio-system")
     )
     snapshot = snapshot_with(policies)
-    generator = MeshGenerator(snapshot, Settings.from_env(), lambda m: m)
+    generator = MeshGenerator(snapshot, Settings.from_env())
     for name in ("reviews-v1-0", "istio-ingressgateway-0"):
         resources = generator.protos_for(mesh.node(name))
         assert resources is not None

@@ -130,7 +130,7 @@ def test_valid_policies_translate_to_config_envoy_accepts(specs: list[dict[str, 
         .replace("name: p,", f"name: {r.name},")
         for r in loaded.resources
     )
-    generator = MeshGenerator(snapshot_with(valid), Settings.from_env(), lambda m: m)
+    generator = MeshGenerator(snapshot_with(valid), Settings.from_env())
     resources = generator.protos_for(mesh.node("reviews-v1-0"))
     assert resources is not None
     for message in generator.messages:

@@ -229,7 +229,7 @@ def test_sidecar_and_gateway_route_real_requests(
     )
     snapshot = _snapshot(ports, client, gateway_port)
     settings = replace(Settings.from_env(), bind_address="127.0.0.1")
-    generator = MeshGenerator(snapshot, settings, lambda m: m)
+    generator = MeshGenerator(snapshot, settings)
     sidecar = generator.protos_for(client.node_id)
     gateway = generator.protos_for(next(n for n in snapshot.instances if n.startswith("router")))
     assert sidecar is not None and gateway is not None

@@ -16,7 +16,7 @@ ENVOY = Settings.from_env().envoy
 
 @pytest.mark.parametrize("instance", ["reviews-v1-0", "echo-v1-0", "istio-ingressgateway-0"])
 def test_envoy_validates_every_proxys_config(tmp_path: Path, instance: str) -> None:
-    generator = MeshGenerator(mesh.snapshot(), Settings.from_env(), lambda m: m)
+    generator = MeshGenerator(mesh.snapshot(), Settings.from_env())
     resources = generator.protos_for(mesh.node(instance))
     assert resources is not None and resources.listeners and resources.routes
     result = validate(ENVOY, write_bootstrap(tmp_path / "envoy.json", resources))
@@ -25,7 +25,7 @@ def test_envoy_validates_every_proxys_config(tmp_path: Path, instance: str) -> N
 
 
 def test_validation_catches_a_route_to_a_missing_cluster(tmp_path: Path) -> None:
-    generator = MeshGenerator(mesh.snapshot(), Settings.from_env(), lambda m: m)
+    generator = MeshGenerator(mesh.snapshot(), Settings.from_env())
     resources = generator.protos_for(mesh.node("reviews-v1-0"))
     assert resources is not None
     missing = "outbound|9080|v2|reviews.default.svc.cluster.local"

@@ -16,16 +16,15 @@ from ratline.translate.generator import (
     MeshGenerator,
 )
 from ratline.xds import types
-from ratline.xds.cache import pack
 from tests.translate import mesh
 
 SETTINGS = Settings(envoy="envoy", bind_address="127.0.0.1")
 
 
-def _generator(**settings: object) -> MeshGenerator[types.VersionedResource]:
+def _generator(**settings: object) -> MeshGenerator:
     from dataclasses import replace
 
-    return MeshGenerator(mesh.snapshot(), replace(SETTINGS, **settings), pack)
+    return MeshGenerator(mesh.snapshot(), replace(SETTINGS, **settings))
 
 
 def _hcm(listener: listener_pb2.Listener) -> hcm_pb2.HttpConnectionManager:
@@ -44,7 +43,7 @@ def test_type_urls_are_the_xds_servers() -> None:
 
 
 def test_unknown_node_gets_nothing() -> None:
-    assert _generator().resources_for("sidecar~127.0.0.1~ghost.default~default.svc") is None
+    assert _generator().protos_for("sidecar~127.0.0.1~ghost.default~default.svc") is None
 
 
 def test_sidecar_listeners() -> None:
@@ -96,26 +95,14 @@ def test_work_is_shared_between_proxies() -> None:
     assert a.routes[0] is not c.routes[0]
     assert a.endpoints is b.endpoints
     assert all(x is y for x, y in zip(a.clusters[:-1], c.clusters[:-1], strict=True))
-    _, packed_a = generator.resources_for(mesh.node("reviews-v1-0")) or ("", {})
-    _, packed_b = generator.resources_for(mesh.node("ratings-v1-0")) or ("", {})
-    assert packed_a[ROUTE_TYPE]["http_proxy"] is packed_b[ROUTE_TYPE]["http_proxy"]
-
-
-def test_resources_for_packs_every_resource_by_type_and_name() -> None:
-    version, resources = _generator().resources_for(mesh.node("reviews-v1-0")) or ("", {})
-    assert version == "v1"
-    clusters = resources[types.CLUSTER]
-    assert clusters["inbound|9080||"].body.type_url == types.CLUSTER
-    name = "outbound|9080|v2|reviews.default.svc.cluster.local"
-    assert resources[types.ENDPOINT][name].name == name
-    assert set(resources[types.LISTENER]) == {"http_proxy", "inbound|9080||"}
-    assert set(resources[types.ROUTE]) == {"http_proxy"}
+    assert a.shared[CLUSTER_TYPE] is c.shared[CLUSTER_TYPE]
+    assert a.clusters[: len(a.shared[CLUSTER_TYPE])] == a.shared[CLUSTER_TYPE]
 
 
 def test_findings_are_collected_once() -> None:
     generator = _generator()
     for instance in mesh.instances():
-        generator.resources_for(instance.node_id)
+        generator.protos_for(instance.node_id)
     texts = [str(m) for m in generator.messages]
     assert len(texts) == len(set(texts))
     assert any("fault injection" in t for t in texts)
@@ -137,7 +124,7 @@ spec:
   - route:
     - destination: {host: ratings}
 """
-    generator = MeshGenerator(mesh.snapshot(config), SETTINGS, pack)
+    generator = MeshGenerator(mesh.snapshot(config), SETTINGS)
     routes = {}
     for name in ("reviews-v1-0", "reviews-v2-0"):
         resources = generator.protos_for(mesh.node(name))
@@ -148,3 +135,74 @@ spec:
     ratings = "ratings.default.svc.cluster.local"
     assert routes["reviews-v1-0"] == [f"outbound|9080||{ratings}"]
     assert routes["reviews-v2-0"] == [f"outbound|9080|v1|{ratings}", f"outbound|9080||{ratings}"]
+
+
+def _snapshot_with(instances: list, config_version: str, version: str):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    base = mesh.snapshot()
+    return replace(
+        base,
+        version=version,
+        config_version=config_version,
+        instances={i.node_id: i for i in instances},
+    )
+
+
+def test_unchanged_proxies_reuse_their_own_resources_when_only_instances_changed() -> None:
+    from dataclasses import replace
+
+    instances = list(mesh.instances())
+    first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
+    keep, change = mesh.node("reviews-v1-0"), mesh.node("ratings-v1-0")
+    before_keep, before_change = first.protos_for(keep), first.protos_for(change)
+    assert before_keep is not None and before_change is not None
+    changed = [replace(i, healthy=False) if i.node_id == change else i for i in instances]
+    second = MeshGenerator(_snapshot_with(changed, "c1", "v2"), SETTINGS, previous=first)
+    after_keep, after_change = second.protos_for(keep), second.protos_for(change)
+    assert after_keep is not None and after_change is not None
+    assert after_keep.listeners is before_keep.listeners
+    assert after_change.listeners is not before_change.listeners
+    assert after_keep.shared[CLUSTER_TYPE] is second.outbound()[0]
+    fresh = MeshGenerator(_snapshot_with(changed, "c1", "v2"), SETTINGS).protos_for(keep)
+    assert fresh is not None
+    for kind in (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE):
+        assert [m.SerializeToString(deterministic=True) for m in after_keep.by_type()[kind]] == [
+            m.SerializeToString(deterministic=True) for m in fresh.by_type()[kind]
+        ]
+
+
+def test_a_config_change_translates_every_proxy_afresh() -> None:
+    instances = list(mesh.instances())
+    first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
+    node = mesh.node("reviews-v1-0")
+    before = first.protos_for(node)
+    second = MeshGenerator(_snapshot_with(instances, "c2", "v2"), SETTINGS, previous=first)
+    after = second.protos_for(node)
+    assert before is not None and after is not None
+    assert after.listeners is not before.listeners
+
+
+def test_unchanged_services_keep_their_translation_across_snapshots() -> None:
+    from dataclasses import replace
+
+    instances = list(mesh.instances())
+    first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
+    first.outbound()
+    down = mesh.node("ratings-v1-0")
+    changed = [replace(i, healthy=False) if i.node_id == down else i for i in instances]
+    snapshot = replace(_snapshot_with(changed, "c1", "v2"), services=mesh.services(changed))
+    second = MeshGenerator(snapshot, SETTINGS, previous=first)
+    reviews = "reviews.default.svc.cluster.local"
+    ratings = "ratings.default.svc.cluster.local"
+    assert second.service_outbound(snapshot.services[reviews]) is first.service_outbound(
+        first.snapshot.services[reviews]
+    )
+    assert second.service_outbound(snapshot.services[ratings]) is not first.service_outbound(
+        first.snapshot.services[ratings]
+    )
+    fresh = MeshGenerator(snapshot, SETTINGS).outbound()
+    for reused, built in zip(second.outbound(), fresh, strict=True):
+        assert [m.SerializeToString(deterministic=True) for m in reused] == [
+            m.SerializeToString(deterministic=True) for m in built
+        ]

@@ -7,13 +7,10 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from ratline.xds.cache import group_by_type, pack, set_version
-from ratline.xds.protocol import (
-    DeltaRequest,
-    DeltaStream,
-    SotwRequest,
-    SotwStream,
-    SyncState,
-)
+from ratline.xds.delta import DeltaStream
+from ratline.xds.protocol import DeltaRequest, SotwRequest, SyncState
+from ratline.xds.resource_set import ResourceSet
+from ratline.xds.sotw import SotwStream
 from ratline.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources, VersionedResource
 
 
@@ -370,3 +367,52 @@ def test_sotw_endpoint_change_sends_only_the_changed_assignment() -> None:
     # A fresh request (a reconnect) gets the whole subscribed set again.
     [again] = sotw_initial(stream, ENDPOINT, "a", "b", "c")
     assert [r.name for r in again.resources] == ["a", "b", "c"]
+
+
+# --- layered sets: one change costs one resource per proxy ----------------------------
+
+
+def test_sotw_endpoint_change_on_a_shared_base_sends_one_assignment() -> None:
+    names = [f"c{i}" for i in range(100)]
+    old_eds = ResourceSet({n: assignment(n) for n in names})
+    new_eds = ResourceSet({**old_eds, "c42": assignment_with_priority("c42")})
+    shared_cds = ResourceSet({n: cluster(n) for n in names})
+    streams = []
+    for proxy in range(3):
+        stream = SotwStream()
+        own = cluster(f"inbound-{proxy}")
+        stream.set_resources({CLUSTER: ResourceSet({own.name: own}, shared_cds), ENDPOINT: old_eds})
+        [cds] = sotw_initial(stream, CLUSTER)
+        assert len(cds.resources) == 101
+        stream.handle_request(SotwRequest(CLUSTER, cds.version, cds.nonce))
+        [eds] = sotw_initial(stream, ENDPOINT, *names)
+        stream.handle_request(SotwRequest(ENDPOINT, eds.version, eds.nonce, tuple(names)))
+        streams.append((stream, own))
+    for stream, own in streams:
+        responses = stream.set_resources(
+            {CLUSTER: ResourceSet({own.name: own}, shared_cds), ENDPOINT: new_eds}
+        )
+        assert [(r.type_url, [x.name for x in r.resources]) for r in responses] == [
+            (ENDPOINT, ["c42"])
+        ]
+
+
+def test_delta_tracks_what_the_client_holds_without_copying_it() -> None:
+    names = [f"c{i}" for i in range(20)]
+    stream = DeltaStream()
+    first = ResourceSet({n: cluster(n) for n in names})
+    stream.set_resources({CLUSTER: first})
+    [initial] = stream.handle_request(DeltaRequest(CLUSTER)).responses
+    assert len(initial.resources) == 20
+    stream.handle_request(DeltaRequest(CLUSTER, response_nonce=initial.nonce))
+    second = ResourceSet({**{n: cluster(n) for n in names[1:]}, "c5": cluster("c5", 7)})
+    [update] = stream.set_resources({CLUSTER: second})
+    assert [r.name for r in update.resources] == ["c5"] and update.removed == ("c0",)
+    nack = DeltaRequest(CLUSTER, response_nonce=update.nonce, error_detail="no")
+    stream.handle_request(nack)
+    assert "c5" not in stream.known(CLUSTER)
+    third = ResourceSet({**second, "c9": cluster("c9", 3)})
+    [resend] = stream.set_resources({CLUSTER: third})
+    assert sorted(r.name for r in resend.resources) == ["c5", "c9"]
+    assert stream.known(CLUSTER)["c9"] == cluster("c9", 3).version
+    assert len(stream.known(CLUSTER)) == 19

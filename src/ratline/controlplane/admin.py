@@ -18,7 +18,7 @@ from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.ca_http import admin_auth_middleware
 from ratline.controlplane.http_serving import serve
 from ratline.controlplane.status import proxy_status_json
-from ratline.registry.instances import WorkloadInstance
+from ratline.registry.instances import InstanceDecoder
 from ratline.xds.types import SHORT_NAMES
 
 log = logging.getLogger("ratline.admin")
@@ -50,6 +50,7 @@ class AdminApi:
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self._instance_decoder = InstanceDecoder()
 
     def app(self) -> web.Application:
         middlewares = [admin_auth_middleware(self.token)] if self.token else []
@@ -165,19 +166,18 @@ class AdminApi:
         try:
             body: Any = await req.json()
             runner = str(body["runner"])
-            instances = [WorkloadInstance.from_json(i) for i in body["instances"]]
+            instances = self._instance_decoder.decode(runner, list(body["instances"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _bad_request(f"instances: malformed report: {exc!r}")
         self.cp.registry.report(runner, instances)
         return web.json_response({"ok": True, "count": len(instances)})
 
     async def get_instances(self, _req: web.Request) -> web.Response:
-        return web.json_response(
-            {"instances": [i.to_json() for i in self.cp.registry.instances()]}
-        )
+        return web.json_response({"instances": [i.to_json() for i in self.cp.registry.instances()]})
 
-    async def proxy_status(self, _req: web.Request) -> web.Response:
-        return web.json_response({"proxies": proxy_status_json(self.cp)})
+    async def proxy_status(self, req: web.Request) -> web.Response:
+        nodes = req.query.getall("node", None)
+        return web.json_response({"proxies": proxy_status_json(self.cp, nodes)})
 
     async def config_dump(self, req: web.Request) -> web.Response:
         node = req.query.get("node", "")

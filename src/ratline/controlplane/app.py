@@ -19,14 +19,14 @@ from typing import Any
 
 from ratline import __version__
 from ratline.config.store import MeshDirStore, mesh_files
-from ratline.model.build import build_snapshot, instances_version
+from ratline.controlplane.config_source import PackedConfig
+from ratline.model.build import build_snapshot
 from ratline.model.snapshot import MeshSnapshot
 from ratline.registry.registry import ReportedInstances
 from ratline.settings import Settings, state_dir
 from ratline.translate.generator import MeshGenerator
-from ratline.xds.cache import pack
 from ratline.xds.server import XdsServer
-from ratline.xds.types import Resources, VersionedResource
+from ratline.xds.types import Resources
 
 log = logging.getLogger("ratline.controlplane")
 
@@ -43,7 +43,8 @@ class ControlPlane:
         self.started_at = time.time()
         self.xds_address = ""
         self.snapshot: MeshSnapshot | None = None
-        self._generator: MeshGenerator[VersionedResource] | None = None
+        self._generator: MeshGenerator | None = None
+        self._config: PackedConfig | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.push_count = 0
@@ -58,10 +59,10 @@ class ControlPlane:
         return self._generator.messages if self._generator is not None else []
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
-        generator = self._generator
-        if generator is None:
+        config = self._config
+        if config is None:
             return None
-        return generator.resources_for(node_id)
+        return config.resources_for(node_id)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -95,15 +96,22 @@ class ControlPlane:
 
     def _push_now(self) -> None:
         instances = self.registry.instances()
-        version = f"{self.store.version}-{instances_version(instances)}"
+        version = f"{self.store.version}-{self.registry.version}"
         if self.snapshot is not None and self.snapshot.version == version:
             return
         started = time.perf_counter()
         snapshot = build_snapshot(
-            (s.resource for s in self.store.stored()), instances, self.store.mesh_config, version
+            (s.resource for s in self.store.stored()),
+            instances,
+            self.store.mesh_config,
+            version,
+            config_version=self.store.version,
         )
         self.snapshot = snapshot
-        self._generator = MeshGenerator(snapshot, self.settings, pack, mtls=self.mtls)
+        self._generator = MeshGenerator(
+            snapshot, self.settings, mtls=self.mtls, previous=self._generator
+        )
+        self._config = PackedConfig(self._generator, previous=self._config)
         self.push_count += 1
         self.xds.notify(None)
         log.info(
@@ -146,8 +154,9 @@ class ControlPlane:
                 return False
             return p.suffix in (".yaml", ".yml")
 
-        async for _changes in awatch(self.mesh_dir, watch_filter=relevant, debounce=50,
-                                     step=25, recursive=True):
+        async for _changes in awatch(
+            self.mesh_dir, watch_filter=relevant, debounce=50, step=25, recursive=True
+        ):
             before = self.store.version
             errors = self.store.reload_dir()
             if self.store.version != before:

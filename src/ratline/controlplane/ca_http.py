@@ -42,8 +42,11 @@ def admin_auth_middleware(token: str) -> Any:
         if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), expected.encode()):
-                log.warning("admin API: %s %s refused: no valid admin credential",
-                            request.method, request.path)
+                log.warning(
+                    "admin API: %s %s refused: no valid admin credential",
+                    request.method,
+                    request.path,
+                )
                 return _error(
                     401,
                     "the admin API needs the mesh's admin credential "

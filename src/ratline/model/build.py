@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,8 +24,10 @@ def build_snapshot(
     instances: Iterable[WorkloadInstance],
     mesh_config: Any,
     inputs_version: str,
+    config_version: str = "",
 ) -> MeshSnapshot:
-    """One immutable snapshot; `inputs_version` must change whenever any input does."""
+    """One immutable snapshot; `inputs_version` must change whenever any input does, and
+    `config_version` (if given) whenever `resources` or `mesh_config` do."""
     resources = sorted(resources, key=lambda r: r.key)
     instances = list(instances)
     domain_suffix = "cluster.local"
@@ -48,12 +49,5 @@ def build_snapshot(
         gateways=tuple(grouped["gateways"]),
         service_entries=tuple(grouped["service_entries"]),
         extra={k: tuple(v) for k, v in extra.items()},
+        config_version=config_version,
     )
-
-
-def instances_version(instances: Iterable[WorkloadInstance]) -> str:
-    """A digest of the registry's instances, for the snapshot version."""
-    h = hashlib.sha256()
-    for inst in sorted(instances, key=lambda i: i.node_id):
-        h.update(repr(inst).encode())
-    return h.hexdigest()[:12]

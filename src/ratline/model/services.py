@@ -17,8 +17,18 @@ from ratline.api.hosts import fqdn
 from ratline.model.snapshot import Endpoint, Resolution, Service, ServicePort
 from ratline.registry.instances import InstancePort, WorkloadInstance
 
-_PROTOCOL_PREFIXES = ("http2", "https", "http", "grpc-web", "grpc", "tcp", "tls", "mongo",
-                      "mysql", "redis")
+_PROTOCOL_PREFIXES = (
+    "http2",
+    "https",
+    "http",
+    "grpc-web",
+    "grpc",
+    "tcp",
+    "tls",
+    "mongo",
+    "mysql",
+    "redis",
+)
 
 
 def infer_protocol(name: str | None, app_protocol: str | None, declared: str | None) -> str:
@@ -39,8 +49,9 @@ def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _target_port(instance_ports: Sequence[InstancePort], target: int | str | None,
-                 service_port: int) -> InstancePort | None:
+def _target_port(
+    instance_ports: Sequence[InstancePort], target: int | str | None, service_port: int
+) -> InstancePort | None:
     if target is None:
         target = service_port
     if isinstance(target, str) and not target.isdigit():
@@ -149,9 +160,7 @@ def _instance_endpoint(
     )
 
 
-def _workload_entry_endpoint(
-    we: Resource[Any], port_name: str | None, port: int | str
-) -> Endpoint:
+def _workload_entry_endpoint(we: Resource[Any], port_name: str | None, port: int | str) -> Endpoint:
     spec = we.spec
     entry_ports = dict(spec.ports or {})
     number = entry_ports.get(port_name or "", port if isinstance(port, int) else 0)
@@ -183,8 +192,7 @@ def _service_entry_services(
         "NONE": Resolution.NONE,
     }[spec.resolution or "NONE"]
     ports = tuple(
-        ServicePort(p.name or "", p.number, infer_protocol(p.name, None, p.protocol),
-                    p.target_port)
+        ServicePort(p.name or "", p.number, infer_protocol(p.name, None, p.protocol), p.target_port)
         for p in spec.ports or ()
     )
     selector = dict(spec.workload_selector.labels) if spec.workload_selector else None

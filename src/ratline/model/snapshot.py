@@ -95,6 +95,9 @@ class MeshSnapshot:
     service_entries: tuple[Resource[Any], ...] = ()
     extra: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
     """Resources of other kinds by kind (security policies, telemetry, …), for later layers."""
+    config_version: str = ""
+    """Changes whenever the configuration (every input but the instances) changes; empty
+    when unknown. Two snapshots with the same non-empty one differ only in instances."""
 
     def instance(self, node_id: str) -> WorkloadInstance | None:
         return self.instances.get(node_id)

@@ -18,6 +18,11 @@ class ServiceRegistry(Protocol):
 
     def instances(self) -> list[WorkloadInstance]: ...
 
+    @property
+    def version(self) -> str:
+        """Changes whenever `instances()` does."""
+        ...
+
     def subscribe(self, callback: Callable[[], None]) -> None: ...
 
 
@@ -27,6 +32,13 @@ class ReportedInstances:
     def __init__(self) -> None:
         self._by_runner: dict[str, tuple[WorkloadInstance, ...]] = {}
         self._callbacks: list[Callable[[], None]] = []
+        self._generation = 0
+
+    @property
+    def version(self) -> str:
+        """Changes whenever any runner's instances do (a counter, not a digest: hashing
+        every instance on each report cost O(mesh) per endpoint change)."""
+        return f"r{self._generation}"
 
     def report(self, runner: str, instances: Iterable[WorkloadInstance]) -> bool:
         """Replace what `runner` reported; True when anything changed."""
@@ -34,6 +46,7 @@ class ReportedInstances:
         if self._by_runner.get(runner) == new:
             return False
         self._by_runner[runner] = new
+        self._generation += 1
         for callback in self._callbacks:
             callback()
         return True

@@ -8,6 +8,7 @@ timeout, circuit breakers, outlier detection) comes from the DestinationRule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
@@ -273,14 +274,20 @@ def service_clusters(
 
 
 def outbound_clusters(
-    snapshot: MeshSnapshot, findings: Findings, mtls: bool = False
+    snapshot: MeshSnapshot,
+    findings: Findings,
+    mtls: bool = False,
+    visible: Callable[[Service], bool] | None = None,
 ) -> list[cluster_pb2.Cluster]:
-    """Every outbound cluster plus BlackHole and Passthrough (the same for every proxy).
+    """Every outbound cluster plus BlackHole and Passthrough (shared by proxies alike).
 
-    With `mtls`, clusters secure their connections (auto mTLS or DestinationRule tls)."""
+    With `mtls`, clusters secure their connections (auto mTLS or DestinationRule tls);
+    with `visible`, only the services it accepts get clusters (a Sidecar's egress scope)."""
     result = [blackhole_cluster(), passthrough_cluster()]
     for hostname in sorted(snapshot.services):
-        result.extend(service_clusters(snapshot, snapshot.services[hostname], findings, mtls))
+        service = snapshot.services[hostname]
+        if visible is None or visible(service):
+            result.extend(service_clusters(snapshot, service, findings, mtls))
     return result
 
 

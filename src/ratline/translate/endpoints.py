@@ -97,11 +97,14 @@ def service_load_assignments(
 
 
 def outbound_load_assignments(
-    snapshot: MeshSnapshot, takes_mtls: TlsPredicate | None = None
+    snapshot: MeshSnapshot,
+    takes_mtls: TlsPredicate | None = None,
+    visible: Callable[[Service], bool] | None = None,
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    """Every EDS load assignment of the mesh (the same for every proxy)."""
+    """Every EDS load assignment of the mesh, or of the services `visible` accepts."""
     result = []
     for hostname in sorted(snapshot.services):
         service = snapshot.services[hostname]
-        result.extend(service_load_assignments(snapshot, service, takes_mtls))
+        if visible is None or visible(service):
+            result.extend(service_load_assignments(snapshot, service, takes_mtls))
     return result

@@ -1,22 +1,23 @@
 """The per-snapshot generator: every proxy's Envoy resources, translated once and shared.
 
 `MeshGenerator` is made for one snapshot (the memo lives inside it, so no cache key can
-miss an input). Outbound clusters and load assignments are the same for every proxy and
-are built once; the sidecar route configuration depends only on the proxy's namespace
-(and labels, when some VirtualService matches on sourceLabels); inbound resources are per
-proxy and gateway resources per gateway proxy.
+miss an input). Outbound clusters and load assignments are built once per egress scope
+(what the applying Istio `Sidecar` lets a proxy see, see `translate.sidecar_scope`;
+gateways and proxies without a Sidecar see everything) and proxies of the same scope get
+the very same tuples; the sidecar route configuration depends only on the proxy's namespace
+and egress scope (and labels, when some VirtualService matches on sourceLabels); inbound
+resources are per proxy and gateway resources per gateway proxy.
 
-Packing is injected (`pack`: message → packed resource, e.g. `ratline.xds.cache.pack`):
-the translate layer may not import the xDS server's package. With that packer the
-generator is a `ratline.xds.types.ConfigSource`.
+Messages only: packing them for the xDS server (once per message, the shared parts once
+for all proxies) is `ratline.controlplane.config_source`'s job, since the translate layer
+may not import the xDS server's package. `ProxyResources.shared` marks what is shared.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -25,14 +26,18 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from ratline.api.errors import ConfigMessage
-from ratline.model.snapshot import MeshSnapshot
+from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
 from ratline.translate import authz, clusters, endpoints, listeners, routes, tls
 from ratline.translate.common import Findings, labels_match, type_url
 from ratline.translate.routes import GatewayServer, ProxyScope
+from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 
-PackedT = TypeVar("PackedT")
+OutboundPart = tuple[
+    tuple[cluster_pb2.Cluster, ...], tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+]
+"""Outbound clusters and load assignments (of one service, or of what a scope sees)."""
 
 CLUSTER_TYPE = type_url(cluster_pb2.Cluster)
 ENDPOINT_TYPE = type_url(endpoint_pb2.ClusterLoadAssignment)
@@ -51,6 +56,9 @@ class ProxyResources:
     endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
     listeners: tuple[listener_pb2.Listener, ...] = ()
     routes: tuple[route_pb2.RouteConfiguration, ...] = ()
+    shared: Mapping[str, tuple[Message, ...]] = field(default_factory=dict)
+    """Type URL → the leading part of that type's messages that other proxies share (the
+    very same tuple object), so packing and diffing can be done once for all of them."""
 
     def by_type(self) -> dict[str, tuple[Message, ...]]:
         """Type URL → messages."""
@@ -76,79 +84,56 @@ def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
     )
 
 
-class MeshGenerator(Generic[PackedT]):
+class MeshGenerator:
     """Translates one snapshot for any proxy, sharing what proxies have in common."""
 
     def __init__(
         self,
         snapshot: MeshSnapshot,
         settings: Settings,
-        pack: Callable[[Message], PackedT],
         *,
         mtls: bool = False,
+        previous: MeshGenerator | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.settings = settings
         self.mtls = mtls
         """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
-        self._pack = pack
         self._findings = Findings()
+        self._previous: MeshGenerator | None = None
+        """The generator of the previous snapshot when only instances changed since: a
+        proxy's own resources are a function of the config, its own instance, mTLS and the
+        settings, so an unchanged proxy's are taken from there (the shared parts never)."""
+        if (
+            previous is not None
+            and snapshot.config_version
+            and previous.snapshot.config_version == snapshot.config_version
+            and previous.mtls == mtls
+            and previous.settings == settings
+        ):
+            self._previous = previous
+            self._findings.extend(previous.messages)
+        if previous is not None:
+            previous._previous = None  # keep one generation, never a chain
         self._label_scoped = _uses_source_labels(snapshot)
         self._outbound: tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]] | None = None
+        """The all-visible pair (gateways, proxies without a Sidecar), once built."""
+        self._outbound_by_scope: dict[
+            EgressScope, tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]
+        ] = {}
+        """Egress scope (its visibility part) → the pair every proxy of that scope shares."""
+        self._sidecars = SidecarIndex(snapshot, self._findings)
+        self._by_service: dict[str, OutboundPart] = {}
+        """Hostname → that service's outbound clusters and load assignments."""
+        self._by_instance_name: dict[tuple[str, str], WorkloadInstance] | None = None
+        self._takes_mtls: Callable[[Endpoint], bool] | None = None
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
         self._proxies: dict[str, ProxyResources | None] = {}
-        self._packed: dict[int, tuple[Message, PackedT]] = {}
-        self._shared_maps: dict[int, dict[str, PackedT]] = {}
-        """id(shared outbound tuple) → its name → packed map (the tuples live in _outbound)."""
 
     @property
     def messages(self) -> list[ConfigMessage]:
         """Findings so far: config not (yet) translated or referring to unknown things."""
         return list(self._findings.messages)
-
-    # ---- the ConfigSource interface ------------------------------------------------------
-
-    def resources_for(self, node_id: str) -> tuple[str, dict[str, dict[str, PackedT]]] | None:
-        """(snapshot version, type URL → name → packed resource), None for unknown nodes."""
-        protos = self.protos_for(node_id)
-        if protos is None:
-            return None
-        result: dict[str, dict[str, PackedT]] = {}
-        for url, messages in protos.by_type().items():
-            result[url] = self._packed_map(messages)
-        return self.snapshot.version, result
-
-    def _packed_map(self, messages: tuple[Message, ...]) -> dict[str, PackedT]:
-        """Name → packed resource. The outbound part every proxy shares is mapped once.
-
-        Without this, each proxy's config costs O(mesh) dictionary work per push even
-        though its outbound clusters and load assignments are the same objects.
-        """
-        result: dict[str, PackedT] = {}
-        rest = messages
-        if self._outbound is not None:
-            for shared in self._outbound:
-                n = len(shared)
-                if n and len(messages) >= n and all(map(operator.is_, messages[:n], shared)):
-                    hit = self._shared_maps.get(id(shared))
-                    if hit is None:
-                        hit = self._shared_maps[id(shared)] = {
-                            _name(m): self._packed_one(m) for m in shared
-                        }
-                    result = dict(hit)
-                    rest = messages[n:]
-                    break
-        for message in rest:
-            result[_name(message)] = self._packed_one(message)
-        return result
-
-    def _packed_one(self, message: Message) -> PackedT:
-        """Pack a message once; shared messages (by identity) share their packed form."""
-        hit = self._packed.get(id(message))
-        if hit is None:
-            hit = (message, self._pack(message))
-            self._packed[id(message)] = hit
-        return hit[1]
 
     # ---- messages ------------------------------------------------------------------------
 
@@ -158,30 +143,105 @@ class MeshGenerator(Generic[PackedT]):
             instance = self.snapshot.instance(node_id)
             if instance is None:
                 return None
-            if instance.kind is ProxyKind.ROUTER:
-                self._proxies[node_id] = self._gateway(instance)
+            router = instance.kind is ProxyKind.ROUTER
+            scope = EVERYTHING if router else self.egress_scope(instance)
+            shared_clusters, shared_endpoints = self.outbound(scope)
+            earlier = self._unchanged_earlier(instance)
+            if earlier is not None:
+                found = replace(
+                    earlier,
+                    clusters=shared_clusters + _own(earlier.clusters, earlier, CLUSTER_TYPE),
+                    endpoints=shared_endpoints + _own(earlier.endpoints, earlier, ENDPOINT_TYPE),
+                )
             else:
-                self._proxies[node_id] = self._sidecar(instance)
+                found = self._gateway(instance) if router else self._sidecar(instance)
+            self._proxies[node_id] = replace(
+                found, shared={CLUSTER_TYPE: shared_clusters, ENDPOINT_TYPE: shared_endpoints}
+            )
         return self._proxies[node_id]
 
-    def outbound(self) -> tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]:
-        """The clusters and load assignments every proxy gets (built once)."""
-        if self._outbound is None:
-            self._outbound = (
-                tuple(clusters.outbound_clusters(self.snapshot, self._findings, self.mtls)),
-                tuple(
-                    endpoints.outbound_load_assignments(
-                        self.snapshot,
-                        tls.endpoint_tls_predicate(self.snapshot) if self.mtls else None,
-                    )
-                ),
-            )
-        return self._outbound
+    def _unchanged_earlier(self, instance: WorkloadInstance) -> ProxyResources | None:
+        """The previous generator's resources of this proxy if its instance is unchanged."""
+        previous = self._previous
+        if previous is None or previous.snapshot.instance(instance.node_id) != instance:
+            return None
+        return previous._proxies.get(instance.node_id)
+
+    def egress_scope(self, instance: WorkloadInstance) -> EgressScope:
+        """What a proxy may see (`EVERYTHING` for gateways and without a Sidecar)."""
+        return self._sidecars.scope_for(instance)
+
+    def outbound(
+        self, scope: EgressScope = EVERYTHING
+    ) -> tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]:
+        """The clusters and load assignments of the services a scope sees (built once per
+        scope: proxies of equal scopes get the very same tuples)."""
+        key = scope.visibility
+        pair = self._outbound_by_scope.get(key)
+        if pair is None:
+            visible = None if key.unrestricted else key.sees
+            scoped_clusters = [clusters.blackhole_cluster(), clusters.passthrough_cluster()]
+            scoped_endpoints: list[endpoint_pb2.ClusterLoadAssignment] = []
+            for hostname in sorted(self.snapshot.services):
+                service = self.snapshot.services[hostname]
+                if visible is None or visible(service):
+                    service_clusters, assignments = self.service_outbound(service)
+                    scoped_clusters.extend(service_clusters)
+                    scoped_endpoints.extend(assignments)
+            pair = (tuple(scoped_clusters), tuple(scoped_endpoints))
+            self._outbound_by_scope[key] = pair
+            if key.unrestricted:
+                self._outbound = pair
+        return pair
+
+    def service_outbound(self, service: Service) -> OutboundPart:
+        """One service's outbound clusters and load assignments, translated once per
+        snapshot, or taken from the previous generator when nothing they read changed:
+        the config, mTLS, the Service (with its endpoints) and the instances behind it."""
+        found = self._by_service.get(service.hostname)
+        if found is None:
+            found = self._earlier_outbound(service)
+            if found is None:
+                if self._takes_mtls is None and self.mtls:
+                    self._takes_mtls = tls.endpoint_tls_predicate(self.snapshot)
+                found = (
+                    tuple(
+                        clusters.service_clusters(self.snapshot, service, self._findings, self.mtls)
+                    ),
+                    tuple(
+                        endpoints.service_load_assignments(self.snapshot, service, self._takes_mtls)
+                    ),
+                )
+            self._by_service[service.hostname] = found
+        return found
+
+    def _earlier_outbound(self, service: Service) -> OutboundPart | None:
+        previous = self._previous
+        if previous is None or previous.snapshot.services.get(service.hostname) != service:
+            return None
+        found = previous._by_service.get(service.hostname)
+        if found is None:
+            return None
+        mine, theirs = self._instances_by_name(), previous._instances_by_name()
+        for port_endpoints in service.endpoints.values():
+            for endpoint in port_endpoints:
+                key = (endpoint.instance, endpoint.namespace)
+                if mine.get(key) != theirs.get(key):
+                    return None
+        return found
+
+    def _instances_by_name(self) -> dict[tuple[str, str], WorkloadInstance]:
+        if self._by_instance_name is None:
+            self._by_instance_name = {
+                (i.name, i.namespace): i for i in self.snapshot.instances.values()
+            }
+        return self._by_instance_name
 
     def sidecar_routes(self, scope: ProxyScope) -> route_pb2.RouteConfiguration:
-        """`http_proxy` for a proxy scope (memoized per namespace, and labels if they matter)."""
+        """`http_proxy` for a proxy scope (memoized per namespace and egress scope, and
+        labels if they matter)."""
         if not self._label_scoped:
-            scope = ProxyScope(scope.namespace)
+            scope = ProxyScope(scope.namespace, egress=scope.egress)
         config = self._sidecar_routes.get(scope)
         if config is None:
             config = routes.sidecar_route_config(self.snapshot, scope, self._findings)
@@ -189,7 +249,8 @@ class MeshGenerator(Generic[PackedT]):
         return config
 
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
-        shared_clusters, shared_endpoints = self.outbound()
+        egress = self.egress_scope(instance)
+        shared_clusters, shared_endpoints = self.outbound(egress)
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
         out_listeners = []
@@ -199,7 +260,7 @@ class MeshGenerator(Generic[PackedT]):
                 listeners.http_proxy_listener(address, instance.sidecar.outbound_port, mesh)
             )
             out_routes.append(
-                self.sidecar_routes(ProxyScope.of(instance.namespace, instance.labels))
+                self.sidecar_routes(ProxyScope.of(instance.namespace, instance.labels, egress))
             )
         for port in sorted(instance.ports, key=lambda p: p.container_port):
             if port.inbound_port is not None:
@@ -261,6 +322,13 @@ class MeshGenerator(Generic[PackedT]):
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
+
+
+def _own(
+    messages: tuple[Message, ...], resources: ProxyResources, type_url: str
+) -> tuple[Message, ...]:
+    """The messages of a type that are the proxy's own (after the shared part)."""
+    return messages[len(resources.shared.get(type_url, ())) :]
 
 
 def _name(message: Message) -> str:

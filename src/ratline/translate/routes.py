@@ -1,8 +1,10 @@
 """RDS: the sidecar's outbound route configuration `http_proxy` and the gateways' `http.PORT`.
 
-Sidecar: one virtual host per visible (service, port) with the names an app in the proxy's
-namespace may use for it, routes from the VirtualService bound to `mesh` for that host (or
-one default route), and a catch-all host for the outbound traffic policy. Gateway: one
+Sidecar: one virtual host per visible (service, port) — visible to the proxy's namespace and
+in its egress scope (the `Sidecar` resource, see `translate.sidecar_scope`) — with the names
+an app in the proxy's namespace may use for it, routes from the VirtualService bound to
+`mesh` for that host (or one default route), and a catch-all host for the outbound traffic
+policy (MeshConfig's, or the Sidecar's when it sets one). Gateway: one
 virtual host per host both a Gateway server and a VirtualService bound to it expose.
 """
 
@@ -22,6 +24,7 @@ from ratline.translate import names
 from ratline.translate.common import CONFLICT, UNRESOLVED, Findings
 from ratline.translate.http_routes import RouteContext, default_route, envoy_routes, gateway_ref
 from ratline.translate.policy import CLUSTER_DOMAIN, hosts_intersection, visible_to
+from ratline.translate.sidecar_scope import EVERYTHING, EgressScope
 
 NON_HTTP_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 """Port protocols an HTTP proxy listener cannot carry (they need CONNECT or SNI routing)."""
@@ -33,10 +36,17 @@ class ProxyScope:
 
     namespace: str
     labels: frozenset[tuple[str, str]] = frozenset()
+    egress: EgressScope = EVERYTHING
+    """What the applying `Sidecar` lets the proxy see (gateways: everything)."""
 
     @classmethod
-    def of(cls, namespace: str, labels: Mapping[str, str] | None = None) -> ProxyScope:
-        return cls(namespace, frozenset((labels or {}).items()))
+    def of(
+        cls,
+        namespace: str,
+        labels: Mapping[str, str] | None = None,
+        egress: EgressScope = EVERYTHING,
+    ) -> ProxyScope:
+        return cls(namespace, frozenset((labels or {}).items()), egress)
 
 
 def service_domains(service: Service, port: int, proxy_namespace: str) -> list[str]:
@@ -123,10 +133,13 @@ def virtual_service_routes(
     return routes
 
 
-def catch_all_virtual_host(snapshot: MeshSnapshot) -> rc.VirtualHost:
-    """ALLOW_ANY: unknown hosts pass through; REGISTRY_ONLY: they get a 502."""
-    policy = getattr(snapshot.mesh_config, "outbound_traffic_policy", None)
-    mode = getattr(policy, "mode", "ALLOW_ANY")
+def catch_all_virtual_host(snapshot: MeshSnapshot, mode: str | None = None) -> rc.VirtualHost:
+    """ALLOW_ANY: unknown hosts pass through; REGISTRY_ONLY: they get a 502.
+
+    `mode` (a Sidecar's outboundTrafficPolicy) overrides MeshConfig's."""
+    if mode is None:
+        policy = getattr(snapshot.mesh_config, "outbound_traffic_policy", None)
+        mode = getattr(policy, "mode", "ALLOW_ANY")
     if mode == "REGISTRY_ONLY":
         host = rc.VirtualHost(name=names.BLOCK_ALL_VHOST, domains=["*"])
         route = host.routes.add(name="block_all", match=rc.RouteMatch(prefix="/"))
@@ -151,6 +164,8 @@ def sidecar_route_config(
         service = snapshot.services[hostname]
         if not visible_to(service.export_to, service.namespace, scope.namespace):
             continue
+        if not scope.egress.sees(service):
+            continue
         for port in sorted(service.ports, key=lambda p: p.port):
             if port.protocol.upper() in NON_HTTP_PROTOCOLS:
                 continue
@@ -172,7 +187,7 @@ def sidecar_route_config(
                         snapshot, vs, names.MESH_GATEWAY, port.port, scope, findings
                     )
                 )
-    config.virtual_hosts.append(catch_all_virtual_host(snapshot))
+    config.virtual_hosts.append(catch_all_virtual_host(snapshot, scope.egress.outbound_mode))
     return config
 
 

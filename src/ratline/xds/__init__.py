@@ -1,11 +1,13 @@
 """A generic xDS server (SotW and delta ADS) that knows nothing of Istio semantics.
 
 Give `XdsServer` a `ConfigSource` (type URL → name → `VersionedResource` per node, built
-with `pack`), start it, and call `notify` whenever a node's config may have changed.
+with `pack`; a `ResourceSet` per type lets proxies share the bulk of it), start it, and
+call `notify` whenever a node's config may have changed.
 """
 
 from ratline.xds.cache import group_by_type, pack, resources_version, snapshot_version
 from ratline.xds.protocol import Nack, SyncState, TypeStatus
+from ratline.xds.resource_set import ResourceSet
 from ratline.xds.server import ProxyStatus, XdsMode, XdsServer
 from ratline.xds.types import (
     CLUSTER,
@@ -31,6 +33,7 @@ __all__ = [
     "ConfigSource",
     "Nack",
     "ProxyStatus",
+    "ResourceSet",
     "Resources",
     "SyncState",
     "TypeStatus",

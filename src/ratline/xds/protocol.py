@@ -1,6 +1,7 @@
 """The sans-IO state of one ADS stream: subscriptions, ACK/NACK bookkeeping, what to send.
 
-No gRPC and no asyncio here. A stream object is fed the client's requests
+No gRPC and no asyncio here; the streams are `sotw.SotwStream` and `delta.DeltaStream`,
+built on `StreamBase` here. A stream object is fed the client's requests
 (`handle_request`) and the node's current resources (`set_resources`) and answers with the
 responses to send, as plain data. `server.py` turns protos into these requests and the
 responses back into protos.
@@ -31,9 +32,9 @@ from enum import StrEnum
 from typing import Any
 
 from ratline.xds.cache import set_version
+from ratline.xds.resource_set import ResourceSet
 from ratline.xds.types import (
     CLUSTER,
-    ENDPOINT,
     LISTENER,
     PUSH_ORDER,
     SHORT_NAMES,
@@ -118,6 +119,8 @@ class SotwResponse:
     version: str
     nonce: str
     resources: tuple[VersionedResource, ...]
+    complete: ResourceSet | None = None
+    """Set when `resources` is exactly this whole set (the wire reuses its encoding)."""
 
 
 @dataclass(frozen=True)
@@ -161,26 +164,63 @@ class Subscription:
     """Which resources of one type a client wants."""
 
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
+    """Replaced (never mutated) on change, and interned: proxies asking for the same names
+    share one set (and its version token) instead of holding a copy each."""
 
-    def select(self, available: Mapping[str, VersionedResource]) -> dict[str, VersionedResource]:
+    def select(self, available: ResourceSet) -> tuple[VersionedResource, ...]:
+        """The subscribed resources of `available`, in order."""
         if self.wildcard:
-            return dict(available)
-        return {name: available[name] for name in self.names if name in available}
+            return available.ordered()
+        return tuple(available[name] for name in sorted(self.names) if name in available)
 
     def covers(self, name: str) -> bool:
         return self.wildcard or name in self.names
 
-    def replace_sotw(self, type_url: str, names: Iterable[str]) -> None:
-        """SotW: the request's names are the whole subscription."""
-        wanted = set(names)
-        self.wildcard = WILDCARD in wanted or (not wanted and type_url in WILDCARD_TYPES)
-        wanted.discard(WILDCARD)
-        self.names = wanted
+    def version_of(self, available: ResourceSet) -> str:
+        """The version of what this subscription selects of `available`."""
+        if self.wildcard:
+            return available.version
+        return set_version({"\0set": available.version, "\0sub": _names_token(self.names)})
+
+    def replace_sotw(self, type_url: str, names: Iterable[str]) -> bool:
+        """SotW: the request's names are the whole subscription. Whether it changed."""
+        wanted = frozenset(names)
+        wildcard = WILDCARD in wanted or (not wanted and type_url in WILDCARD_TYPES)
+        return self.update(wildcard, wanted - {WILDCARD} if WILDCARD in wanted else wanted)
+
+    def update(self, wildcard: bool, names: frozenset[str]) -> bool:
+        if wildcard == self.wildcard and names == self.names:
+            return False
+        self.wildcard, self.names = wildcard, _interned(names)
+        return True
+
+
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+_TOKENS: dict[frozenset[str], str] = {}
+_INTERNED_LIMIT = 512
+"""Distinct subscriptions remembered; past this the memo starts over (a cache, not state)."""
+
+
+def _interned(names: frozenset[str]) -> frozenset[str]:
+    found = _INTERNED.get(names)
+    if found is None:
+        if len(_INTERNED) >= _INTERNED_LIMIT:
+            _INTERNED.clear()
+            _TOKENS.clear()
+        found = _INTERNED[names] = names
+    return found
+
+
+def _names_token(names: frozenset[str]) -> str:
+    token = _TOKENS.get(names)
+    if token is None:
+        token = _TOKENS[names] = set_version(dict.fromkeys(names, ""))
+    return token
 
 
 @dataclass
-class _TypeState:
+class TypeState:
     """Bookkeeping for one type URL on one stream (both flavours)."""
 
     type_url: str
@@ -219,13 +259,13 @@ def push_ordered(type_urls: Iterable[str]) -> list[str]:
     return sorted(type_urls, key=lambda t: (rank.get(t, len(rank)), t))
 
 
-class _StreamBase:
+class StreamBase:
     """What both flavours share: the node's resources, nonces, per-type states."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._resources: Resources | None = None
-        self._types: dict[str, _TypeState] = {}
+        self._resources: dict[str, ResourceSet] | None = None
+        self._types: dict[str, TypeState] = {}
         self._nonces = itertools.count(1)
         self._last_nonce = 0
 
@@ -242,205 +282,21 @@ class _StreamBase:
         self._last_nonce = next(self._nonces)
         return str(self._last_nonce)
 
-    def _available(self, type_url: str) -> Mapping[str, VersionedResource]:
-        assert self._resources is not None
-        return self._resources.get(type_url, {})
+    def _take(self, resources: Resources | None) -> None:
+        self._resources = (
+            None
+            if resources is None
+            else {t: ResourceSet.of(by_name) for t, by_name in resources.items()}
+        )
 
-    def _record_ack(self, state: _TypeState, nonce: str, version: str | None) -> None:
+    def _available(self, type_url: str) -> ResourceSet:
+        assert self._resources is not None
+        return self._resources.get(type_url) or NOTHING
+
+    def _record_ack(self, state: TypeState, nonce: str, version: str | None) -> None:
         state.acked_version = version
         state.acked_nonce = nonce
         state.last_ack_at = self._clock()
 
 
-class SotwStream(_StreamBase):
-    """State-of-the-world ADS: a CDS or LDS response holds the whole set of its type; an
-    EDS, RDS or SDS response the whole subscribed set when asked afresh, else what changed.
-    """
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        super().__init__(clock)
-        self._sent_content: dict[str, dict[str, str]] = {}
-
-    def handle_request(self, request: SotwRequest) -> Handled:
-        state = self._types.get(request.type_url)
-        if state is None:
-            state = self._types[request.type_url] = _TypeState(request.type_url)
-        nack: Nack | None = None
-        if request.response_nonce:
-            if request.response_nonce != state.sent_nonce:
-                return Handled([], stale=True)
-            if request.error_detail is not None:
-                nack = state.nack = Nack(
-                    message=request.error_detail,
-                    nonce=request.response_nonce,
-                    rejected_version=state.sent_version,
-                    at=self._clock(),
-                )
-                state.acked_version = request.version_info or state.acked_version
-            else:
-                self._record_ack(state, request.response_nonce, request.version_info)
-                state.nack = None
-        else:
-            state.owes_response = True
-        state.subscription.replace_sotw(request.type_url, request.resource_names)
-        response = self._respond(state)
-        return Handled([response] if response else [], nack=nack)
-
-    def set_resources(self, resources: Resources | None) -> list[SotwResponse]:
-        """The node's config changed (or became known): what to send now, in push order."""
-        self._resources = resources
-        responses: list[SotwResponse] = []
-        for type_url in push_ordered(self._types):
-            state = self._types[type_url]
-            if type_url == ENDPOINT and any(r.type_url == CLUSTER for r in responses):
-                state.owes_response = True  # the new clusters warm on these endpoints
-            response = self._respond(state)
-            if response is not None:
-                responses.append(response)
-        return responses
-
-    def _respond(self, state: _TypeState) -> SotwResponse | None:
-        if self._resources is None:
-            return None
-        selected = state.subscription.select(self._available(state.type_url))
-        content = {name: r.version for name, r in selected.items()}
-        previous = self._sent_content.get(state.type_url)
-        if not state.owes_response and content == previous:
-            return None
-        if state.owes_response or previous is None or state.type_url in WILDCARD_TYPES:
-            names = sorted(selected)
-        else:
-            # Only CDS and LDS responses must hold the whole set; for the other types a
-            # resource left out keeps its last value, so send just what changed (Istio's
-            # incremental EDS): one endpoint change is one assignment, not the mesh.
-            names = sorted(n for n, v in content.items() if previous.get(n) != v)
-            if not names:
-                self._sent_content[state.type_url] = content  # only unsubscriptions
-                return None
-        version = set_version(content)
-        nonce = self._next_nonce()
-        self._sent_content[state.type_url] = content
-        state.sent_version, state.sent_nonce, state.owes_response = version, nonce, False
-        resources = tuple(selected[name] for name in names)
-        return SotwResponse(state.type_url, version, nonce, resources)
-
-
-@dataclass
-class _DeltaSent:
-    system_version: str
-    updated: frozenset[str]
-
-
-class DeltaStream(_StreamBase):
-    """Incremental ADS: send only what the client lacks, remove what is gone."""
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        super().__init__(clock)
-        self._known: dict[str, dict[str, str]] = {}
-        """type URL → name → version the client has (as far as we know)."""
-        self._in_flight: dict[str, dict[str, _DeltaSent]] = {}
-        """type URL → nonce → what that response carried."""
-
-    def known(self, type_url: str) -> dict[str, str]:
-        """The resources we believe the client holds (name → version); for tests and dumps."""
-        return dict(self._known.get(type_url, {}))
-
-    def handle_request(self, request: DeltaRequest) -> Handled:
-        type_url = request.type_url
-        state = self._types.get(type_url)
-        first = state is None
-        if state is None:
-            state = self._types[type_url] = _TypeState(type_url)
-            self._known[type_url] = dict(request.initial_resource_versions)
-            self._in_flight[type_url] = {}
-            if type_url in WILDCARD_TYPES and not request.subscribe:
-                state.subscription.wildcard = True
-        known = self._known[type_url]
-        nack: Nack | None = None
-        stale = False
-        if request.response_nonce:
-            sent = self._in_flight[type_url].pop(request.response_nonce, None)
-            if sent is None:
-                stale = True
-            elif request.error_detail is not None:
-                nack = state.nack = Nack(
-                    message=request.error_detail,
-                    nonce=request.response_nonce,
-                    rejected_version=sent.system_version,
-                    at=self._clock(),
-                )
-                state.nack_horizon = self._last_nonce
-                for name in sent.updated:
-                    known.pop(name, None)
-            else:
-                self._record_ack(state, request.response_nonce, sent.system_version)
-                if state.nack is not None and int(request.response_nonce) > state.nack_horizon:
-                    state.nack = None
-        elif not first:
-            state.owes_response = True
-        if first:
-            state.owes_response = True
-        changed = self._change_subscription(state, request.subscribe, request.unsubscribe)
-        response = self._respond(state) if changed or state.owes_response else None
-        return Handled([response] if response else [], nack=nack, stale=stale)
-
-    def set_resources(self, resources: Resources | None) -> list[DeltaResponse]:
-        """The node's config changed (or became known): what to send now, in push order."""
-        self._resources = resources
-        responses: list[DeltaResponse] = []
-        for type_url in push_ordered(self._types):
-            if type_url == ENDPOINT:
-                sent_clusters = {
-                    r.name
-                    for response in responses
-                    if response.type_url == CLUSTER
-                    for r in response.resources
-                }
-                known = self._known[ENDPOINT]
-                for name in sent_clusters & set(known):
-                    del known[name]  # resend: the new cluster warms on its endpoints
-            response = self._respond(self._types[type_url])
-            if response is not None:
-                responses.append(response)
-        return responses
-
-    def _change_subscription(
-        self, state: _TypeState, subscribe: Iterable[str], unsubscribe: Iterable[str]
-    ) -> bool:
-        subscription = state.subscription
-        before = (subscription.wildcard, frozenset(subscription.names))
-        for name in subscribe:
-            if name == WILDCARD:
-                subscription.wildcard = True
-            else:
-                subscription.names.add(name)
-        for name in unsubscribe:
-            if name == WILDCARD:
-                subscription.wildcard = False
-            else:
-                subscription.names.discard(name)
-        known = self._known[state.type_url]
-        for name in [n for n in known if not subscription.covers(n)]:
-            del known[name]  # the client drops what it unsubscribed from
-        return before != (subscription.wildcard, frozenset(subscription.names))
-
-    def _respond(self, state: _TypeState) -> DeltaResponse | None:
-        if self._resources is None:
-            return None
-        selected = state.subscription.select(self._available(state.type_url))
-        known = self._known[state.type_url]
-        updated = [selected[n] for n in sorted(selected) if known.get(n) != selected[n].version]
-        removed = tuple(sorted(n for n in known if n not in selected))
-        if not updated and not removed and not state.owes_response:
-            return None
-        system_version = set_version({name: r.version for name, r in selected.items()})
-        nonce = self._next_nonce()
-        for resource in updated:
-            known[resource.name] = resource.version
-        for name in removed:
-            del known[name]
-        self._in_flight[state.type_url][nonce] = _DeltaSent(
-            system_version, frozenset(r.name for r in updated)
-        )
-        state.sent_version, state.sent_nonce, state.owes_response = system_version, nonce, False
-        return DeltaResponse(state.type_url, system_version, nonce, tuple(updated), removed)
+NOTHING = ResourceSet()

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from ratline.xds import wire
-from ratline.xds.protocol import DeltaStream, SotwStream, SyncState, TypeStatus
-from ratline.xds.staging import push_stages
+from ratline.xds.delta import DeltaStream
+from ratline.xds.protocol import SyncState, TypeStatus
+from ratline.xds.sotw import SotwStream
+from ratline.xds.staging import Config, push_stages
 from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
 
 log = logging.getLogger("ratline.xds")
@@ -34,10 +36,19 @@ log = logging.getLogger("ratline.xds")
 XdsMode = Literal["sotw", "delta"]
 NodeCallback = Callable[[str], None]
 STAGE_ACK_TIMEOUT_S = 5.0
+"""Longest a push stage waits for the proxy's ACKs before the next stage is sent."""
+GRPC_SERVER_OPTIONS = [
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 10_000),
+    ("grpc.server_max_unrequested_time_in_server", 300),
+]
+"""grpc.aio hands new calls to Python one per turn of the event loop; the calls waiting
+for that are refused at random past 1,000 (all past 3,000) and killed after 30 s by
+default, so a thousand proxies connecting at once during a busy push were turned away
+(they retry, with Envoy's back-off). Let a burst wait instead."""
 MAX_QUEUED_REQUESTS = 64
 """Requests read from one stream but not yet handled; past this the reader stops reading,
 so a proxy that floods requests is held back by gRPC flow control, not by our memory."""
-"""Longest a push stage waits for the proxy's ACKs before the next stage is sent."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class _Connection:
         self.snapshot_version: str | None = None
         self.current: Resources | None = None
         """The config last handed to `protocol` (a push stage while one is under way)."""
-        self.stages: list[Resources] = []
+        self.stages: list[Config] = []
         """Push stages still to send, each after the proxy ACKed the one before."""
         self.stage_sent_at = 0.0
         self._recompute_queued = False
@@ -200,8 +211,8 @@ class XdsServer:
         """Listen on host:port (0 picks a free port), over TLS with `credentials`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        server = grpc.aio.server()
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((_ads_handler(self),))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if credentials is not None:
             bound = server.add_secure_port(address, credentials)
@@ -266,19 +277,24 @@ class XdsServer:
         getter: asyncio.Future[object] | None = None
         try:
             while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(connection.queue.get())
-                await asyncio.wait({getter}, timeout=connection.stage_wait_s())
-                if not getter.done():
+                wait_s = connection.stage_wait_s()
+                if getter is None and (wait_s is None or not connection.queue.empty()):
+                    item: object = await connection.queue.get()  # no timer: the fast path
+                else:
+                    if getter is None:
+                        getter = asyncio.ensure_future(connection.queue.get())
+                    await asyncio.wait({getter}, timeout=wait_s)
+                    if getter.done():
+                        item, getter = getter.result(), None
+                    else:
+                        item = None
+                if item is None:
                     # The proxy did not ACK the last stage in time: send the next anyway.
                     responses: list[Any] = connection.next_stage()
-                    item: object = None
-                else:
-                    item, getter = getter.result(), None
                 if item is _CLOSED:
                     return
                 if item is None:
-                    pass
+                    pass  # responses: the next stage's, above
                 elif item is _RECOMPUTE:
                     connection.take_recompute()
                     responses = connection.begin_push(self._compute(connection))
@@ -298,9 +314,9 @@ class XdsServer:
                         responses += connection.next_stage()
                 for response in responses:
                     if mode == "sotw":
-                        await context.write(wire.sotw_response(response))
+                        await context.write(wire.sotw_response_bytes(response))
                     else:
-                        await context.write(wire.delta_response(response))
+                        await context.write(wire.delta_response_bytes(response))
         finally:
             if getter is not None:
                 getter.cancel()
@@ -406,20 +422,34 @@ def _peer_ids(context: grpc.aio.ServicerContext) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
-class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, server: XdsServer) -> None:
-        self._server = server
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
-    async def StreamAggregatedResources(
-        self,
-        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> None:
-        await self._server.serve_stream("sotw", request_iterator, context)
 
-    async def DeltaAggregatedResources(
-        self,
-        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> None:
-        await self._server.serve_stream("delta", request_iterator, context)
+def _already_encoded(response: bytes) -> bytes:
+    return response
+
+
+def _ads_handler(server: XdsServer) -> grpc.GenericRpcHandler:
+    """The ADS service, writing responses `wire` already encoded."""
+
+    async def sotw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await server.serve_stream("sotw", requests, context)
+
+    async def delta(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        await server.serve_stream("delta", requests, context)
+
+    return grpc.method_handlers_generic_handler(
+        ADS_SERVICE,
+        {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                sotw,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_already_encoded,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                delta,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_already_encoded,
+            ),
+        },
+    )

@@ -17,39 +17,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ratline.xds.types import CLUSTER, ENDPOINT, SECRET, Resources, VersionedResource
+from ratline.xds.resource_set import ResourceSet, union
+from ratline.xds.types import CLUSTER, ENDPOINT, SECRET, Resources
 
 DEPENDENCY_TYPES = (CLUSTER, ENDPOINT, SECRET)
 """Types that others refer to by name: added first, removed last."""
 
+Config = Mapping[str, ResourceSet]
 
-def _fingerprint(resources: Resources) -> dict[str, dict[str, str]]:
-    return {t: {n: r.version for n, r in by_name.items()} for t, by_name in resources.items()}
+
+def as_config(resources: Resources) -> Config:
+    """Resources with every type as a `ResourceSet` (those already one are kept as is)."""
+    return {t: ResourceSet.of(by_name) for t, by_name in resources.items()}
 
 
 def same_config(a: Resources, b: Resources) -> bool:
     """Whether two configs hold the same resources at the same versions."""
-    return _fingerprint(a) == _fingerprint(b)
+    if a.keys() != b.keys():
+        return False
+    return all(ResourceSet.of(a[t]).same_content(ResourceSet.of(b[t])) for t in a)
 
 
-def _with_dependencies_merged(base: Resources, old: Resources, new: Resources) -> Resources:
-    merged: dict[str, Mapping[str, VersionedResource]] = dict(base)
+def _with_dependencies_merged(base: Config, old: Config, new: Config) -> Config:
+    merged: dict[str, ResourceSet] = dict(base)
     for type_url in DEPENDENCY_TYPES:
-        if type_url in old or type_url in new:
-            merged[type_url] = {**old.get(type_url, {}), **new.get(type_url, {})}
+        if type_url in old and type_url in new:
+            merged[type_url] = union(old[type_url], new[type_url])
+        elif type_url in old or type_url in new:
+            merged[type_url] = old.get(type_url) or new[type_url]
     return merged
 
 
-def push_stages(old: Resources | None, new: Resources) -> list[Resources]:
-    """The configs to send in turn to go from `old` to `new` (the last one is `new`)."""
+def push_stages(old: Resources | None, new: Resources) -> list[Config]:
+    """The configs to send in turn to go from `old` to `new` (the last one is `new`).
+
+    Costs O(what changed) per proxy when old and new share their bases with other
+    proxies' configs (the unions and diffs of shared sets are computed once).
+    """
+    target = as_config(new)
     if old is None:
-        return [new]
-    stages: list[Resources] = []
-    current: Resources = old
+        return [target]
+    current = as_config(old)
+    stages: list[Config] = []
     for stage in (
-        _with_dependencies_merged(old, old, new),
-        _with_dependencies_merged(new, old, new),
-        new,
+        _with_dependencies_merged(current, current, target),
+        _with_dependencies_merged(target, current, target),
+        target,
     ):
         if not same_config(stage, current):
             stages.append(stage)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -31,6 +33,35 @@ class VersionedResource:
     version: str
     """A content hash, so an unchanged resource keeps its version across pushes."""
     body: any_pb2.Any
+
+    @cached_property
+    def sotw_entry(self) -> bytes:
+        """This resource as one `resources` field of a DiscoveryResponse (encoded once)."""
+        return length_delimited(2, self.body.SerializeToString())
+
+    @cached_property
+    def delta_entry(self) -> bytes:
+        """This resource as one `resources` field of a DeltaDiscoveryResponse."""
+        message = discovery_pb2.Resource(name=self.name, version=self.version, resource=self.body)
+        return length_delimited(2, message.SerializeToString())
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def length_delimited(field_number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (a string, bytes or message)."""
+    return varint(field_number << 3 | 2) + varint(len(payload)) + payload
 
 
 Resources = Mapping[str, Mapping[str, VersionedResource]]

@@ -1,12 +1,21 @@
-"""Conversions between the xDS discovery protos and the plain data of `protocol`."""
+"""Conversions between the xDS discovery protos and the plain data of `protocol`.
+
+Requests are parsed into protos by gRPC and turned into plain data here. Responses are
+encoded to bytes directly: each resource's field is encoded once (`VersionedResource.
+sotw_entry` / `delta_entry`) and a whole shared set once (`ResourceSet.sotw_bytes`), so
+a response to one more proxy costs a join of bytes, not a protobuf build.
+"""
 
 from __future__ import annotations
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from ratline.xds.protocol import DeltaRequest, DeltaResponse, SotwRequest, SotwResponse
+from ratline.xds.types import length_delimited
 
 CONTROL_PLANE_ID = "ratline"
+_SOTW_CONTROL_PLANE = length_delimited(6, length_delimited(1, CONTROL_PLANE_ID.encode()))
+_DELTA_CONTROL_PLANE = length_delimited(7, length_delimited(1, CONTROL_PLANE_ID.encode()))
 
 
 def _error_detail(
@@ -63,3 +72,34 @@ def delta_response(response: DeltaResponse) -> discovery_pb2.DeltaDiscoveryRespo
     )
     message.control_plane.identifier = CONTROL_PLANE_ID
     return message
+
+
+def sotw_response_bytes(response: SotwResponse) -> bytes:
+    """The serialized DiscoveryResponse (parses to what `sotw_response` builds)."""
+    if response.complete is not None:
+        body = response.complete.sotw_bytes()
+    else:
+        body = b"".join(r.sotw_entry for r in response.resources)
+    return b"".join(
+        (
+            length_delimited(1, response.version.encode()),
+            body,
+            length_delimited(4, response.type_url.encode()),
+            length_delimited(5, response.nonce.encode()),
+            _SOTW_CONTROL_PLANE,
+        )
+    )
+
+
+def delta_response_bytes(response: DeltaResponse) -> bytes:
+    """The serialized DeltaDiscoveryResponse (parses to what `delta_response` builds)."""
+    return b"".join(
+        (
+            length_delimited(1, response.system_version.encode()),
+            *(r.delta_entry for r in response.resources),
+            length_delimited(4, response.type_url.encode()),
+            length_delimited(5, response.nonce.encode()),
+            *(length_delimited(6, name.encode()) for name in response.removed),
+            _DELTA_CONTROL_PLANE,
+        )
+    )
