@@ -268,8 +268,9 @@ def _measure(size: ScaleSize, settings: Settings, work: Path, procs: ProcessGrou
         # One endpoint turns unhealthy: that service's load assignment changes.
         target = next(i for i in instances if i not in real and i not in spare)
         changed = [replace(i, healthy=False) if i is target else i for i in instances]
+        body = mesh.report_body(changed)
         result["endpoint_change"] = _converge(
-            cp, workers, real_nodes, "EDS", lambda: cp.report(changed), 120)
+            cp, workers, real_nodes, "EDS", lambda: cp.send_report(body), 120)
         vs = (
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
             "metadata: {name: bench-vs, namespace: default}\n"

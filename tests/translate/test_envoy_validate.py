@@ -30,8 +30,8 @@ def test_validation_catches_a_route_to_a_missing_cluster(tmp_path: Path) -> None
     assert resources is not None
     missing = "outbound|9080|v2|reviews.default.svc.cluster.local"
     broken = ProxyResources(
-        clusters=tuple(c for c in resources.clusters if c.name != missing),
-        endpoints=resources.endpoints,
+        own_clusters=tuple(c for c in resources.clusters if c.name != missing),
+        own_endpoints=resources.endpoints,
         listeners=resources.listeners,
         routes=resources.routes,
     )

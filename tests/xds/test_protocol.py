@@ -416,3 +416,17 @@ def test_delta_tracks_what_the_client_holds_without_copying_it() -> None:
     assert sorted(r.name for r in resend.resources) == ["c5", "c9"]
     assert stream.known(CLUSTER)["c9"] == cluster("c9", 3).version
     assert len(stream.known(CLUSTER)) == 19
+
+
+def test_sotw_names_key_skips_rereading_an_unchanged_subscription() -> None:
+    stream = SotwStream()
+    stream.set_resources(config(assignment("a"), assignment("b")))
+    [first] = stream.handle_request(
+        SotwRequest(ENDPOINT, resource_names=("a",), names_key=b"k1")
+    ).responses
+    assert [r.name for r in first.resources] == ["a"]
+    ack = SotwRequest(ENDPOINT, first.version, first.nonce, ("a", "b"), names_key=b"k1")
+    assert stream.handle_request(ack).responses == []  # same key: names not read
+    more = SotwRequest(ENDPOINT, first.version, first.nonce, ("a", "b"), names_key=b"k2")
+    [second] = stream.handle_request(more).responses
+    assert [r.name for r in second.resources] == ["b"]

@@ -50,9 +50,7 @@ async def test_request_flood_is_bounded_by_backpressure() -> None:
         node = base_pb2.Node(id="sidecar~127.0.0.1~flood-0.default~default.svc.cluster.local")
         for n in range(FLOOD):
             read += 1
-            yield discovery_pb2.DiscoveryRequest(
-                node=node if n == 0 else None, type_url=CLUSTER
-            )
+            yield discovery_pb2.DiscoveryRequest(node=node if n == 0 else None, type_url=CLUSTER)
 
     context = StuckWriter()
     stream = asyncio.create_task(server.serve_stream("sotw", requests(), context))  # type: ignore[arg-type]

@@ -15,6 +15,9 @@ all clusters alone hands every proxy the very same cluster set, and diffing it i
 
 from __future__ import annotations
 
+import operator
+from dataclasses import dataclass
+
 from google.protobuf.message import Message
 
 from ratline.translate.generator import MeshGenerator
@@ -23,27 +26,46 @@ from ratline.xds.resource_set import ResourceSet
 from ratline.xds.types import VersionedResource
 
 
+@dataclass
+class _ProxyEntry:
+    """One proxy's sets, and the own messages each was made of (to reuse it next push)."""
+
+    sets: dict[str, ResourceSet]
+    own: dict[str, tuple[Message, ...]]
+
+    def same_part(self, type_url: str, base: ResourceSet | None, own: tuple[Message, ...]) -> bool:
+        """Whether this entry's set of `type_url` is `base` plus exactly these messages."""
+        known = self.own.get(type_url)
+        return (
+            known is not None
+            and self.sets[type_url].base is base
+            and len(known) == len(own)
+            and all(map(operator.is_, known, own))
+        )
+
+
 class PackedConfig:
     """A `ratline.xds.types.ConfigSource` over one snapshot's generator."""
 
     def __init__(self, generator: MeshGenerator, previous: PackedConfig | None = None) -> None:
         self.generator = generator
-        self._earlier_packed: dict[int, tuple[Message, VersionedResource]] = {}
+        self._previous_packed: dict[int, tuple[Message, VersionedResource]] = {}
         """The previous config's packing by id(message): messages the generator reused."""
-        self._earlier_resources: dict[tuple[str, str, str], VersionedResource] = {}
+        self._previous_proxies: dict[str, _ProxyEntry | None] = {}
+        self._earlier_resources: dict[tuple[str, str, str], VersionedResource] | None = None
+        """(type URL, name, version) → a resource of the previous config's shared sets (their
+        encodings are reused when the content is equal); built on the first miss."""
         self._earlier_bases: dict[tuple[int, str], ResourceSet] = {}
         if previous is not None:
-            self._earlier_packed = previous._packed
-            for _message, resource in previous._packed.values():
-                key = (resource.body.type_url, resource.name, resource.version)
-                self._earlier_resources[key] = resource
+            self._previous_packed = previous._packed
+            self._previous_proxies = previous._proxies
             for _shared, base in previous._bases.values():
                 self._earlier_bases[(len(base), base.version)] = base
         self._packed: dict[int, tuple[Message, VersionedResource]] = {}
         """id(message) → (the message, kept alive so the id stays its own; packed)."""
         self._bases: dict[int, tuple[tuple[Message, ...], ResourceSet]] = {}
         """id(shared tuple) → (the tuple, kept alive; its ResourceSet)."""
-        self._proxies: dict[str, tuple[str, dict[str, ResourceSet]] | None] = {}
+        self._proxies: dict[str, _ProxyEntry | None] = {}
 
     @property
     def version(self) -> str:
@@ -51,22 +73,25 @@ class PackedConfig:
 
     def resources_for(self, node_id: str) -> tuple[str, dict[str, ResourceSet]] | None:
         """(snapshot version, type URL → the proxy's resources), None for unknown nodes."""
-        if node_id in self._proxies:
-            return self._proxies[node_id]
-        protos = self.generator.protos_for(node_id)
-        found: tuple[str, dict[str, ResourceSet]] | None = None
-        if protos is not None:
-            by_type = {}
-            for type_url, messages in protos.by_type().items():
-                by_type[type_url] = self._layered(messages, protos.shared.get(type_url, ()))
-            found = (self.version, by_type)
-        self._proxies[node_id] = found
-        return found
+        if node_id not in self._proxies:
+            self._proxies[node_id] = self._entry(node_id)
+        entry = self._proxies[node_id]
+        return None if entry is None else (self.version, entry.sets)
 
-    def _layered(self, messages: tuple[Message, ...], shared: tuple[Message, ...]) -> ResourceSet:
-        base = self._base(shared) if shared else None
-        own = messages[len(shared) :] if shared else messages
-        return ResourceSet({_name(m): self._pack(m) for m in own}, base)
+    def _entry(self, node_id: str) -> _ProxyEntry | None:
+        protos = self.generator.protos_for(node_id)
+        if protos is None:
+            return None
+        earlier = self._previous_proxies.get(node_id)
+        entry = _ProxyEntry({}, {})
+        for type_url, (shared, own) in protos.parts().items():
+            base = self._base(shared) if shared else None
+            entry.own[type_url] = own
+            if earlier is not None and earlier.same_part(type_url, base, own):
+                entry.sets[type_url] = earlier.sets[type_url]  # the very same set: free to diff
+            else:
+                entry.sets[type_url] = ResourceSet({_name(m): self._pack(m) for m in own}, base)
+        return entry
 
     def _base(self, shared: tuple[Message, ...]) -> ResourceSet:
         hit = self._bases.get(id(shared))
@@ -79,11 +104,17 @@ class PackedConfig:
     def _pack(self, message: Message) -> VersionedResource:
         hit = self._packed.get(id(message))
         if hit is None:
-            earlier = self._earlier_packed.get(id(message))
+            earlier = self._previous_packed.get(id(message))
             if earlier is not None and earlier[0] is message:
                 self._packed[id(message)] = earlier
                 return earlier[1]
             resource = pack(message, _name(message))
+            if self._earlier_resources is None:
+                self._earlier_resources = {
+                    (r.body.type_url, r.name, r.version): r
+                    for base in self._earlier_bases.values()
+                    for r in base.values()
+                }
             key = (resource.body.type_url, resource.name, resource.version)
             resource = self._earlier_resources.get(key, resource)
             hit = self._packed[id(message)] = (message, resource)

@@ -50,24 +50,42 @@ HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 
 @dataclass(frozen=True)
 class ProxyResources:
-    """One proxy's Envoy resources as messages (before packing)."""
+    """One proxy's Envoy resources as messages (before packing).
 
-    clusters: tuple[cluster_pb2.Cluster, ...] = ()
-    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
+    Clusters and load assignments come in two parts: `shared`, the outbound ones every
+    proxy of the same egress scope has (the very same tuples, so packing and diffing them
+    is done once for all), and the proxy's own (inbound and policy clusters).
+    """
+
+    own_clusters: tuple[cluster_pb2.Cluster, ...] = ()
+    own_endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
     listeners: tuple[listener_pb2.Listener, ...] = ()
     routes: tuple[route_pb2.RouteConfiguration, ...] = ()
     shared: Mapping[str, tuple[Message, ...]] = field(default_factory=dict)
-    """Type URL → the leading part of that type's messages that other proxies share (the
-    very same tuple object), so packing and diffing can be done once for all of them."""
+    """Type URL → the shared part of that type (clusters and load assignments)."""
+
+    @property
+    def clusters(self) -> tuple[cluster_pb2.Cluster, ...]:
+        """Every cluster: the shared ones, then the proxy's own."""
+        return self.shared.get(CLUSTER_TYPE, ()) + self.own_clusters  # type: ignore[return-value]
+
+    @property
+    def endpoints(self) -> tuple[endpoint_pb2.ClusterLoadAssignment, ...]:
+        """Every load assignment: the shared ones, then the proxy's own."""
+        return self.shared.get(ENDPOINT_TYPE, ()) + self.own_endpoints  # type: ignore[return-value]
+
+    def parts(self) -> dict[str, tuple[tuple[Message, ...], tuple[Message, ...]]]:
+        """Type URL → (shared messages, the proxy's own), without copying either."""
+        return {
+            CLUSTER_TYPE: (self.shared.get(CLUSTER_TYPE, ()), self.own_clusters),
+            ENDPOINT_TYPE: (self.shared.get(ENDPOINT_TYPE, ()), self.own_endpoints),
+            LISTENER_TYPE: ((), self.listeners),
+            ROUTE_TYPE: ((), self.routes),
+        }
 
     def by_type(self) -> dict[str, tuple[Message, ...]]:
-        """Type URL → messages."""
-        return {
-            CLUSTER_TYPE: self.clusters,
-            ENDPOINT_TYPE: self.endpoints,
-            LISTENER_TYPE: self.listeners,
-            ROUTE_TYPE: self.routes,
-        }
+        """Type URL → every message of that type."""
+        return {url: shared + own for url, (shared, own) in self.parts().items()}
 
 
 def listen_port(server_port: int, settings: Settings) -> int:
@@ -146,14 +164,8 @@ class MeshGenerator:
             router = instance.kind is ProxyKind.ROUTER
             scope = EVERYTHING if router else self.egress_scope(instance)
             shared_clusters, shared_endpoints = self.outbound(scope)
-            earlier = self._unchanged_earlier(instance)
-            if earlier is not None:
-                found = replace(
-                    earlier,
-                    clusters=shared_clusters + _own(earlier.clusters, earlier, CLUSTER_TYPE),
-                    endpoints=shared_endpoints + _own(earlier.endpoints, earlier, ENDPOINT_TYPE),
-                )
-            else:
+            found = self._unchanged_earlier(instance)
+            if found is None:
                 found = self._gateway(instance) if router else self._sidecar(instance)
             self._proxies[node_id] = replace(
                 found, shared={CLUSTER_TYPE: shared_clusters, ENDPOINT_TYPE: shared_endpoints}
@@ -250,7 +262,6 @@ class MeshGenerator:
 
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
         egress = self.egress_scope(instance)
-        shared_clusters, shared_endpoints = self.outbound(egress)
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
         out_listeners = []
@@ -271,10 +282,8 @@ class MeshGenerator:
                     inbound = tls.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
         return ProxyResources(
-            clusters=shared_clusters
-            + tuple(clusters.inbound_clusters(instance))
+            own_clusters=tuple(clusters.inbound_clusters(instance))
             + self._security(instance, 0).clusters,
-            endpoints=shared_endpoints,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
@@ -299,7 +308,6 @@ class MeshGenerator:
         return by_port
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
-        shared_clusters, shared_endpoints = self.outbound()
         scope = ProxyScope.of(instance.namespace, instance.labels)
         mesh = self.snapshot.mesh_config
         out_listeners = []
@@ -313,8 +321,7 @@ class MeshGenerator:
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
         return ProxyResources(
-            clusters=shared_clusters + self._security(instance, 0).clusters,
-            endpoints=shared_endpoints,
+            own_clusters=self._security(instance, 0).clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
@@ -322,13 +329,6 @@ class MeshGenerator:
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
-
-
-def _own(
-    messages: tuple[Message, ...], resources: ProxyResources, type_url: str
-) -> tuple[Message, ...]:
-    """The messages of a type that are the proxy's own (after the shared part)."""
-    return messages[len(resources.shared.get(type_url, ())) :]
 
 
 def _name(message: Message) -> str:

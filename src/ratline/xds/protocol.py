@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -106,9 +106,11 @@ class SotwRequest:
     type_url: str
     version_info: str = ""
     response_nonce: str = ""
-    resource_names: tuple[str, ...] = ()
+    resource_names: Sequence[str] = ()
     error_detail: str | None = None
     """The NACK message, or None for a request or an ACK."""
+    names_key: bytes | memoryview | None = None
+    """The encoded names: equal bytes, equal names (None: unknown, read the names)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ class Subscription:
     names: frozenset[str] = frozenset()
     """Replaced (never mutated) on change, and interned: proxies asking for the same names
     share one set (and its version token) instead of holding a copy each."""
+    _names_key: bytes | None = None
 
     def select(self, available: ResourceSet) -> tuple[VersionedResource, ...]:
         """The subscribed resources of `available`, in order."""
@@ -183,8 +186,17 @@ class Subscription:
             return available.version
         return set_version({"\0set": available.version, "\0sub": _names_token(self.names)})
 
-    def replace_sotw(self, type_url: str, names: Iterable[str]) -> bool:
-        """SotW: the request's names are the whole subscription. Whether it changed."""
+    def replace_sotw(
+        self, type_url: str, names: Iterable[str], names_key: bytes | memoryview | None = None
+    ) -> bool:
+        """SotW: the request's names are the whole subscription. Whether it changed.
+
+        `names_key` (see `SotwRequest`) skips reading names this stream sent before.
+        """
+        key = None if names_key is None else bytes(names_key)  # memcmp; a memoryview's == is
+        if key is not None and key == self._names_key:  # item by item, 40x slower
+            return False
+        self._names_key = None if key is None else _interned_key(key)
         wanted = frozenset(names)
         wildcard = WILDCARD in wanted or (not wanted and type_url in WILDCARD_TYPES)
         return self.update(wildcard, wanted - {WILDCARD} if WILDCARD in wanted else wanted)
@@ -209,6 +221,19 @@ def _interned(names: frozenset[str]) -> frozenset[str]:
             _INTERNED.clear()
             _TOKENS.clear()
         found = _INTERNED[names] = names
+    return found
+
+
+_INTERNED_KEYS: dict[bytes, bytes] = {}
+
+
+def _interned_key(key: bytes) -> bytes:
+    """One copy of each encoded name list, however many streams sent it."""
+    found = _INTERNED_KEYS.get(key)
+    if found is None:
+        if len(_INTERNED_KEYS) >= _INTERNED_LIMIT:
+            _INTERNED_KEYS.clear()
+        found = _INTERNED_KEYS[key] = key
     return found
 
 

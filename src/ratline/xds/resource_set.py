@@ -143,12 +143,18 @@ class ResourceSet(Mapping[str, VersionedResource]):
         return found  # type: ignore[no-any-return]
 
     def same_content(self, other: ResourceSet) -> bool:
-        """Whether both hold the same names at the same versions."""
+        """Whether both hold the same names at the same versions (O(own resources) when
+        the bases' versions are known; a "no" may be wrong only for equal content layered
+        differently, which costs a redundant stage, never a missed change)."""
         if self is other:
             return True
-        if self._base is other._base:
-            return _same_versions(self._own, other._own)
-        return len(self) == len(other) and self.version == other.version
+        mine, theirs = self._base, other._base
+        if mine is not theirs:
+            if mine is None or theirs is None:
+                return len(self) == len(other) and self.version == other.version
+            if len(mine) != len(theirs) or mine.version != theirs.version:
+                return False  # (or the same content split otherwise: a harmless "no")
+        return _same_versions(self._own, other._own)
 
     # ---- memo of pairwise operations with an older set ----------------------------------
 

@@ -338,7 +338,7 @@ class XdsServer:
             connection.queue.put_nowait(_CLOSED)
 
     def _attach(self, connection: _Connection, first_request: Any) -> bool:
-        node_id = first_request.node.id
+        node_id = _message(first_request).node.id
         if not node_id:
             return False
         connection.node_id = node_id
@@ -401,7 +401,7 @@ class XdsServer:
             log.warning(
                 "proxy %s rejected %s version %s: %s",
                 connection.node_id,
-                SHORT_NAMES.get(request.type_url, request.type_url),
+                SHORT_NAMES.get(_message(request).type_url, "?"),
                 nack.rejected_version,
                 nack.message,
             )
@@ -409,8 +409,13 @@ class XdsServer:
 
 
 def _node_of(request: Any) -> str:
-    node = getattr(request, "node", None)
+    node = getattr(_message(request), "node", None)
     return str(getattr(node, "id", "") or "")
+
+
+def _message(item: Any) -> Any:
+    """The request proto of a received item (state-of-the-world items carry their bytes)."""
+    return item.message if isinstance(item, wire.ReceivedSotw) else item
 
 
 def _peer_ids(context: grpc.aio.ServicerContext) -> tuple[str, ...]:
@@ -443,7 +448,7 @@ def _ads_handler(server: XdsServer) -> grpc.GenericRpcHandler:
         {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 sotw,
-                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                request_deserializer=wire.ReceivedSotw.parse,
                 response_serializer=_already_encoded,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(

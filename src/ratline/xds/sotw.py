@@ -59,7 +59,7 @@ class SotwStream(StreamBase):
                 state.nack = None
         else:
             state.owes_response = True
-        state.subscription.replace_sotw(request.type_url, request.resource_names)
+        state.subscription.replace_sotw(request.type_url, request.resource_names, request.names_key)
         response = self._respond(state)
         return Handled([response] if response else [], nack=nack)
 

@@ -8,6 +8,8 @@ a response to one more proxy costs a join of bytes, not a protobuf build.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from envoy.service.discovery.v3 import discovery_pb2
 
 from ratline.xds.protocol import DeltaRequest, DeltaResponse, SotwRequest, SotwResponse
@@ -27,14 +29,68 @@ def _error_detail(
     return detail.message or f"rejected (code {detail.code})"
 
 
-def sotw_request(request: discovery_pb2.DiscoveryRequest) -> SotwRequest:
+NAMES_KEY_MIN = 16
+"""Requests naming at least this many resources get a `names_key`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedSotw:
+    """A DiscoveryRequest as received: parsed, and its bytes (for `names_key`)."""
+
+    message: discovery_pb2.DiscoveryRequest
+    raw: bytes
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ReceivedSotw:
+        """The gRPC request deserializer of state-of-the-world streams."""
+        return cls(discovery_pb2.DiscoveryRequest.FromString(raw), raw)
+
+
+def sotw_request(
+    request: discovery_pb2.DiscoveryRequest | ReceivedSotw,
+) -> SotwRequest:
+    raw = None
+    if isinstance(request, ReceivedSotw):
+        request, raw = request.message, request.raw
+    names = request.resource_names
+    key = _names_key(request, raw) if raw is not None and len(names) >= NAMES_KEY_MIN else None
     return SotwRequest(
         type_url=request.type_url,
         version_info=request.version_info,
         response_nonce=request.response_nonce,
-        resource_names=tuple(request.resource_names),
+        resource_names=names if key is not None else tuple(names),
         error_detail=_error_detail(request),
+        names_key=key,
     )
+
+
+def _names_key(request: discovery_pb2.DiscoveryRequest, raw: bytes) -> memoryview | None:
+    """The bytes of the request's `resource_names`, as a view into `raw`, or None.
+
+    Envoy repeats every name of its EDS subscription in each ACK (thousands in a large
+    mesh); turning them into strings and a set per ACK was most of the cost of an ACK.
+    When the bytes are laid out in field order (version_info, the names, type_url,
+    nonce), the names are one contiguous run, and comparing it with the last one is a
+    memcmp. Any other layout (a node, an error, reordered fields) gives None: read the
+    names.
+    """
+    if request.HasField("node") or request.HasField("error_detail"):
+        return None
+    version = request.version_info.encode()
+    head = _short_field(1, version) if version else b""
+    tail = _short_field(4, request.type_url.encode())
+    if request.response_nonce:
+        tail += _short_field(5, request.response_nonce.encode())
+    start, end = len(head), len(raw) - len(tail)
+    if end <= start or raw[start] != 0x1A or not raw.startswith(head) or not raw.endswith(tail):
+        return None
+    return memoryview(raw)[start:end]
+
+
+def _short_field(field_number: int, payload: bytes) -> bytes:
+    if len(payload) < 0x80:  # one-byte length: the usual case, without the varint loop
+        return bytes((field_number << 3 | 2, len(payload))) + payload
+    return length_delimited(field_number, payload)
 
 
 def sotw_response(response: SotwResponse) -> discovery_pb2.DiscoveryResponse:
