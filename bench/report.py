@@ -150,6 +150,12 @@ def _scale_rows(runs: list[dict[str, Any]]) -> list[str]:
         out += _table(["change", "p50 ms", "p99 ms", "max ms", "real Envoys p99 ms",
                        "CP CPU s per push"], rows)
         ep = r.get("endpoint_change", {}).get("all", {}).get("p99_ms", float("nan"))
+        runs = r.get("endpoint_change", {}).get("runs_p99_ms")
+        if runs:
+            out += ["", f"The endpoint row is the median of {len(runs)} changes (p99 of each: "
+                    + ", ".join(f"{v:.0f}" for v in runs) + " ms; CP CPU: "
+                    + ", ".join(f"{v:.2f}" for v in r["endpoint_change"]["runs_cp_cpu_s"])
+                    + " s)."]
         out += ["",
                 f"- RSS ≤ {RSS_TARGET_MIB:.0f} MiB (istiod ≈ 1.5 GB): "
                 + _verdict(r["cp_rss_peak_mib"] <= RSS_TARGET_MIB,

@@ -41,9 +41,8 @@ FULL = Sizes(
     name="full",
     load=LoadSize(qps=1000, connections=16, seconds=10.0, runs=3),
     footprint_services=(10, 100, 1000),
-    # 2,000 proxies is the size; see the report's notes for why 1,000 run here.
-    scale=(ScaleSize(1000, 5000, 1000, 20, mode="sotw"),
-           ScaleSize(1000, 5000, 1000, 20, mode="delta")),
+    scale=(ScaleSize(1000, 5000, 2000, 20, mode="sotw"),
+           ScaleSize(1000, 5000, 2000, 20, mode="delta")),
     growth_services=(100, 1000, 5000),
     growth_proxies=200,
     growth_endpoints_per_service=2,

@@ -206,3 +206,18 @@ def test_unchanged_services_keep_their_translation_across_snapshots() -> None:
         assert [m.SerializeToString(deterministic=True) for m in reused] == [
             m.SerializeToString(deterministic=True) for m in built
         ]
+
+
+def test_route_configuration_is_carried_over_when_only_instances_changed() -> None:
+    from dataclasses import replace
+
+    instances = list(mesh.instances())
+    first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
+    node = mesh.node("reviews-v1-0")
+    before = first.protos_for(node)
+    changed = [replace(i, healthy=False) if i.node_id == node else i for i in instances]
+    second = MeshGenerator(_snapshot_with(changed, "c1", "v2"), SETTINGS, previous=first)
+    after = second.protos_for(node)  # its own instance changed: translated again...
+    assert before is not None and after is not None
+    assert after.listeners is not before.listeners
+    assert after.routes[0] is before.routes[0]  # ...but the namespace's routes are shared

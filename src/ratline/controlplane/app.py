@@ -106,6 +106,7 @@ class ControlPlane:
             self.store.mesh_config,
             version,
             config_version=self.store.version,
+            previous=self.snapshot,
         )
         self.snapshot = snapshot
         self._generator = MeshGenerator(

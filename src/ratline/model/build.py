@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ratline.api.envelope import Resource
-from ratline.model.services import build_services
-from ratline.model.snapshot import MeshSnapshot
+from ratline.model.services import build_services, labels_match
+from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.registry.instances import WorkloadInstance
 
 _ROUTING_KINDS = {
@@ -25,13 +25,22 @@ def build_snapshot(
     mesh_config: Any,
     inputs_version: str,
     config_version: str = "",
+    previous: MeshSnapshot | None = None,
 ) -> MeshSnapshot:
     """One immutable snapshot; `inputs_version` must change whenever any input does, and
-    `config_version` (if given) whenever `resources` or `mesh_config` do."""
+    `config_version` (if given) whenever `resources` or `mesh_config` do.
+
+    With the `previous` snapshot of the same config, a Service none of whose selected
+    instances changed keeps its previous `Service` (an endpoint change costs the services
+    it touches, not the mesh).
+    """
     resources = sorted(resources, key=lambda r: r.key)
     instances = list(instances)
     domain_suffix = "cluster.local"
-    services = build_services(resources, instances, domain_suffix)
+    unchanged = None
+    if previous is not None and config_version and previous.config_version == config_version:
+        unchanged = _unchanged_services(previous, instances, domain_suffix)
+    services = build_services(resources, instances, domain_suffix, unchanged)
     grouped: dict[str, list[Resource[Any]]] = {v: [] for v in _ROUTING_KINDS.values()}
     extra: dict[str, list[Resource[Any]]] = {}
     for res in resources:
@@ -51,3 +60,28 @@ def build_snapshot(
         extra={k: tuple(v) for k, v in extra.items()},
         config_version=config_version,
     )
+
+
+def _unchanged_services(
+    previous: MeshSnapshot, instances: list[WorkloadInstance], domain_suffix: str
+) -> Callable[[Resource[Any]], Service | None]:
+    """For a Service resource, its previous Service if no instance it selects changed."""
+    changed = [i for i in instances if previous.instances.get(i.node_id) is not i]
+    current = {i.node_id for i in instances}
+    changed += [i for node, i in previous.instances.items() if node not in current]
+    # An instance differs from its previous self: both versions may be selected (labels).
+    changed += [
+        previous.instances[i.node_id] for i in list(changed) if i.node_id in previous.instances
+    ]
+
+    def unchanged(res: Resource[Any]) -> Service | None:
+        kept = previous.services.get(f"{res.name}.{res.namespace}.svc.{domain_suffix}")
+        if kept is None or kept.origin != "Service":
+            return None
+        selector = dict(res.spec.selector or {})
+        for instance in changed:
+            if instance.namespace == res.namespace and labels_match(selector, instance.labels):
+                return None
+        return kept
+
+    return unchanged

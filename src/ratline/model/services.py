@@ -9,7 +9,7 @@ become `model.snapshot.Service` values with endpoints per service port.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ratline.api.envelope import Resource
@@ -88,17 +88,28 @@ def build_services(
     resources: Iterable[Resource[Any]],
     instances: Iterable[WorkloadInstance],
     domain_suffix: str = "cluster.local",
+    unchanged: Callable[[Resource[Any]], Service | None] | None = None,
 ) -> dict[str, Service]:
-    """Every service of the mesh by hostname, with endpoints per service port."""
+    """Every service of the mesh by hostname, with endpoints per service port.
+
+    `unchanged` may give, for a Service resource, the Service built before when neither
+    it nor any instance it selects changed since; that one is kept as it is.
+    """
     resources = list(resources)
     instances = [i for i in instances if i.ports]
     workload_entries = [r for r in resources if r.kind == "WorkloadEntry"]
     services: dict[str, Service] = {}
-    by_label = _index_by_label(instances)
+    by_label: dict[tuple[str, str, str], list[WorkloadInstance]] | None = None
 
     for res in resources:
         if res.kind != "Service":
             continue
+        kept = unchanged(res) if unchanged is not None else None
+        if kept is not None:
+            services[kept.hostname] = kept
+            continue
+        if by_label is None:
+            by_label = _index_by_label(instances)
         spec = res.spec
         selector = dict(spec.selector or {})
         hostname = f"{res.name}.{res.namespace}.svc.{domain_suffix}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -61,7 +62,7 @@ class WorkloadInstance:
     app_pid: int | None = None
     proxy_pid: int | None = None
 
-    @property
+    @cached_property
     def node_id(self) -> str:
         """The Envoy node id of this instance's proxy, in Istio's form."""
         return node_id(self.kind, self.address, self.name, self.namespace)

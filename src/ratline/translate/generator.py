@@ -146,6 +146,10 @@ class MeshGenerator:
         self._by_instance_name: dict[tuple[str, str], WorkloadInstance] | None = None
         self._takes_mtls: Callable[[Endpoint], bool] | None = None
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
+        if self._previous is not None:
+            # Route configurations read the config and the services' names and ports,
+            # never endpoints: with the config unchanged they are the same.
+            self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
 
     @property
@@ -229,7 +233,8 @@ class MeshGenerator:
 
     def _earlier_outbound(self, service: Service) -> OutboundPart | None:
         previous = self._previous
-        if previous is None or previous.snapshot.services.get(service.hostname) != service:
+        earlier = None if previous is None else previous.snapshot.services.get(service.hostname)
+        if previous is None or (earlier is not service and earlier != service):
             return None
         found = previous._by_service.get(service.hostname)
         if found is None:
