@@ -194,11 +194,10 @@ def _growth(growth: list[dict[str, Any]]) -> list[str]:
             ]
     if not growth_ratio <= 2.0:
         out += [
-            "- Why: every proxy sees every service here (these runs declare no `Sidecar` "
-            "resource, and unscoped proxies' clusters are not filtered by exportTo), so all "
-            "proxies get the push, and in state of the world the EDS "
-            "response carries every load assignment, so the cost per proxy grows with the "
-            "mesh. See the notes below for what would close it."]
+            "- Why: the per-proxy part of a push no longer grows with the mesh; what grows "
+            "is the part done once per push (decoding the runner's report of every "
+            "instance, assembling the snapshot, building the shared sets). See the notes "
+            "below."]
     out.append("")
     return out
 
