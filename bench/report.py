@@ -91,7 +91,9 @@ def _footprint(fp: dict[str, Any]) -> list[str]:
            "One idle `client` workload's sidecar (started by `ratline up`), once its config "
            "settled. Scoped = an Istio `Sidecar` resource limiting egress to "
            f"{fp['scoped_egress']} services. USS = Private_Clean + Private_Dirty "
-           "(/proc/PID/smaps_rollup); config = bytes of Envoy's `/config_dump`.", ""]
+           "(/proc/PID/smaps_rollup); config = bytes of Envoy's `/config_dump`. Each row is "
+           f"the median of {fp.get('launches', 1)} launches (USS of a fresh Envoy varies by "
+           "a few MiB from one start to the next here).", ""]
     out += _table(["proxy", "scoped", "USS MiB", "PSS MiB", "config dump bytes", "clusters"],
                   rows)
     small = [r for r in fp["sidecars"] if r["scoped"]]
@@ -100,7 +102,7 @@ def _footprint(fp: dict[str, Any]) -> list[str]:
     if small:
         worst = max(small, key=lambda r: r["uss_mib"])
         out.append(f"- Target ≤ {USS_TARGET_MIB:.0f} MB USS for a workload calling ≤ 10 services"
-                   f" (largest mesh, scoped): "
+                   f" (scoped; the largest of every mesh size): "
                    + _verdict(worst["uss_mib"] <= USS_TARGET_MIB,
                               f"{worst['uss_mib']:.1f} MiB at {worst['services']} services"))
         same = all(unscoped.get(r["services"], {}).get("clusters") == r["clusters"]
