@@ -92,6 +92,14 @@ class ResourceSet(Mapping[str, VersionedResource]):
             return self._base._own[name]
         raise KeyError(name)
 
+    def get(self, name: str, default: Any = None) -> Any:  # no KeyError raised and caught
+        found = self._own.get(name)
+        if found is not None:
+            return found
+        if self._base is not None:
+            return self._base._own.get(name, default)
+        return default
+
     def __contains__(self, name: object) -> bool:
         return name in self._own or (self._base is not None and name in self._base._own)
 
