@@ -9,6 +9,7 @@ the functions that cost most.
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 
 from bench import mesh
 from ratline.config.store import MeshDirStore
+from ratline.controlplane.__main__ import GC_THRESHOLDS
 from ratline.controlplane.config_source import PackedConfig
 from ratline.model.build import build_snapshot
 from ratline.settings import Settings
@@ -42,7 +44,11 @@ def _subscribe(stream: SotwStream, resources: Any) -> None:
 
 
 def profile_endpoint_push(services: int, endpoints: int, proxies: int) -> dict[str, Any]:
-    """Phase timings (ms) of one endpoint-change push, and the top functions by time."""
+    """Phase timings (ms) of one endpoint-change push, and the top functions by time.
+
+    With the control plane process's GC thresholds, so collections land as they do there.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
     replicas = max(1, endpoints // services)
     with tempfile.TemporaryDirectory(prefix="ratline-bench-prof-") as tmp:
         mesh_dir = Path(tmp)
