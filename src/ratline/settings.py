@@ -47,8 +47,10 @@ class Settings:
     admin_port: int = 0
     """Control plane admin HTTP API port; 0 picks a free port."""
 
-    delta_xds: bool = False
-    """Whether proxies use incremental (delta) xDS instead of state of the world."""
+    delta_xds: bool = True
+    """Whether proxies use incremental (delta) xDS instead of state of the world. On by
+    default, as in Istio since 1.22 (`RATLINE_DELTA_XDS=0` is Istio's
+    `ISTIO_DELTA_XDS=false`); an endpoint change then travels as one resource."""
 
     push_debounce_ms: int = 50
     """Quiet time after a config or registry event before a push."""

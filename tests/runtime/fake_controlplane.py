@@ -37,6 +37,18 @@ class EmptyAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 version_info="1", type_url=req.type_url, nonce=str(len(answered))
             )
 
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: object
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        answered: set[str] = set()
+        async for req in request_iterator:
+            if req.type_url in answered:
+                continue
+            answered.add(req.type_url)
+            yield discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info="1", type_url=req.type_url, nonce=str(len(answered))
+            )
+
 
 def _write(path: Path, data: object) -> None:
     tmp = path.with_suffix(".tmp")
