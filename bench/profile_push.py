@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import mesh
 from ratline.config.store import MeshDirStore
-from ratline.controlplane.__main__ import GC_THRESHOLDS
+from ratline.controlplane.app import GC_THRESHOLDS
 from ratline.controlplane.config_source import PackedConfig
 from ratline.model.build import build_snapshot
 from ratline.settings import Settings

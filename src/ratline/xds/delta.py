@@ -76,11 +76,8 @@ class DeltaStream(StreamBase):
             if sent is None:
                 stale = True
             elif request.error_detail is not None:
-                nack = state.nack = Nack(
-                    message=request.error_detail,
-                    nonce=request.response_nonce,
-                    rejected_version=sent.system_version,
-                    at=self._clock(),
+                nack = self._record_nack(
+                    state, request.response_nonce, request.error_detail, sent.system_version
                 )
                 state.nack_horizon = self._last_nonce
                 unsynced = self._unsynced[type_url]

@@ -318,6 +318,14 @@ class StreamBase:
         assert self._resources is not None
         return self._resources.get(type_url) or NOTHING
 
+    def _record_nack(
+        self, state: TypeState, nonce: str, message: str, rejected_version: str | None
+    ) -> Nack:
+        state.nack = Nack(
+            message=message, nonce=nonce, rejected_version=rejected_version, at=self._clock()
+        )
+        return state.nack
+
     def _record_ack(self, state: TypeState, nonce: str, version: str | None) -> None:
         state.acked_version = version
         state.acked_nonce = nonce

@@ -47,11 +47,8 @@ class SotwStream(StreamBase):
             if request.response_nonce != state.sent_nonce:
                 return Handled([], stale=True)
             if request.error_detail is not None:
-                nack = state.nack = Nack(
-                    message=request.error_detail,
-                    nonce=request.response_nonce,
-                    rejected_version=state.sent_version,
-                    at=self._clock(),
+                nack = self._record_nack(
+                    state, request.response_nonce, request.error_detail, state.sent_version
                 )
                 state.acked_version = request.version_info or state.acked_version
             else:
