@@ -61,7 +61,24 @@ def static_bootstrap(resources: ProxyResources, admin_port: int = 0) -> dict[str
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
-        "static_resources": {"clusters": clusters, "listeners": listeners},
+        "static_resources": {"clusters": [*clusters, _xds_cluster()], "listeners": listeners},
+    }
+
+
+def _xds_cluster() -> dict[str, Any]:
+    """The bootstrap's `xds-grpc` cluster (where the embedded trace store would be), here
+    pointing nowhere: spans sent there are dropped."""
+    return {
+        "name": "xds-grpc",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {"cluster_name": "xds-grpc", "endpoints": []},
     }
 
 

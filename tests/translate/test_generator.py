@@ -60,6 +60,8 @@ def test_sidecar_listeners() -> None:
     assert hcm.rds.route_config_name == "http_proxy"
     assert hcm.rds.config_source.HasField("ads")
     assert [f.name for f in hcm.http_filters] == [
+        "envoy.filters.http.header_to_metadata",
+        "envoy.filters.http.header_mutation",
         "envoy.filters.http.dynamic_forward_proxy",
         "envoy.filters.http.router",
     ]

@@ -26,6 +26,7 @@ from ratline.api.schemas.security import (
     PeerAuthenticationSpec,
     RequestAuthenticationSpec,
 )
+from ratline.api.schemas.telemetry import TelemetrySpec
 from ratline.api.schemas.workload import WorkloadSpec
 
 NameRule = Literal["subdomain", "label", "label1035"]
@@ -37,6 +38,7 @@ NETWORKING_VERSIONS = (
     "networking.istio.io/v1alpha3",
 )
 SECURITY_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
+TELEMETRY_VERSIONS = ("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1")
 RATLINE_VERSIONS = ("ratline.dev/v1alpha1",)
 
 
@@ -65,6 +67,7 @@ _ALL: tuple[KindInfo, ...] = (
     KindInfo("PeerAuthentication", SECURITY_VERSIONS, PeerAuthenticationSpec),
     KindInfo("AuthorizationPolicy", SECURITY_VERSIONS, AuthorizationPolicySpec),
     KindInfo("RequestAuthentication", SECURITY_VERSIONS, RequestAuthenticationSpec),
+    KindInfo("Telemetry", TELEMETRY_VERSIONS, TelemetrySpec),
     KindInfo("Service", ("v1",), ServiceSpec, name_rule="label1035"),
     KindInfo(
         "ServiceAccount",

@@ -29,10 +29,12 @@ from ratline.api.errors import ConfigMessage
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
-from ratline.translate import authz, clusters, endpoints, listeners, routes, tls
+from ratline.observability.peer_metadata import PeerMetadata
+from ratline.translate import authz, clusters, endpoints, listeners, routes, telemetry, tls
 from ratline.translate.common import Findings, labels_match, type_url
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
+from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry, tracing_cluster
 
 OutboundPart = tuple[
     tuple[cluster_pb2.Cluster, ...], tuple[endpoint_pb2.ClusterLoadAssignment, ...]
@@ -151,6 +153,7 @@ class MeshGenerator:
             # never endpoints: with the config unchanged they are the same.
             self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
+        self._inbound_services: dict[tuple[str, str, int], list[str]] | None = None
 
     @property
     def messages(self) -> list[ConfigMessage]:
@@ -265,15 +268,78 @@ class MeshGenerator:
             self._sidecar_routes[scope] = config
         return config
 
+    # ---- telemetry -----------------------------------------------------------------------
+
+    def services_of_port(self, instance: WorkloadInstance, inbound_port: int) -> list[str]:
+        """The services whose endpoints include this instance's inbound port."""
+        if self._inbound_services is None:
+            index: dict[tuple[str, str, int], list[str]] = {}
+            for hostname in sorted(self.snapshot.services):
+                for port_endpoints in self.snapshot.services[hostname].endpoints.values():
+                    for e in port_endpoints:
+                        found = index.setdefault((e.instance, e.namespace, e.port), [])
+                        if hostname not in found:
+                            found.append(hostname)
+            self._inbound_services = index
+        return self._inbound_services.get((instance.name, instance.namespace, inbound_port), [])
+
+    def _identity(self, instance: WorkloadInstance) -> PeerMetadata:
+        return PeerMetadata(
+            name=instance.name,
+            namespace=instance.namespace,
+            workload=instance.workload,
+            labels=dict(instance.labels),
+            service_account=instance.service_account,
+            mesh_id=str(getattr(self.snapshot.mesh_config, "trust_domain", "cluster.local")),
+        )
+
+    def _telemetry(
+        self, instance: WorkloadInstance
+    ) -> tuple[telemetry.ProxyTelemetry, PeerMetadata, tuple[cluster_pb2.Cluster, ...]]:
+        """The proxy's resolved telemetry, identity, and clusters to its trace collectors."""
+        resolved = telemetry.resolve(self.snapshot, instance, self._findings)
+        extra = {}
+        for choice in resolved.tracing.values():
+            provider = choice.provider if choice is not None else None
+            if provider is not None:
+                spec = provider.opentelemetry or provider.zipkin
+                if spec.service not in self.snapshot.services:
+                    made = tracing_cluster(provider)
+                    extra[made.name] = made
+        return resolved, self._identity(instance), tuple(extra[k] for k in sorted(extra))
+
+    def _hcm_telemetry(
+        self,
+        instance: WorkloadInstance,
+        resolved: telemetry.ProxyTelemetry,
+        own: PeerMetadata,
+        *,
+        client: bool,
+        services: list[str] | None = None,
+    ) -> HcmTelemetry:
+        return hcm_telemetry(
+            client=client,
+            own=own,
+            node_id=instance.node_id,
+            telemetry=resolved,
+            services=services or (),
+        )
+
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
         egress = self.egress_scope(instance)
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
+        resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
         if instance.sidecar is not None:
             out_listeners.append(
-                listeners.http_proxy_listener(address, instance.sidecar.outbound_port, mesh)
+                listeners.http_proxy_listener(
+                    address,
+                    instance.sidecar.outbound_port,
+                    mesh,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
             )
             out_routes.append(
                 self.sidecar_routes(ProxyScope.of(instance.namespace, instance.labels, egress))
@@ -281,14 +347,22 @@ class MeshGenerator:
         for port in sorted(instance.ports, key=lambda p: p.container_port):
             if port.inbound_port is not None:
                 security = self._security(instance, port.container_port)
-                inbound = listeners.inbound_listener(address, port, mesh, security.filters)
+                served = self.services_of_port(instance, port.inbound_port)
+                inbound = listeners.inbound_listener(
+                    address,
+                    port,
+                    mesh,
+                    security.filters,
+                    self._hcm_telemetry(instance, resolved, own, client=False, services=served),
+                )
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
         return ProxyResources(
             own_clusters=tuple(clusters.inbound_clusters(instance))
-            + self._security(instance, 0).clusters,
+            + self._security(instance, 0).clusters
+            + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
@@ -315,18 +389,25 @@ class MeshGenerator:
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
         mesh = self.snapshot.mesh_config
+        resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
         for port, servers in sorted(self.gateway_servers(instance).items()):
             security = self._security(instance, port)
             out_listeners.append(
-                listeners.gateway_listener(self.settings.bind_address, port, mesh, security.filters)
+                listeners.gateway_listener(
+                    self.settings.bind_address,
+                    port,
+                    mesh,
+                    security.filters,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
             )
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
         return ProxyResources(
-            own_clusters=self._security(instance, 0).clusters,
+            own_clusters=self._security(instance, 0).clusters + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )

@@ -26,6 +26,7 @@ from ratline.translate import names
 from ratline.translate.clusters import dns_cache_config
 from ratline.translate.common import ads_config_source, pack_any
 from ratline.translate.endpoints import socket_address
+from ratline.translate.telemetry_envoy import HcmTelemetry
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -67,10 +68,13 @@ def connection_manager(
     strip_host_port: bool = False,
     mesh_config: Any = None,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """An HCM with routes over RDS (`rds` names them) or inline, and the router filter last.
 
     `http_filters` (security: jwt_authn, RBAC, ext_authz) run before the router.
+    `telemetry` (metrics, peer metadata, access logs, tracing) replaces MeshConfig's
+    access log when given; its filters come first.
     """
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix, strip_any_host_port=strip_host_port
@@ -81,11 +85,18 @@ def connection_manager(
         hcm.rds.config_source.CopyFrom(ads_config_source())
     elif route_config is not None:
         hcm.route_config.CopyFrom(route_config)
+    if telemetry is not None:
+        hcm.http_filters.extend(telemetry.filters)
     if forward_proxy:
         hcm.http_filters.append(forward_proxy_filter())
     hcm.http_filters.extend(http_filters)
     hcm.http_filters.append(router_filter())
-    hcm.access_log.extend(access_logs(mesh_config))
+    if telemetry is None:
+        hcm.access_log.extend(access_logs(mesh_config))
+    else:
+        hcm.access_log.extend(telemetry.access_logs)
+        if telemetry.tracing is not None:
+            hcm.tracing.CopyFrom(telemetry.tracing)
     return hcm
 
 
@@ -104,10 +115,16 @@ def _listener(
     return listener
 
 
-def http_proxy_listener(address: str, port: int, mesh_config: Any) -> listener_pb2.Listener:
+def http_proxy_listener(
+    address: str, port: int, mesh_config: Any, telemetry: HcmTelemetry | None = None
+) -> listener_pb2.Listener:
     """`http_proxy`: the app's HTTP_PROXY, routed by Host through RDS `http_proxy`."""
     hcm = connection_manager(
-        names.HTTP_PROXY, rds=names.HTTP_PROXY, forward_proxy=True, mesh_config=mesh_config
+        names.HTTP_PROXY,
+        rds=names.HTTP_PROXY,
+        forward_proxy=True,
+        mesh_config=mesh_config,
+        telemetry=telemetry,
     )
     return _listener(names.HTTP_PROXY, address, port, hcm, base_pb2.OUTBOUND)
 
@@ -128,6 +145,7 @@ def inbound_listener(
     port: InstancePort,
     mesh_config: Any,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`inbound|PORT||` on the sidecar's inbound port for one container port."""
     if port.inbound_port is None:
@@ -137,6 +155,7 @@ def inbound_listener(
         route_config=inbound_route_config(port.container_port),
         mesh_config=mesh_config,
         http_filters=http_filters,
+        telemetry=telemetry,
     )
     name = names.inbound_listener(port.container_port)
     return _listener(name, address, port.inbound_port, hcm, base_pb2.INBOUND)
@@ -147,6 +166,7 @@ def gateway_listener(
     listen_port: int,
     mesh_config: Any,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_8080`: a gateway's HTTP listener, routed through RDS `http.8080`.
 
@@ -160,5 +180,6 @@ def gateway_listener(
         strip_host_port=True,
         mesh_config=mesh_config,
         http_filters=http_filters,
+        telemetry=telemetry,
     )
     return _listener(name, address, listen_port, hcm, base_pb2.OUTBOUND)

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
@@ -102,6 +102,17 @@ _RECOMPUTE = _Marker("RECOMPUTE")
 _CLOSED = _Marker("CLOSED")
 
 
+class XdsObserver(Protocol):
+    """Told what the server does, for the control plane's metrics (pilot_xds_*)."""
+
+    def sent(self, type_url: str, queued_s: float, push_s: float, write_s: float) -> None:
+        """A response went out `queued_s` after its push was asked for (0 for one that
+        answers a request), computed in `push_s` and written in `write_s`."""
+
+    def rejected(self, type_url: str) -> None:
+        """A proxy NACKed a response of this type."""
+
+
 class _Connection:
     """One ADS stream: its protocol state, its queue, who is on the other end."""
 
@@ -121,10 +132,12 @@ class _Connection:
         """Push stages still to send, each after the proxy ACKed the one before."""
         self.stage_sent_at = 0.0
         self._recompute_queued = False
+        self.recompute_asked_at = 0.0
 
     def request_recompute(self) -> None:
         if not self._recompute_queued:
             self._recompute_queued = True
+            self.recompute_asked_at = time.perf_counter()
             self.queue.put_nowait(_RECOMPUTE)
 
     def take_recompute(self) -> None:
@@ -198,6 +211,9 @@ class XdsServer:
         """node id → its open streams, oldest first (a reconnect may overlap the old one)."""
         self._departed: OrderedDict[str, ProxyStatus] = OrderedDict()
         self.port: int | None = None
+        self.observer: XdsObserver | None = None
+        self.extra_handlers: list[grpc.GenericRpcHandler] = []
+        """More gRPC services on the xDS port (the OTLP trace receiver), set before start."""
         self.authorize: Callable[[str, tuple[str, ...]], str | None] | None = None
         """Checks a new stream's node id against its TLS peer's SPIFFE IDs; a returned
         message refuses the stream (PERMISSION_DENIED). None: every node is accepted."""
@@ -212,7 +228,7 @@ class XdsServer:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
-        server.add_generic_rpc_handlers((_ads_handler(self),))
+        server.add_generic_rpc_handlers((_ads_handler(self), *self.extra_handlers))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if credentials is not None:
             bound = server.add_secure_port(address, credentials)
@@ -275,6 +291,7 @@ class XdsServer:
         connection = _Connection(mode, context.peer())
         reader = asyncio.create_task(self._read(connection, requests))
         getter: asyncio.Future[object] | None = None
+        asked_at = push_started = 0.0
         try:
             while True:
                 wait_s = connection.stage_wait_s()
@@ -297,6 +314,7 @@ class XdsServer:
                     pass  # responses: the next stage's, above
                 elif item is _RECOMPUTE:
                     connection.take_recompute()
+                    asked_at, push_started = connection.recompute_asked_at, time.perf_counter()
                     responses = connection.begin_push(self._compute(connection))
                 else:
                     connection.request_slots.release()
@@ -312,11 +330,21 @@ class XdsServer:
                     responses = self._handle(connection, item)
                     if connection.stages and connection.stage_acked():
                         responses += connection.next_stage()
+                pushed_at = time.perf_counter()
                 for response in responses:
                     if mode == "sotw":
                         await context.write(wire.sotw_response_bytes(response))
                     else:
                         await context.write(wire.delta_response_bytes(response))
+                    if self.observer is not None:
+                        done = time.perf_counter()
+                        from_push = item is _RECOMPUTE
+                        self.observer.sent(
+                            response.type_url,
+                            done - asked_at if from_push else 0.0,
+                            pushed_at - push_started if from_push else 0.0,
+                            done - pushed_at,
+                        )
         finally:
             if getter is not None:
                 getter.cancel()
@@ -398,6 +426,8 @@ class XdsServer:
             handled = protocol.handle_request(wire.delta_request(request))
         if handled.nack is not None:
             nack = handled.nack
+            if self.observer is not None:
+                self.observer.rejected(_message(request).type_url)
             log.warning(
                 "proxy %s rejected %s version %s: %s",
                 connection.node_id,
