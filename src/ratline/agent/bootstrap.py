@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ratline.observability.istio_metrics import BUCKETS
+from ratline.translate.telemetry_envoy import STAT_PREFIX
+
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
 """The agent's SDS server on a Unix socket (workload cert `default`, trust bundle `ROOTCA`)."""
@@ -164,6 +167,12 @@ def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[s
                         ],
                     },
                 }
+            ]
+        },
+        "stats_config": {
+            # Istio's buckets for its histograms (Envoy's defaults, written out).
+            "histogram_bucket_settings": [
+                {"match": {"prefix": f"{STAT_PREFIX}."}, "buckets": list(BUCKETS)}
             ]
         },
         "layered_runtime": {

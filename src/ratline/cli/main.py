@@ -22,6 +22,9 @@ _COMMAND_MODULES = {
     "proxy-config": "inspect_commands",
     "status": "inspect_commands",
     "version": "inspect_commands",
+    "prometheus-config": "observe_commands",
+    "traces": "observe_commands",
+    "dashboard": "observe_commands",
 }
 
 

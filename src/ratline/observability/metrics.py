@@ -7,9 +7,11 @@ Istio's buckets in seconds where Istio's pilot metrics use seconds.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ratline.observability.prometheus_text import family_header, format_value, sample_line
 
@@ -88,13 +90,14 @@ class Histogram:
 
 
 Family = Counter | Gauge | Histogram
+F = TypeVar("F", Counter, Gauge, Histogram)
 
 
 @dataclass
 class Registry:
     families: list[Family] = field(default_factory=list)
 
-    def add(self, family: Family) -> Family:
+    def add(self, family: F) -> F:
         self.families.append(family)
         return family
 
@@ -133,7 +136,7 @@ def process_samples(proc: str = "/proc/self") -> list[tuple[str, str, str, float
         ]
     except (OSError, ValueError, IndexError, StopIteration):
         pass
-    try:
+    with contextlib.suppress(OSError):
         samples.append(
             (
                 "process_open_fds",
@@ -142,8 +145,6 @@ def process_samples(proc: str = "/proc/self") -> list[tuple[str, str, str, float
                 float(len(os.listdir(f"{proc}/fd"))),
             )
         )
-    except OSError:
-        pass
     return samples
 
 

@@ -41,6 +41,8 @@ class SidecarPorts:
     outbound_port: int
     """The HTTP proxy listener (the app's `HTTP_PROXY`)."""
     admin_port: int
+    stats_port: int = 0
+    """The agent's merged metrics port for this proxy (Istio's 15020); 0: none."""
 
 
 @dataclass(frozen=True)

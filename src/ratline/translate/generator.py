@@ -27,9 +27,9 @@ from google.protobuf.message import Message
 
 from ratline.api.errors import ConfigMessage
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
-from ratline.observability.peer_metadata import PeerMetadata
 from ratline.translate import authz, clusters, endpoints, listeners, routes, telemetry, tls
 from ratline.translate.common import Findings, labels_match, type_url
 from ratline.translate.routes import GatewayServer, ProxyScope

@@ -38,7 +38,14 @@ from ratline.observability.peer_metadata import PeerMetadata
 from ratline.translate.clusters import HTTP_PROTOCOL_OPTIONS, _protocol_options
 from ratline.translate.common import pack_any
 from ratline.translate.endpoints import socket_address
-from ratline.translate.telemetry import CLIENT, SERVER, STDOUT, AccessLogChoice, ProxyTelemetry, TracingChoice
+from ratline.translate.telemetry import (
+    CLIENT,
+    SERVER,
+    STDOUT,
+    AccessLogChoice,
+    ProxyTelemetry,
+    TracingChoice,
+)
 
 HEADER_TO_METADATA = "envoy.filters.http.header_to_metadata"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"

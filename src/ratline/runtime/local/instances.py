@@ -28,6 +28,7 @@ from ratline.registry.instances import (
     WorkloadInstance,
     node_id,
 )
+from ratline.runtime.local.log_paths import access_log_path, app_log_path, sidecar_log_path
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy, should_restart
 from ratline.runtime.local.workloads import InstanceSpec
@@ -51,9 +52,17 @@ class AllocatedPorts:
     inbound: tuple[int, ...]
     outbound: int
     admin: int
+    stats: int = 0
+    """The agent's metrics port for this proxy (`/stats/prometheus`)."""
 
     def all(self) -> list[int]:
-        return [*self.app, *self.inbound, self.outbound, self.admin]
+        return [
+            *self.app,
+            *self.inbound,
+            self.outbound,
+            self.admin,
+            *([self.stats] if self.stats else []),
+        ]
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class LocalInstance:
         self.exit_code: int | None = None
         """Set when the app exited and its restartPolicy says it stays down (a finished job)."""
         self.node_id = node_id(ProxyKind.SIDECAR, "127.0.0.1", spec.name, spec.namespace)
-        self.log_path = dirs.logs_dir / f"{spec.name}.log"
+        self.log_path = app_log_path(dirs.logs_dir, spec.name)
         params = BootstrapParams(
             node_id=self.node_id,
             cluster=f"{spec.workload.name}.{spec.namespace}",
@@ -166,7 +175,8 @@ class LocalInstance:
             label=spec.name,
             params=params,
             config_path=dirs.proxies_dir / f"{self.node_id}.json",
-            log_path=dirs.logs_dir / f"{spec.name}.envoy.log",
+            log_path=sidecar_log_path(dirs.logs_dir, spec.name),
+            access_log_path=access_log_path(dirs.logs_dir, spec.name),
             settings=settings,
             policy=policy,
             on_change=on_change,
@@ -350,7 +360,11 @@ class LocalInstance:
                 )
                 for c, a, i in zip(workload.ports, self.ports.app, self.ports.inbound, strict=True)
             ),
-            sidecar=SidecarPorts(outbound_port=self.ports.outbound, admin_port=self.ports.admin),
+            sidecar=SidecarPorts(
+                outbound_port=self.ports.outbound,
+                admin_port=self.ports.admin,
+                stats_port=self.ports.stats,
+            ),
             kind=ProxyKind.SIDECAR,
             healthy=self.healthy,
             app_pid=self.app_pid,
@@ -377,4 +391,5 @@ class LocalInstance:
             "error": self.error,
             "log": str(self.log_path),
             "proxy_log": str(self.sidecar.log_path),
+            "access_log": str(self.sidecar.access_log_path),
         }

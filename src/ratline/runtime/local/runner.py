@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import pid_alive
+from ratline.observability.agent_http import ProxyMetricsPorts
 from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
@@ -32,6 +33,7 @@ from ratline.runtime.local.cpchild import (
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
+from ratline.runtime.local.log_paths import access_log_path, sidecar_log_path
 from ratline.runtime.local.ports import PortAllocator
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
@@ -96,6 +98,9 @@ class Runner:
         self.instances: dict[InstanceKey, LocalInstance] = {}
         self.gateway: SupervisedEnvoy | None = None
         self.gateway_admin_port = 0
+        self.gateway_stats_port = 0
+        self.metrics = ProxyMetricsPorts(settings.bind_address)
+        """The agent's metrics port of every proxy (Istio's merged 15020)."""
         self.gateway_listen: list[int] = []
         self.workload_errors: list[str] = []
         self.cp: ControlPlaneChild | None = None
@@ -177,6 +182,7 @@ class Runner:
             await self.security.start()
         self._write_run_file()
         self._start_gateway(xds_port)
+        await self.metrics.add(self.gateway_stats_port, self._admin(self.gateway_admin_port))
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
@@ -216,6 +222,7 @@ class Runner:
         await _gather_logged(i.stop_sidecar() for i in instances)
         if self.gateway is not None:
             await _gather_logged([self.gateway.stop()])
+        await _gather_logged([self.metrics.close()])
         if self.security is not None:
             await _gather_logged([self.security.stop()])
         if self.cp is not None:
@@ -231,6 +238,7 @@ class Runner:
 
     def _start_gateway(self, xds_port: int) -> None:
         self.gateway_admin_port = self.allocator.allocate()
+        self.gateway_stats_port = self.allocator.allocate()
         gateway_node = node_id(ProxyKind.ROUTER, "127.0.0.1", GATEWAY_INSTANCE, GATEWAY_NAMESPACE)
         params = BootstrapParams(
             node_id=gateway_node,
@@ -244,14 +252,17 @@ class Runner:
         )
         if self.security is not None:
             self.security.enroll(
-                gateway_node, GATEWAY_NAMESPACE, f"{GATEWAY_NAME}-service-account",
+                gateway_node,
+                GATEWAY_NAMESPACE,
+                f"{GATEWAY_NAME}-service-account",
                 GATEWAY_INSTANCE,
             )
         self.gateway = SupervisedEnvoy(
             label=GATEWAY_INSTANCE,
             params=params,
             config_path=self.dirs.proxies_dir / f"{gateway_node}.json",
-            log_path=self.logs_dir / f"{GATEWAY_INSTANCE}.envoy.log",
+            log_path=sidecar_log_path(self.logs_dir, GATEWAY_INSTANCE),
+            access_log_path=access_log_path(self.logs_dir, GATEWAY_INSTANCE),
             settings=self.settings,
             policy=self.policy,
             on_change=self.notify,
@@ -267,7 +278,11 @@ class Runner:
             workload=GATEWAY_NAME,
             labels=dict(GATEWAY_LABELS),
             service_account=f"{GATEWAY_NAME}-service-account",
-            sidecar=SidecarPorts(outbound_port=0, admin_port=self.gateway_admin_port),
+            sidecar=SidecarPorts(
+                outbound_port=0,
+                admin_port=self.gateway_admin_port,
+                stats_port=self.gateway_stats_port,
+            ),
             kind=ProxyKind.ROUTER,
             healthy=self.gateway.ready.is_set(),
             proxy_pid=self.gateway.pid,
@@ -319,10 +334,13 @@ class Runner:
             await self._push_instances()
         await _gather_logged(inst.stop(quiet_s=REMOVAL_QUIET_S) for inst in stopping)
         for inst in stopping:
+            await self.metrics.remove(inst.ports.stats)
             self.allocator.release(inst.ports.all())
             if self.security is not None:
                 await self.security.forget(inst.node_id)
         new = [self._create_instance(spec) for spec in plan.start]
+        for inst in new:
+            await self.metrics.add(inst.ports.stats, self._admin(inst.ports.admin))
         self._synced = True
         # Report before starting: a sidecar only becomes ready once the control plane
         # knows its instance and has sent it config.
@@ -338,6 +356,7 @@ class Runner:
             inbound=tuple(self.allocator.allocate_many(count)),
             outbound=self.allocator.allocate(),
             admin=self.allocator.allocate(),
+            stats=self.allocator.allocate(),
         )
         assert self.cp is not None
         inst = LocalInstance(
@@ -356,6 +375,9 @@ class Runner:
             )
         self.instances[spec.key] = inst
         return inst
+
+    def _admin(self, port: int) -> str:
+        return f"{self.settings.bind_address}:{port}"
 
     def _bootstrap_extra(self) -> dict[str, Any]:
         return self.security.bootstrap_fields() if self.security is not None else {}
@@ -463,6 +485,8 @@ class Runner:
                     "restarts": self.gateway.restarts,
                     "error": self.gateway.error,
                     "log": str(self.gateway.log_path),
+                    "access_log": str(self.gateway.access_log_path),
+                    "stats_port": self.gateway_stats_port,
                 }
             )
         return {
