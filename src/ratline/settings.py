@@ -88,6 +88,16 @@ class Settings:
     ca_port: int = 0
     """The control plane's CSR endpoint (HTTPS); 0 picks a free port."""
 
+    prometheus: str = ""
+    """Prometheus add-on of `ratline up`: a binary's path, "" to use `prometheus` from PATH
+    when there is one, `off` for none (`RATLINE_PROMETHEUS`)."""
+
+    prometheus_port: int = 9090
+    """Where the add-on Prometheus listens (a free port if this one is taken; 0: any)."""
+
+    prometheus_scrape_interval: str = "15s"
+    """The add-on's scrape interval (Istio's default)."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from `RATLINE_*` variables; unknown values raise ValueError."""

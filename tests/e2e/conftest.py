@@ -96,6 +96,9 @@ def _pids(info: dict[str, Any]) -> set[int]:
     cp = info.get("control_plane") or {}
     if cp.get("pid"):
         pids.add(int(cp["pid"]))
+    for addon in (info.get("addons") or {}).values():
+        if addon.get("pid"):
+            pids.add(int(addon["pid"]))
     for group in ("instances", "gateways"):
         for item in info.get(group) or ():
             for key in ("app_pid", "proxy_pid", "pid"):
@@ -108,6 +111,7 @@ def mesh_env(gateway_port: int, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["RATLINE_GATEWAY_PORT_OFFSET"] = str(gateway_port - 80)
     env["PYTHONUNBUFFERED"] = "1"
+    env["RATLINE_PROMETHEUS"] = "off"  # the tests that want the add-on say so
     env.update(overrides)
     return env
 

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import pid_alive
 from ratline.observability.agent_http import ProxyMetricsPorts
+from ratline.runtime.local.addons import PrometheusAddon, find_prometheus
 from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
@@ -100,6 +101,7 @@ class Runner:
         self.gateway_admin_port = 0
         self.gateway_stats_port = 0
         self.metrics = ProxyMetricsPorts(settings.bind_address)
+        self.prometheus: PrometheusAddon | None = None
         """The agent's metrics port of every proxy (Istio's merged 15020)."""
         self.gateway_listen: list[int] = []
         self.workload_errors: list[str] = []
@@ -183,6 +185,11 @@ class Runner:
         self._write_run_file()
         self._start_gateway(xds_port)
         await self.metrics.add(self.gateway_stats_port, self._admin(self.gateway_admin_port))
+        binary = find_prometheus(self.settings)
+        if binary is not None:
+            self.prometheus = PrometheusAddon(binary, self.mesh_dir, self.settings, self.allocator)
+            await self.prometheus.start(info.admin)
+            self._write_run_file()
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
@@ -223,6 +230,8 @@ class Runner:
         if self.gateway is not None:
             await _gather_logged([self.gateway.stop()])
         await _gather_logged([self.metrics.close()])
+        if self.prometheus is not None:
+            await _gather_logged([self.prometheus.stop()])
         if self.security is not None:
             await _gather_logged([self.security.stop()])
         if self.cp is not None:
@@ -498,6 +507,7 @@ class Runner:
             "gateways": gateways,
             "instances": [self.instances[key].run_info() for key in sorted(self.instances)],
             "errors": list(self.workload_errors),
+            "addons": {"prometheus": self.prometheus.run_info()} if self.prometheus else {},
         }
 
     def _write_run_file(self) -> None:
