@@ -27,6 +27,14 @@ CANONICAL_REVISION_LABELS = (
 )
 
 
+def canonical_service(labels: Mapping[str, str], workload: str) -> str:
+    """Istio's canonical service: its label, else app.kubernetes.io/name, app, workload."""
+    for key in CANONICAL_NAME_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return workload or UNKNOWN
+
+
 @dataclass(frozen=True)
 class PeerMetadata:
     """One proxy's workload identity (Istio's node metadata subset that telemetry reads)."""
@@ -50,11 +58,7 @@ class PeerMetadata:
 
     @property
     def canonical_service(self) -> str:
-        """Istio's canonical service: its label, else app.kubernetes.io/name, app, workload."""
-        for key in CANONICAL_NAME_LABELS:
-            if self.labels.get(key):
-                return self.labels[key]
-        return self.workload or UNKNOWN
+        return canonical_service(self.labels, self.workload)
 
     @property
     def canonical_revision(self) -> str:

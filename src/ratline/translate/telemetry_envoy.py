@@ -424,8 +424,9 @@ def hcm_telemetry(
     if metrics is not None:
         logs.append(metrics)
     choice = telemetry.tracing.get(mode)
+    # Peer metadata only serves the metrics: with every metric off, no headers either.
     return HcmTelemetry(
-        filters=tuple(peer_metadata_filters(client, own, node_id)),
+        filters=tuple(peer_metadata_filters(client, own, node_id)) if metrics else (),
         access_logs=tuple(logs),
         tracing=tracing_config(choice, own) if choice is not None else None,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import ChildProcess
+from ratline.observability.peer_metadata import canonical_service
 from ratline.registry.instances import (
     InstancePort,
     ProxyKind,
@@ -163,7 +164,9 @@ class LocalInstance:
         self.log_path = app_log_path(dirs.logs_dir, spec.name)
         params = BootstrapParams(
             node_id=self.node_id,
-            cluster=f"{spec.workload.name}.{spec.namespace}",
+            # Istio's service cluster: the canonical service (also Zipkin's service name)
+            cluster=f"{canonical_service(spec.workload.label_map, spec.workload.name)}"
+            f".{spec.namespace}",
             xds_host=xds[0],
             xds_port=xds[1],
             admin_port=ports.admin,
