@@ -229,7 +229,7 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
 
 
 TELEMETRY_P99_TARGET = 1.10
-"""Issue 11: p99 with telemetry on at most 1.10× the same path with telemetry off."""
+"""Issue 11: p99 with telemetry on at most 1.10 times the same path with telemetry off."""
 
 
 def _scrape_cpu_ms(collector: int, instances: list[dict[str, Any]], scrapes: int = 20,

@@ -9,6 +9,7 @@ from before the traffic each test sends; every test undoes the config it applies
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -183,8 +184,11 @@ def test_histograms_agree_with_the_requests_latency(bookinfo: Mesh, prom: Promet
     inf_q = f'sum(istio_request_duration_milliseconds_bucket{{{selector},le="+Inf"}})'
     total_q = f"sum(istio_requests_total{{{selector}}})"
     # Envoy flushes histograms every 5 s: the baseline is taken once they caught up.
-    wait_for(lambda: baseline(prom, count_q, total_q) and prom.value(count_q) == prom.value(total_q),
-             timeout=40, interval=0.5, what="histograms flushed")
+    def flushed() -> bool:
+        values = baseline(prom, count_q, total_q)
+        return values[count_q] == values[total_q]
+
+    wait_for(flushed, timeout=40, interval=0.5, what="histograms flushed")
     before = baseline(prom, count_q, sum_q, inf_q)
     latencies = productpage(bookinfo, 40)
     settle(prom, count_q, before[count_q] + 40, timeout=40)
@@ -197,7 +201,7 @@ def test_histograms_agree_with_the_requests_latency(bookinfo: Mesh, prom: Promet
     buckets = prom.series(f"sum by (le) (istio_request_duration_milliseconds_bucket{{{selector}}})")
     by_le = sorted((float(b["metric"]["le"]), float(b["value"][1])) for b in buckets)
     assert [le for le, _ in by_le][:3] == [0.5, 1.0, 5.0]
-    assert all(a[1] <= b[1] for a, b in zip(by_le, by_le[1:], strict=False))
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(by_le))
     for name in ("istio_request_bytes", "istio_response_bytes"):
         assert prom.value(f"sum({name}_count{{{selector}}})") == prom.value(count_q)
 
@@ -253,8 +257,8 @@ spec:
 
 
 def test_http_sd_targets_follow_instances(bookinfo: Mesh, prom: Prometheus) -> None:
-    original = [d for d in (BOOKINFO / "bookinfo.yaml").read_text().split("\n---\n")
-                if "kind: Workload" in d and "name: ratings-v1" in d][0]
+    original = next(d for d in (BOOKINFO / "bookinfo.yaml").read_text().split("\n---\n")
+                    if "kind: Workload" in d and "name: ratings-v1" in d)
     apply(bookinfo, RATINGS_TWO)
 
     def pods() -> set[str]:
@@ -464,3 +468,27 @@ def test_up_runs_prometheus_as_an_add_on(bookinfo: Mesh) -> None:
     pid = bookinfo.run_info()["addons"]["prometheus"]["pid"]
     assert pid and pid_alive(pid)
     assert (bookinfo.dir / ".ratline" / "prometheus" / "data").is_dir()
+
+
+DASHBOARDS = REPO / "addons" / "grafana" / "dashboards"
+MUST_SHOW_DATA = {
+    "Requests by destination service",
+    "P90 latency by destination service",
+    "Incoming requests by source and response code",
+    "Incoming request volume",
+    "Connected proxies",
+    "xDS pushes",
+}
+
+
+def test_grafana_dashboards_queries_run_on_this_data(bookinfo: Mesh, prom: Prometheus) -> None:
+    productpage(bookinfo, 5)
+    prom.wait_scraped_after("envoy-stats", time.time() + 0.1)
+    shown = set()
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                expr = re.sub(r"\$\w+", ".*", target["expr"])
+                if prom.series(expr):  # a query Prometheus refuses fails here
+                    shown.add(panel["title"])
+    assert shown >= MUST_SHOW_DATA, MUST_SHOW_DATA - shown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ratline.observability import istio_metrics as im
 from ratline.observability.edges import edges
-from ratline.observability.labels import istio_labels, pick_service, service_parts
+from ratline.observability.labels import identity, istio_labels, pick_service, service_parts
 from ratline.observability.merge import istio_series, merged_metrics
 from ratline.observability.peer_metadata import PeerMetadata, decode_header
 from ratline.observability.prometheus_text import parse, sample_line
@@ -138,12 +138,21 @@ def test_merge_sums_raw_series_that_share_istio_labels_and_keeps_envoy_stats() -
     assert bucket.value == 3 and dict(bucket.labels)["le"] == "5"
     assert "# TYPE istio_requests_total counter" in text
     assert any(s.name == "envoy_server_live" for s in samples)
-    graph = edges(istio_series(["\n".join(lines)]))
+    graph = edges(istio_series([("\n".join(lines), ())]))
     assert [(e.key[0], e.key[3], e.requests) for e in graph] == [
         ("productpage-v1", "reviews-v2", 7.0)
     ]
 
 
+def test_the_agent_adds_the_reporting_proxy_identity() -> None:
+    raw = {"reporter": "source", im.RAW_PEER: REVIEWS.header_value(),
+           im.RAW_CLUSTER: "outbound|9080|v2|reviews.default.svc.cluster.local"}
+    labels = dict(istio_labels(raw, own=identity(PRODUCTPAGE)))
+    assert labels["source_workload"] == "productpage-v1"
+    assert labels["source_canonical_revision"] == "v1"
+    assert labels["destination_workload"] == "reviews-v2"
+
+
 def test_label_values_with_quotes_and_backslashes_round_trip() -> None:
     line = sample_line("m", (("a", 'x"y\\z'),), 1)
-    assert list(parse(line))[0].labels == (("a", 'x"y\\z'),)
+    assert next(iter(parse(line))).labels == (("a", 'x"y\\z'),)

@@ -19,10 +19,12 @@ from aiohttp import web
 from ratline import __version__
 from ratline.observability.agent_http import fetch_envoy_stats
 from ratline.observability.edges import edges
+from ratline.observability.labels import identity
 from ratline.observability.merge import istio_series
 from ratline.observability.metrics import Counter, Gauge, Histogram, Registry
 from ratline.observability.metrics import render_process_metrics as process_metrics
 from ratline.observability.otlp import trace_service_handler
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.observability.spans import SpanStore
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.xds.types import SHORT_NAMES
@@ -35,6 +37,14 @@ CONTROL_PLANE_JOB = "istiod"
 METRICS_PATH = "/stats/prometheus"
 EDGES_FETCH_TIMEOUT_S = 3.0
 _LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def peer_of(instance: WorkloadInstance) -> PeerMetadata:
+    """A registered instance's identity, as its proxy's peers see it."""
+    return PeerMetadata(
+        instance.name, instance.namespace, instance.workload, dict(instance.labels),
+        instance.service_account,
+    )
 
 
 def _type(type_url: str) -> str:
@@ -170,17 +180,18 @@ class ControlPlaneTelemetry:
 
     async def edges_json(self) -> list[dict[str, Any]]:
         """The service graph's edges, read from every proxy's Envoy stats now."""
-        admins = [
-            f"{i.address}:{i.sidecar.admin_port}"
+        proxies = [
+            (f"{i.address}:{i.sidecar.admin_port}", identity(peer_of(i)))
             for i in self.cp.registry.instances()
             if i.sidecar is not None and i.sidecar.admin_port
         ]
         async with aiohttp.ClientSession() as session:
             results = await asyncio.gather(
-                *(fetch_envoy_stats(session, a, EDGES_FETCH_TIMEOUT_S) for a in admins),
+                *(fetch_envoy_stats(session, a, EDGES_FETCH_TIMEOUT_S) for a, _ in proxies),
                 return_exceptions=True,
             )
-        texts = [r for r in results if isinstance(r, str)]
+        texts = [(r, own) for r, (_, own) in zip(results, proxies, strict=True)
+                 if isinstance(r, str)]
         return [e.to_json() for e in edges(istio_series(texts))]
 
     # ---- admin API ----------------------------------------------------------------------

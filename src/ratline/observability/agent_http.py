@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ratline.observability.labels import Identity, identity
 from ratline.observability.merge import merged_metrics
+from ratline.observability.peer_metadata import PeerMetadata
 
 log = logging.getLogger("ratline.observability")
 
@@ -41,7 +43,7 @@ class ProxyMetricsPorts:
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
-        self._admin_by_port: dict[int, str] = {}
+        self._admin_by_port: dict[int, tuple[str, Identity]] = {}
         self._sites: dict[int, web.TCPSite] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -57,17 +59,18 @@ class ProxyMetricsPorts:
             self._session = aiohttp.ClientSession()
         return self._runner
 
-    async def add(self, port: int, envoy_admin: str) -> None:
-        """Serve the proxy whose Envoy admin is at `envoy_admin` on `port`."""
+    async def add(self, port: int, envoy_admin: str, own: PeerMetadata) -> None:
+        """Serve the proxy whose Envoy admin is at `envoy_admin` on `port`; `own` is who
+        its workload is (the node metadata the agent gave it)."""
         async with self._lock:
             if port in self._sites:
-                self._admin_by_port[port] = envoy_admin
+                self._admin_by_port[port] = (envoy_admin, identity(own))
                 return
             runner = await self._ensure()
             site = web.TCPSite(runner, self.host, port, reuse_address=True)
             await site.start()
             self._sites[port] = site
-            self._admin_by_port[port] = envoy_admin
+            self._admin_by_port[port] = (envoy_admin, identity(own))
 
     async def remove(self, port: int) -> None:
         async with self._lock:
@@ -89,20 +92,21 @@ class ProxyMetricsPorts:
                 await self._session.close()
                 self._session = None
 
-    def _admin_for(self, request: web.Request) -> str | None:
+    def _admin_for(self, request: web.Request) -> tuple[str, Identity] | None:
         sockname: Any = request.transport.get_extra_info("sockname") if request.transport else None
         port = int(sockname[1]) if sockname else 0
         return self._admin_by_port.get(port)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        admin = self._admin_for(request)
-        if admin is None or self._session is None:
+        found = self._admin_for(request)
+        if found is None or self._session is None:
             return web.Response(status=404, text="no proxy on this port\n")
+        admin, own = found
         try:
             text = await fetch_envoy_stats(self._session, admin)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return web.Response(status=503, text=f"envoy stats unavailable: {exc!r}\n")
-        body = await asyncio.get_running_loop().run_in_executor(None, merged_metrics, text)
+        body = merged_metrics(text, own)
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _ready(self, request: web.Request) -> web.Response:

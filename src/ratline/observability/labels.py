@@ -104,13 +104,32 @@ def _peer_labels(side: str, peer: PeerMetadata | None) -> dict[str, str]:
     }
 
 
-def _own_labels(side: str, raw: Mapping[str, str]) -> dict[str, str]:
+Identity = tuple[tuple[str, str], ...]
+"""The reporting proxy's own workload labels, without the side (`workload`, `app`, ...)."""
+
+IDENTITY_KEYS = (
+    "workload", "workload_namespace", "app", "version", "canonical_service",
+    "canonical_revision", "cluster",
+)  # fmt: skip
+
+
+def identity(own: PeerMetadata) -> Identity:
+    """The reporting proxy's identity as the agent knows it (from its node metadata)."""
+    return tuple(zip(IDENTITY_KEYS, (
+        own.workload or UNKNOWN, own.namespace, own.app, own.version, own.canonical_service,
+        own.canonical_revision, own.cluster_id,
+    ), strict=True))
+
+
+def _own_labels(side: str, raw: Mapping[str, str], own: Identity) -> dict[str, str]:
+    if own:
+        return {f"{side}_{k}": v for k, v in own}
     keys = ("workload", "workload_namespace", "app", "version", "canonical_service",
             "canonical_revision", "cluster")  # fmt: skip
     return {f"{side}_{k}": _value(raw, f"{side}_{k}") for k in keys}
 
 
-def _derive(raw: Mapping[str, str], tcp: bool) -> dict[str, str]:
+def _derive(raw: Mapping[str, str], tcp: bool, own: Identity) -> dict[str, str]:
     reporter = raw.get("reporter", SOURCE)
     peer = decode_header(raw.get(RAW_PEER, ""))
     labels: dict[str, str] = {"reporter": reporter}
@@ -118,7 +137,7 @@ def _derive(raw: Mapping[str, str], tcp: bool) -> dict[str, str]:
     destination_principal = _value(raw, "destination_principal")
     if reporter == DESTINATION:
         labels.update(_peer_labels("source", peer))
-        labels.update(_own_labels("destination", raw))
+        labels.update(_own_labels("destination", raw, own))
         service = pick_service(
             raw.get(RAW_SERVICES, ""),
             raw.get(RAW_AUTHORITY, ""),
@@ -126,7 +145,7 @@ def _derive(raw: Mapping[str, str], tcp: bool) -> dict[str, str]:
         )
         security = "mutual_tls" if source_principal != UNKNOWN else "none"
     else:
-        labels.update(_own_labels("source", raw))
+        labels.update(_own_labels("source", raw, own))
         labels.update(_peer_labels("destination", peer))
         service = cluster_service(raw.get(RAW_CLUSTER, "")) or UNKNOWN
         security = UNKNOWN
@@ -161,15 +180,18 @@ def _overrides(raw: Mapping[str, str], labels: dict[str, str]) -> None:
 
 
 @lru_cache(maxsize=65536)
-def _cached(raw: tuple[tuple[str, str], ...], tcp: bool) -> Labels:
+def _cached(raw: tuple[tuple[str, str], ...], tcp: bool, own: Identity) -> Labels:
     data = dict(raw)
-    labels = _derive(data, tcp)
+    labels = _derive(data, tcp, own)
     _overrides(data, labels)
     order = [k for k in LABELS if k in labels and not (tcp and k in TCP_DROPPED)]
     extra = sorted(k for k in labels if k not in LABELS)
     return tuple((k, labels[k]) for k in [*order, *extra])
 
 
-def istio_labels(raw: Mapping[str, str], *, tcp: bool = False) -> Labels:
-    """Istio's labels for one raw series (memoized: a proxy has few distinct tag sets)."""
-    return _cached(tuple(sorted(raw.items())), tcp)
+def istio_labels(raw: Mapping[str, str], *, tcp: bool = False, own: Identity = ()) -> Labels:
+    """Istio's labels for one raw series (memoized: a proxy has few distinct tag sets).
+
+    `own` is the reporting proxy's identity; without it, it is read from raw tags
+    (`source_workload`, ... for a source reporter)."""
+    return _cached(tuple(sorted(raw.items())), tcp, own)

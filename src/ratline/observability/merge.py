@@ -19,7 +19,7 @@ from ratline.observability.istio_metrics import (
     HTTP_HISTOGRAMS,
     TCP_COUNTERS,
 )
-from ratline.observability.labels import Labels, istio_labels
+from ratline.observability.labels import Identity, Labels, istio_labels
 from ratline.observability.prometheus_text import (
     family_header,
     format_value,
@@ -54,6 +54,8 @@ class Histogram:
 class IstioSeries:
     """Istio's series of one proxy (or of many, when fed several proxies' stats)."""
 
+    own: Identity = ()
+    """The proxy whose stats are read (see `labels.identity`); () when its stats carry it."""
     counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
     histograms: dict[str, dict[Labels, Histogram]] = field(default_factory=dict)
 
@@ -67,7 +69,7 @@ class IstioSeries:
         family, suffix = _family(sample.name[len(ENVOY_PREFIX) :])
         raw = dict(sample.labels)
         le = raw.pop("le", None)
-        labels = istio_labels(raw, tcp=family in TCP_COUNTERS)
+        labels = istio_labels(raw, tcp=family in TCP_COUNTERS, own=self.own)
         if not suffix:
             by_labels = self.counters.setdefault(family, {})
             by_labels[labels] = by_labels.get(labels, 0.0) + sample.value
@@ -98,9 +100,9 @@ class IstioSeries:
                     yield sample_line(f"{family}_count", labels, hist.count)
 
 
-def merged_metrics(envoy_text: str, *, keep_envoy: bool = True) -> str:
+def merged_metrics(envoy_text: str, own: Identity = (), *, keep_envoy: bool = True) -> str:
     """A proxy's metrics page: Istio's series first, then Envoy's other stats."""
-    series = IstioSeries()
+    series = IstioSeries(own)
     passthrough: list[str] = []
     for line in envoy_text.splitlines():
         if line.startswith("# ") and _ENVOY_ISTIO in line[:40]:
@@ -110,10 +112,11 @@ def merged_metrics(envoy_text: str, *, keep_envoy: bool = True) -> str:
     return "\n".join([*series.render(), *passthrough]) + "\n"
 
 
-def istio_series(envoy_texts: Iterable[str]) -> IstioSeries:
-    """Istio's series summed over several proxies' Envoy stats."""
+def istio_series(envoy_texts: Iterable[tuple[str, Identity]]) -> IstioSeries:
+    """Istio's series summed over several proxies' Envoy stats (each with its identity)."""
     series = IstioSeries()
-    for text in envoy_texts:
+    for text, own in envoy_texts:
+        series.own = own
         for line in text.splitlines():
             series.add_envoy_line(line)
     return series

@@ -105,26 +105,15 @@ def literal(value: str) -> str:
 # ---- metrics ----------------------------------------------------------------------------
 
 
-def _own_tags(side: str, own: PeerMetadata) -> list[tuple[str, str]]:
-    return [
-        (f"{side}_workload", literal(own.workload or im.UNKNOWN)),
-        (f"{side}_workload_namespace", literal(own.namespace)),
-        (f"{side}_app", literal(own.app)),
-        (f"{side}_version", literal(own.version)),
-        (f"{side}_canonical_service", literal(own.canonical_service)),
-        (f"{side}_canonical_revision", literal(own.canonical_revision)),
-        (f"{side}_cluster", literal(own.cluster_id)),
-    ]
-
-
 def request_tags(
     reporter: str, own: PeerMetadata, services: Sequence[str] = ()
 ) -> list[tuple[str, str]]:
     """The raw tags of one reporter's HTTP metrics (see `ratline.observability.labels`)."""
     peer = f"%DYNAMIC_METADATA({im.PEER_METADATA_NAMESPACE}:{PEER_KEY})%"
     tags = [("reporter", reporter)]
+    # The proxy's own identity is not recorded per request: the agent adds it from the
+    # node metadata it gave the proxy (`labels.identity`).
     if reporter == im.DESTINATION:
-        tags += _own_tags("destination", own)
         tags += [
             ("source_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
             ("destination_principal", "%DOWNSTREAM_LOCAL_URI_SAN%"),
@@ -132,7 +121,6 @@ def request_tags(
             (im.RAW_AUTHORITY, "%REQ(:authority)%"),
         ]
     else:
-        tags += _own_tags("source", own)
         tags += [
             ("source_principal", "%UPSTREAM_LOCAL_URI_SAN%"),
             ("destination_principal", "%UPSTREAM_PEER_URI_SAN%"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import ChildProcess
-from ratline.observability.peer_metadata import canonical_service
+from ratline.observability.peer_metadata import PeerMetadata, canonical_service
 from ratline.registry.instances import (
     InstancePort,
     ProxyKind,
@@ -189,6 +189,13 @@ class LocalInstance:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def peer(self) -> PeerMetadata:
+        """Who this instance is to its peers (its proxy's node metadata)."""
+        workload = self.spec.workload
+        return PeerMetadata(self.name, self.spec.namespace, workload.name, workload.label_map,
+                            workload.service_account)
 
     @property
     def app_pid(self) -> int | None:

@@ -24,8 +24,9 @@ from typing import Any, TextIO
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import pid_alive
 from ratline.observability.agent_http import ProxyMetricsPorts
-from ratline.runtime.local.addons import PrometheusAddon, find_prometheus
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
+from ratline.runtime.local.addons import PrometheusAddon, find_prometheus
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
     ControlPlaneChild,
@@ -184,7 +185,11 @@ class Runner:
             await self.security.start()
         self._write_run_file()
         self._start_gateway(xds_port)
-        await self.metrics.add(self.gateway_stats_port, self._admin(self.gateway_admin_port))
+        await self.metrics.add(
+            self.gateway_stats_port, self._admin(self.gateway_admin_port),
+            PeerMetadata(GATEWAY_INSTANCE, GATEWAY_NAMESPACE, GATEWAY_NAME, dict(GATEWAY_LABELS),
+                         f"{GATEWAY_NAME}-service-account"),
+        )
         binary = find_prometheus(self.settings)
         if binary is not None:
             self.prometheus = PrometheusAddon(binary, self.mesh_dir, self.settings, self.allocator)
@@ -349,7 +354,7 @@ class Runner:
                 await self.security.forget(inst.node_id)
         new = [self._create_instance(spec) for spec in plan.start]
         for inst in new:
-            await self.metrics.add(inst.ports.stats, self._admin(inst.ports.admin))
+            await self.metrics.add(inst.ports.stats, self._admin(inst.ports.admin), inst.peer)
         self._synced = True
         # Report before starting: a sidecar only becomes ready once the control plane
         # knows its instance and has sent it config.
