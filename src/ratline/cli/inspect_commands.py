@@ -15,7 +15,7 @@ import click
 from ratline import __version__
 from ratline.cli.admin_client import AdminClient
 from ratline.cli.envoy_tables import TABLES
-from ratline.cli.meshref import admin_url, mesh_option, read_run_info
+from ratline.cli.meshref import mesh_option, read_run_info
 from ratline.cli.output import echo_data, output_option, render_table
 from ratline.registry.instances import WorkloadInstance
 
@@ -23,6 +23,9 @@ XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
 PROXY_STATUS_HEADERS = ("NAME", *XDS_TYPES, "XDS", "VERSION")
 INSTANCE_HEADERS = ("INSTANCE", "APP PID", "SIDECAR PID", "PORTS", "HTTP_PROXY", "ADMIN", "HEALTH")
 GATEWAY_HEADERS = ("GATEWAY", "PID", "LISTEN", "ADMIN", "STATE")
+
+STATUS_TIMEOUT_S = 3.0
+"""`ratline status` waits this long for the control plane before calling it not answering."""
 
 VERSION_CHARS = 8
 """Acked versions are content hashes; the table shows each type's first characters."""
@@ -286,12 +289,26 @@ def render_status(run_info: Mapping[str, Any], status: Mapping[str, Any] | None)
 
 
 def _control_plane_status(mesh_dir: Path) -> dict[str, Any] | None:
-    """GET /v1/status of the mesh's control plane; None if no mesh runs or it does not answer."""
+    """GET /v1/status of the mesh's control plane (with the mesh's admin credential);
+    None if no mesh runs there or its control plane does not answer."""
     try:
-        answer: dict[str, Any] = AdminClient(admin_url(mesh_dir), timeout_s=3.0).get("/v1/status")
+        client = AdminClient.for_mesh(mesh_dir)
+        client.timeout_s = STATUS_TIMEOUT_S
+        answer: dict[str, Any] = client.get("/v1/status")
     except click.ClickException:
         return None
     return answer
+
+
+def control_plane_json(
+    run_info: Mapping[str, Any], status: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`control_plane` of `ratline status -o json`: the live status when it answers, else
+    what run.json says; `pid` and `answering` are always there."""
+    recorded = dict(run_info.get("control_plane") or {})
+    if status is not None:
+        return {**status, "answering": True}
+    return {**recorded, "pid": recorded.get("pid"), "answering": False}
 
 
 @click.command()
@@ -302,7 +319,8 @@ def status(output: str, mesh_dir: Path) -> None:
     run_info = read_run_info(mesh_dir)
     cp_status = _control_plane_status(mesh_dir)
     if output != "table":
-        echo_data({"run": run_info, "control_plane": cp_status}, output)
+        echo_data({"run": run_info, "control_plane": control_plane_json(run_info, cp_status)},
+                  output)
         return
     click.echo(render_status(run_info, cp_status))
 

@@ -24,7 +24,7 @@ from ratline.runtime.local.runfile import (
     run_file_path,
 )
 from ratline.runtime.local.runner import configure_logging, run_mesh
-from ratline.settings import Settings, state_dir
+from ratline.settings import RUNNER_LOG, Settings, logs_dir
 
 POLL_S = 0.1
 DOWN_TIMEOUT_S = 60.0
@@ -64,7 +64,7 @@ def up(mesh_dir: Path, detach: bool) -> None:
 
 
 def _up_detached(mesh_dir: Path, settings: Settings) -> None:
-    log_path = state_dir(mesh_dir) / "logs" / "runner.log"
+    log_path = logs_dir(mesh_dir) / RUNNER_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         offset = log.tell()
@@ -203,7 +203,7 @@ def down(mesh_dir: Path, timeout_s: float) -> None:
     if not _stop_runner(pid, timeout_s):
         raise click.ClickException(
             f"the runner (PID {pid}) did not stop within {timeout_s:g}s; see "
-            f"{state_dir(mesh_dir) / 'logs' / 'runner.log'}"
+            f"{logs_dir(mesh_dir) / RUNNER_LOG}"
         )
     click.echo("mesh stopped")
 

@@ -18,6 +18,7 @@ _COMMAND_MODULES = {
     "apply": "config_commands",
     "delete": "config_commands",
     "analyze": "config_commands",
+    "logs": "logs_command",
     "proxy-status": "inspect_commands",
     "proxy-config": "inspect_commands",
     "status": "inspect_commands",

@@ -53,7 +53,13 @@ from ratline.runtime.local.workloads import (
     gateway_listen_ports,
     plan_reconcile,
 )
-from ratline.settings import Settings, state_dir
+from ratline.settings import (
+    CONTROL_PLANE_LOG,
+    Settings,
+    instance_log_name,
+    logs_dir,
+    state_dir,
+)
 
 log = logging.getLogger("ratline.runner")
 
@@ -89,7 +95,7 @@ class Runner:
         self.controlplane_module = controlplane_module
         self.settings = settings
         self.state_dir = state_dir(self.mesh_dir)
-        self.logs_dir = self.state_dir / "logs"
+        self.logs_dir = logs_dir(self.mesh_dir)
         self.dirs = InstanceDirs(self.mesh_dir, self.state_dir / "proxies", self.logs_dir)
         self.policy = RestartPolicy.from_settings(settings)
         self.allocator = PortAllocator(settings.bind_address)
@@ -160,7 +166,7 @@ class Runner:
             xds_port=xds_port,
             admin_port=admin_port,
             ready_file=self.state_dir / "controlplane.json",
-            log_path=self.logs_dir / "controlplane.log",
+            log_path=self.logs_dir / CONTROL_PLANE_LOG,
             module=self.controlplane_module,
         )
         try:
@@ -251,7 +257,7 @@ class Runner:
             label=GATEWAY_INSTANCE,
             params=params,
             config_path=self.dirs.proxies_dir / f"{gateway_node}.json",
-            log_path=self.logs_dir / f"{GATEWAY_INSTANCE}.envoy.log",
+            log_path=self.logs_dir / instance_log_name(GATEWAY_INSTANCE, "envoy"),
             settings=self.settings,
             policy=self.policy,
             on_change=self.notify,
@@ -293,9 +299,15 @@ class Runner:
             await self._reconcile(data.get("resources") or [])
 
     async def _reconcile(self, resources: list[dict[str, Any]]) -> None:
-        workloads = [r.get("resource") or {} for r in resources if r.get("kind") == WORKLOAD_KIND]
+        workload_items = [r for r in resources if r.get("kind") == WORKLOAD_KIND]
+        workloads = [r.get("resource") or {} for r in workload_items]
+        sources = {
+            (str(r.get("namespace")), str(r.get("name"))): str(r["file"])
+            for r in workload_items
+            if r.get("file")
+        }
         gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
-        desired, errors = desired_instances(workloads)
+        desired, errors = desired_instances(workloads, sources)
         if errors != self.workload_errors:
             for error in errors:
                 log.error("%s", error)
