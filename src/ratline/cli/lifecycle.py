@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,13 +15,11 @@ import click
 
 from ratline.agent.process import log_tail, pid_alive
 from ratline.cli.meshref import mesh_option
+from ratline.runtime.local.leftovers import LeftoverProcesses, clean_up_after_dead_runner
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
-    looks_like_ratline,
-    pids_in_run_info,
     read_run_file,
-    remove_run_file,
     run_file_path,
 )
 from ratline.runtime.local.runner import configure_logging, run_mesh
@@ -51,13 +50,14 @@ def up(mesh_dir: Path, detach: bool) -> None:
     pid = live_runner_pid(mesh_dir)
     if pid is not None:
         raise click.ClickException(str(MeshAlreadyRunning(mesh_dir, pid)))
+    _clean_up_after_dead_runner(mesh_dir, force=False)
     if detach:
         _up_detached(mesh_dir, settings)
         return
     configure_logging()
     try:
         code = run_mesh(mesh_dir, settings)
-    except MeshAlreadyRunning as exc:
+    except (MeshAlreadyRunning, LeftoverProcesses) as exc:
         raise click.ClickException(str(exc)) from None
     if code:
         raise SystemExit(code)
@@ -173,6 +173,23 @@ def _stop_runner(pid: int, timeout_s: float) -> bool:
     return True
 
 
+def _clean_up_after_dead_runner(mesh_dir: Path, *, force: bool) -> bool:
+    """If run.json names a runner that is gone, stop what it left running; True if there
+    was such a run.json."""
+    info = read_run_file(mesh_dir)
+    if info is None:
+        return False
+    try:
+        stopped = clean_up_after_dead_runner(mesh_dir, info, force=force)
+    except LeftoverProcesses as exc:
+        raise click.ClickException(str(exc)) from None
+    message = f"the previous runner (PID {info.get('runner_pid')}) of {mesh_dir} is gone"
+    if stopped:
+        message += "; stopped what it left running: " + ", ".join(r.describe() for r in stopped)
+    click.echo(message, err=True)
+    return True
+
+
 @click.command()
 @mesh_option
 @click.option(
@@ -183,29 +200,40 @@ def _stop_runner(pid: int, timeout_s: float) -> bool:
     show_default=True,
     help="Seconds to wait for the mesh to stop.",
 )
-def down(mesh_dir: Path, timeout_s: float) -> None:
-    """Stop the running mesh: apps, sidecars, gateway, control plane."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also stop processes a dead runner left whose identity cannot be checked, and "
+    "kill what is left if the runner does not stop in time.",
+)
+def down(mesh_dir: Path, timeout_s: float, force: bool) -> None:
+    """Stop the running mesh: apps, sidecars, gateway, control plane.
+
+    If its runner died (killed, crashed), stop what it left running instead.
+    """
     mesh_dir = mesh_dir.resolve()
     info = read_run_file(mesh_dir)
     if info is None:
         click.echo(f"no mesh is running in {mesh_dir} (no {run_file_path(mesh_dir)})", err=True)
         return
-    pid = info.get("runner_pid")
-    if not isinstance(pid, int) or not pid_alive(pid) or not looks_like_ratline(pid):
-        leftovers = [p for p in pids_in_run_info(info) if pid_alive(p)]
-        remove_run_file(mesh_dir)
-        message = f"no mesh is running in {mesh_dir} (runner PID {pid} is gone; removed run.json)"
-        if leftovers:
-            message += f"; processes it started may still run: PIDs {leftovers}"
-        click.echo(message, err=True)
+    pid = live_runner_pid(mesh_dir)
+    if pid is None:
+        _clean_up_after_dead_runner(mesh_dir, force=force)
         return
     click.echo(f"stopping the mesh in {mesh_dir} (runner PID {pid})…", err=True)
-    if not _stop_runner(pid, timeout_s):
+    if _stop_runner(pid, timeout_s):
+        click.echo("mesh stopped")
+        return
+    if not force:
         raise click.ClickException(
             f"the runner (PID {pid}) did not stop within {timeout_s:g}s; see "
-            f"{logs_dir(mesh_dir) / RUNNER_LOG}"
+            f"{logs_dir(mesh_dir) / RUNNER_LOG}, or kill everything with `ratline down "
+            f"--force --mesh {mesh_dir}`"
         )
-    click.echo("mesh stopped")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _clean_up_after_dead_runner(mesh_dir, force=True)
+    click.echo("mesh stopped (forced)")
 
 
 COMMANDS = [up, down]

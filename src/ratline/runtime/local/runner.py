@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ratline.agent.bootstrap import BootstrapParams
-from ratline.agent.process import pid_alive
 from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
@@ -32,14 +31,18 @@ from ratline.runtime.local.cpchild import (
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
+from ratline.runtime.local.leftovers import (
+    RecordedProcess,
+    StartTimes,
+    clean_up_after_dead_runner,
+)
 from ratline.runtime.local.ports import PortAllocator
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
-    pids_in_run_info,
     read_run_file,
-    remove_run_file,
+    remove_run_state,
     write_run_file,
 )
 from ratline.runtime.local.security import LocalSecurity, read_admin_token
@@ -114,6 +117,7 @@ class Runner:
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._start_times = StartTimes()
         self._push_lock = asyncio.Lock()
         """Reports go one at a time, each with the state current when it is sent."""
 
@@ -124,7 +128,7 @@ class Runner:
         pid = live_runner_pid(self.mesh_dir)
         if pid is not None and pid != os.getpid():
             raise MeshAlreadyRunning(self.mesh_dir, pid)
-        self._warn_stale_run_file()
+        self._clean_up_previous_run()
         for d in (self.logs_dir, self.dirs.proxies_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._write_run_file()
@@ -230,7 +234,7 @@ class Runner:
             await self.client.close()
         data = read_run_file(self.mesh_dir)
         if data is None or data.get("runner_pid") == os.getpid():
-            remove_run_file(self.mesh_dir)
+            remove_run_state(self.mesh_dir, data)
         log.info("mesh stopped")
 
     # -- the ingress gateway ----------------------------------------------------------
@@ -486,21 +490,42 @@ class Runner:
             "gateways": gateways,
             "instances": [self.instances[key].run_info() for key in sorted(self.instances)],
             "errors": list(self.workload_errors),
+            "processes": [r.to_json() for r in self._processes(cp)],
+            "sds_socket": str(self.security.socket_path) if self.security is not None else None,
         }
+
+    def _processes(self, cp: ControlPlaneInfo | None) -> list[RecordedProcess]:
+        """Every process this runner started that is running, with its start time: what
+        a later `ratline up` stops if this runner dies without doing it."""
+        wanted: list[tuple[int | None, str]] = [(os.getpid(), "runner")]
+        if cp is not None:
+            wanted.append((cp.pid, "control plane"))
+        if self.gateway is not None:
+            wanted.append((self.gateway.pid, f"gateway {GATEWAY_INSTANCE}"))
+        for key in sorted(self.instances):
+            inst = self.instances[key]
+            wanted.append((inst.sidecar.pid, f"sidecar {inst.name}"))
+            wanted.append((inst.app_pid, f"app {inst.name}"))
+        records = [self._start_times.record(pid, role) for pid, role in wanted]
+        self._start_times.forget_others(pid for pid, _ in wanted if pid)
+        return [r for r in records if r is not None]
 
     def _write_run_file(self) -> None:
         write_run_file(self.mesh_dir, self.run_info())
 
-    def _warn_stale_run_file(self) -> None:
+    def _clean_up_previous_run(self) -> None:
+        """Stop what a runner of this mesh that died left running (LeftoverProcesses if
+        some of it cannot be told to be its own)."""
         stale = read_run_file(self.mesh_dir)
-        if not stale:
+        if not stale or stale.get("runner_pid") == os.getpid():
             return
-        alive = [p for p in pids_in_run_info(stale) if pid_alive(p)]
-        if alive:
+        stopped = clean_up_after_dead_runner(self.mesh_dir, stale)
+        if stopped:
             log.warning(
-                "a previous runner died without cleaning up; processes it named may still "
-                "run: PIDs %s",
-                ", ".join(map(str, alive)),
+                "the previous runner (PID %s) died without stopping what it started; "
+                "stopped %s",
+                stale.get("runner_pid"),
+                ", ".join(r.describe() for r in stopped),
             )
 
 
