@@ -18,6 +18,7 @@ from ratline.cli.envoy_tables import TABLES
 from ratline.cli.meshref import mesh_option, read_run_info
 from ratline.cli.output import echo_data, output_option, render_table
 from ratline.registry.instances import WorkloadInstance
+from ratline.runtime.local.nacks import nack_lines, proxy_name
 
 XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
 PROXY_STATUS_HEADERS = ("NAME", *XDS_TYPES, "XDS", "VERSION")
@@ -36,10 +37,6 @@ Row = list[str]
 # --- proxy-status -----------------------------------------------------------------------
 
 
-def proxy_name(proxy: Mapping[str, Any]) -> str:
-    return f"{proxy.get('instance', '')}.{proxy.get('namespace', '')}"
-
-
 def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
     """Rows of `ratline proxy-status` from a GET /v1/proxy-status answer."""
     rows = []
@@ -55,18 +52,6 @@ def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
         mode = str(proxy.get("xds") or "-") if proxy.get("connected", True) else "disconnected"
         rows.append([proxy_name(proxy), *states, mode, "/".join(versions) or "-"])
     return sorted(rows)
-
-
-def nack_lines(answer: Mapping[str, Any]) -> list[str]:
-    """One line per type a proxy rejected: `NACK reviews-v2-0.default RDS: <detail>`."""
-    lines = []
-    for proxy in answer.get("proxies") or ():
-        types = proxy.get("types") or {}
-        for type_name in sorted(types):
-            nack = (types.get(type_name) or {}).get("nack")
-            if nack:
-                lines.append(f"NACK {proxy_name(proxy)} {type_name}: {nack}")
-    return sorted(lines)
 
 
 @click.command("proxy-status")

@@ -13,9 +13,11 @@ from typing import Any
 
 import click
 
+from ratline.agent.envoy_binary import EnvoyUnusable, check_envoy
 from ratline.agent.process import log_tail, pid_alive
 from ratline.cli.meshref import mesh_option
 from ratline.runtime.local.leftovers import LeftoverProcesses, clean_up_after_dead_runner
+from ratline.runtime.local.nacks import nack_lines
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
@@ -23,7 +25,8 @@ from ratline.runtime.local.runfile import (
     run_file_path,
 )
 from ratline.runtime.local.runner import configure_logging, run_mesh
-from ratline.settings import RUNNER_LOG, Settings, logs_dir
+from ratline.runtime.local.startup import ready_line
+from ratline.settings import RUNNER_LOG, Settings, logs_dir, state_dir
 
 POLL_S = 0.1
 DOWN_TIMEOUT_S = 60.0
@@ -47,6 +50,8 @@ def up(mesh_dir: Path, detach: bool) -> None:
     """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads."""
     mesh_dir = mesh_dir.resolve()
     settings = _settings()
+    _check_mesh_dir(mesh_dir)
+    _check_envoy(settings)
     pid = live_runner_pid(mesh_dir)
     if pid is not None:
         raise click.ClickException(str(MeshAlreadyRunning(mesh_dir, pid)))
@@ -61,6 +66,30 @@ def up(mesh_dir: Path, detach: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if code:
         raise SystemExit(code)
+
+
+def _check_mesh_dir(mesh_dir: Path) -> None:
+    """Refuse a directory with nothing to run: no YAML, and nothing applied before."""
+    from ratline.config.store import APPLIED_DIR, mesh_files
+
+    if mesh_files(mesh_dir):
+        return
+    applied = state_dir(mesh_dir) / APPLIED_DIR
+    if applied.is_dir() and any(applied.iterdir()):
+        return
+    raise click.ClickException(
+        f"{mesh_dir} holds no YAML files (*.yaml, *.yml; mesh.yaml alone holds no resources): "
+        "there is nothing to run. A mesh directory holds Kubernetes-style YAML: Istio's "
+        "kinds, Services and Workloads (the processes to run); try `ratline up "
+        "examples/bookinfo` from Ratline's repository"
+    )
+
+
+def _check_envoy(settings: Settings) -> None:
+    try:
+        check_envoy(settings.envoy)
+    except EnvoyUnusable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _up_detached(mesh_dir: Path, settings: Settings) -> None:
@@ -96,9 +125,9 @@ def _up_detached(mesh_dir: Path, settings: Settings) -> None:
     # The runner outlives this command; do not let Popen's finalizer warn about it.
     runner.returncode = 0
     info = _wait_for_apps(mesh_dir, info, time.monotonic() + settings.ready_timeout_s)
-    click.echo(_describe(info, log_path))
     for line in _rejected_config(mesh_dir):
         click.echo(f"warning: {line}", err=True)
+    click.echo(_describe(info, log_path))
 
 
 def _wait_for_apps(mesh_dir: Path, info: dict[str, Any], deadline: float) -> dict[str, Any]:
@@ -117,16 +146,10 @@ def _rejected_config(mesh_dir: Path) -> list[str]:
     from ratline.cli.admin_client import AdminApiError, AdminClient
 
     try:
-        proxies = AdminClient.for_mesh(mesh_dir).get("/v1/proxy-status").get("proxies") or ()
+        answer = AdminClient.for_mesh(mesh_dir).get("/v1/proxy-status")
     except (AdminApiError, click.ClickException, OSError):
         return []
-    lines = []
-    for proxy in proxies:
-        for short, status in (proxy.get("types") or {}).items():
-            if status.get("nack"):
-                who = f"{proxy.get('instance')}.{proxy.get('namespace')}"
-                lines.append(f"{who} rejected its {short} config: {status['nack']}")
-    return lines
+    return nack_lines(answer)
 
 
 def _log_since(path: Path, offset: int) -> str:
@@ -154,8 +177,9 @@ def _describe(info: dict[str, Any], log_path: Path) -> str:
     for inst in instances:
         if inst.get("error"):
             lines.append(f"    {inst.get('name')}: {inst.get('error')}")
-    lines.append(f"  logs           {log_path.parent}")
+    lines.append(f"  logs           {log_path.parent} (ratline logs INSTANCE)")
     lines.append(f"stop it with: ratline down --mesh {info.get('mesh_dir')}")
+    lines.append(ready_line(info))
     return "\n".join(lines)
 
 

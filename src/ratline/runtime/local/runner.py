@@ -36,7 +36,8 @@ from ratline.runtime.local.leftovers import (
     StartTimes,
     clean_up_after_dead_runner,
 )
-from ratline.runtime.local.ports import PortAllocator
+from ratline.runtime.local.nacks import NackLog
+from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
@@ -46,6 +47,7 @@ from ratline.runtime.local.runfile import (
     write_run_file,
 )
 from ratline.runtime.local.security import LocalSecurity, read_admin_token
+from ratline.runtime.local.startup import gateway_schemes, ready_line
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy
 from ratline.runtime.local.workloads import (
     GATEWAY_KIND,
@@ -74,6 +76,8 @@ WATCH_TIMEOUT_S = 30.0
 WATCH_RETRY_S = 0.5
 REPORT_COALESCE_S = 0.02
 CONTROL_PLANE_STOP_TIMEOUT_S = 5.0
+NACK_POLL_S = 1.0
+"""How often the runner looks for config a proxy rejected (to log it)."""
 REMOVAL_QUIET_S = 0.5
 """A removed instance's sidecar serves until no request reached it for this long: the
 time for every other proxy to apply the endpoint removal."""
@@ -106,6 +110,7 @@ class Runner:
         self.gateway: SupervisedEnvoy | None = None
         self.gateway_admin_port = 0
         self.gateway_listen: list[int] = []
+        self.gateway_schemes: dict[int, str] = {}
         self.workload_errors: list[str] = []
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
@@ -113,6 +118,9 @@ class Runner:
         """Certificates and SDS for the proxies, when the control plane runs a CA."""
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.ready = False
+        self._announced = False
+        self._nacks = NackLog()
+        self._settle_deadline = 0.0
         self._synced = False
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
@@ -163,6 +171,14 @@ class Runner:
         self._stop.set()
 
     async def _start(self) -> int:
+        try:
+            for setting in ("xds_port", "admin_port", "ca_port"):
+                if getattr(self.settings, setting):
+                    check_free(self.settings.bind_address, getattr(self.settings, setting),
+                               f"RATLINE_{setting.upper()}")
+        except PortInUse as exc:
+            log.error("%s", exc)
+            return 1
         xds_port = self._port(self.settings.xds_port)
         admin_port = self._port(self.settings.admin_port)
         self.cp = ControlPlaneChild(
@@ -190,6 +206,7 @@ class Runner:
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
+        self._spawn(self._nack_loop(), "NACK watch")
         return 0
 
     def _port(self, configured: int) -> int:
@@ -316,7 +333,9 @@ class Runner:
             for error in errors:
                 log.error("%s", error)
             self.workload_errors = errors
-        listen = gateway_listen_ports(gateways, GATEWAY_LABELS, self.settings.gateway_port_offset)
+        offset = self.settings.gateway_port_offset
+        listen = gateway_listen_ports(gateways, GATEWAY_LABELS, offset)
+        self.gateway_schemes = gateway_schemes(gateways, GATEWAY_LABELS, offset)
         for port in listen:
             # Never hand a gateway's port to an app or a sidecar.
             self.allocator.reserve(port)
@@ -435,6 +454,7 @@ class Runner:
             self._changed.clear()
             self._update_ready()
             self._write_run_file()
+            await self._announce_started()
             await self._push_instances()
 
     async def _push_instances(self) -> None:
@@ -446,6 +466,39 @@ class Runner:
             except ControlPlaneUnavailable as exc:
                 log.debug("report: %s", exc)
 
+    async def _announce_started(self) -> None:
+        """Once ready and every app listens (or failed, or `ready_timeout_s` passed): the
+        last line of start-up, with the URLs to open (after any config already refused)."""
+        if self._announced or not self.ready:
+            return
+        settled = all(i.healthy or i.error or i.finished for i in self.instances.values())
+        if not settled and asyncio.get_running_loop().time() < self._settle_deadline:
+            return
+        self._announced = True
+        await self._log_nacks()
+        log.info("%s", ready_line(self.run_info()))
+
+    async def _nack_loop(self) -> None:
+        while True:
+            await asyncio.sleep(NACK_POLL_S)
+            await self._log_nacks()
+
+    async def _log_nacks(self) -> None:
+        """Log every config a proxy rejects, once, with Envoy's message (and a line when
+        it accepts that type again)."""
+        if self.client is None or self.cp is None or self.cp.info is None:
+            return
+        try:
+            answer = await self.client.proxy_status()
+        except ControlPlaneUnavailable as exc:
+            log.debug("proxy status: %s", exc)
+            return
+        for line in self._nacks.update(answer):
+            if line.startswith("NACK "):
+                log.warning("%s", line)
+            else:
+                log.info("%s", line)
+
     def _update_ready(self) -> None:
         if self.ready or not self._synced or self.gateway is None:
             return
@@ -454,6 +507,9 @@ class Runner:
         if not all(i.sidecar.ready.is_set() or i.finished for i in self.instances.values()):
             return
         self.ready = True
+        loop = asyncio.get_running_loop()
+        self._settle_deadline = loop.time() + self.settings.ready_timeout_s
+        loop.call_later(self.settings.ready_timeout_s, self.notify)
         cp = self.cp.info if self.cp else None
         log.info(
             "mesh ready: %d instances, gateway admin %s:%d%s, control plane admin http://%s",
@@ -475,6 +531,7 @@ class Runner:
                     "admin_port": self.gateway_admin_port,
                     "pid": self.gateway.pid,
                     "listen": list(self.gateway_listen),
+                    "schemes": {str(p): s for p, s in sorted(self.gateway_schemes.items())},
                     "ready": self.gateway.ready.is_set(),
                     "restarts": self.gateway.restarts,
                     "error": self.gateway.error,
@@ -484,6 +541,7 @@ class Runner:
         return {
             "runner_pid": os.getpid(),
             "mesh_dir": str(self.mesh_dir),
+            "bind_address": self.settings.bind_address,
             "started_at": self.started_at,
             "ready": self.ready,
             "control_plane": cp.to_json() if cp is not None else None,
