@@ -17,7 +17,7 @@ from ratline.agent.envoy_binary import EnvoyUnusable, check_envoy
 from ratline.agent.process import log_tail, pid_alive
 from ratline.cli.meshref import mesh_option
 from ratline.runtime.local.leftovers import LeftoverProcesses, clean_up_after_dead_runner
-from ratline.runtime.local.nacks import nack_lines
+from ratline.runtime.local.nacks import current_nacks, resource_names
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
@@ -146,10 +146,15 @@ def _rejected_config(mesh_dir: Path) -> list[str]:
     from ratline.cli.admin_client import AdminApiError, AdminClient
 
     try:
-        answer = AdminClient.for_mesh(mesh_dir).get("/v1/proxy-status")
+        client = AdminClient.for_mesh(mesh_dir)
+        nacks = current_nacks(client.get("/v1/proxy-status"))
+        lines = []
+        for nack in nacks:
+            dump = client.get("/v1/config-dump", {"node": nack.node, "type": nack.type_name})
+            lines.append(nack.line(resource_names(dump.get("resources") or ())))
     except (AdminApiError, click.ClickException, OSError):
         return []
-    return nack_lines(answer)
+    return lines
 
 
 def _log_since(path: Path, offset: int) -> str:

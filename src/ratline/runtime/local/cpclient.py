@@ -88,3 +88,9 @@ class AdminClient:
     async def proxy_status(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """`GET /v1/proxy-status`: every proxy's sync state, NACKs included."""
         return await self._request("GET", "/v1/proxy-status", timeout_s=timeout_s)
+
+    async def config_dump(self, node: str, type_name: str) -> dict[str, Any]:
+        """`GET /v1/config-dump`: what the control plane serves one proxy of one type."""
+        return await self._request(
+            "GET", "/v1/config-dump", params={"node": node, "type": type_name}, timeout_s=10.0
+        )

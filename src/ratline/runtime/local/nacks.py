@@ -11,7 +11,8 @@ shows them), `ratline up -d` and `ratline proxy-status` print the current ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ratline.runtime.local import procfs
@@ -35,27 +36,58 @@ def explain(message: str) -> str:
 NackKey = tuple[str, str, str]
 """(proxy, type, message)."""
 
+MAX_NAMES = 5
+"""Resource names listed when Envoy's message names none."""
 
-def current_nacks(answer: Mapping[str, Any]) -> dict[NackKey, str]:
-    """Every NACK in a GET /v1/proxy-status answer, by (proxy, type, message)."""
-    found: dict[NackKey, str] = {}
+
+@dataclass(frozen=True)
+class Nack:
+    proxy: str
+    """`reviews-v2-0.default`."""
+    node: str
+    type_name: str
+    """`RDS`."""
+    message: str
+
+    @property
+    def key(self) -> NackKey:
+        return (self.proxy, self.type_name, self.message)
+
+    def line(self, names: Sequence[str] = (), explained: bool = True) -> str:
+        """`NACK proxy TYPE: message`; when the message names none of `names` (the
+        proxy's resources of that type, one of which was refused), they are listed."""
+        text = explain(self.message) if explained else self.message
+        if names and not any(name in self.message for name in names):
+            if len(names) == 1:
+                text += f" (in {self.type_name} resource {names[0]})"
+            else:
+                shown = ", ".join(names[:MAX_NAMES]) + (", …" if len(names) > MAX_NAMES else "")
+                text += f" (in one of its {self.type_name} resources: {shown})"
+        return f"NACK {self.proxy} {self.type_name}: {text}"
+
+
+def current_nacks(answer: Mapping[str, Any]) -> list[Nack]:
+    """Every NACK in a GET /v1/proxy-status answer."""
+    found = []
     for proxy in answer.get("proxies") or ():
         types = proxy.get("types") or {}
         for type_name in sorted(types):
             nack = (types.get(type_name) or {}).get("nack")
             if nack:
-                found[(proxy_name(proxy), type_name, str(nack))] = str(nack)
-    return found
-
-
-def nack_line(key: NackKey, explained: bool = True) -> str:
-    proxy, type_name, message = key
-    return f"NACK {proxy} {type_name}: {explain(message) if explained else message}"
+                found.append(Nack(proxy_name(proxy), str(proxy.get("node") or ""), type_name,
+                                  str(nack)))
+    return sorted(found, key=lambda n: n.key)
 
 
 def nack_lines(answer: Mapping[str, Any], explained: bool = True) -> list[str]:
     """One line per type a proxy rejected: `NACK reviews-v2-0.default RDS: <detail>`."""
-    return sorted(nack_line(key, explained) for key in current_nacks(answer))
+    return [nack.line(explained=explained) for nack in current_nacks(answer)]
+
+
+def resource_names(resources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of resources as /v1/config-dump shows them (EDS names its cluster)."""
+    names = (str(r.get("name") or r.get("cluster_name") or "") for r in resources)
+    return sorted(n for n in names if n)
 
 
 class NackLog:
@@ -64,13 +96,17 @@ class NackLog:
     def __init__(self) -> None:
         self._reported: set[NackKey] = set()
 
-    def update(self, answer: Mapping[str, Any]) -> list[str]:
-        now = set(current_nacks(answer))
-        lines = [nack_line(key) for key in sorted(now - self._reported)]
+    def update(self, answer: Mapping[str, Any]) -> tuple[list[Nack], list[str]]:
+        """(NACKs not reported before, `PROXY accepted its TYPE config again` lines)."""
+        nacks = current_nacks(answer)
+        now = {n.key for n in nacks}
+        new = [n for n in nacks if n.key not in self._reported]
         still_rejecting = {(proxy, type_name) for proxy, type_name, _ in now}
         present = {proxy_name(p) for p in answer.get("proxies") or ()}
-        for proxy, type_name, _ in sorted(self._reported - now):
-            if proxy in present and (proxy, type_name) not in still_rejecting:
-                lines.append(f"{proxy} accepted its {type_name} config again")
+        accepted = [
+            f"{proxy} accepted its {type_name} config again"
+            for proxy, type_name, _ in sorted(self._reported - now)
+            if proxy in present and (proxy, type_name) not in still_rejecting
+        ]
         self._reported = now
-        return lines
+        return new, accepted

@@ -36,7 +36,7 @@ from ratline.runtime.local.leftovers import (
     StartTimes,
     clean_up_after_dead_runner,
 )
-from ratline.runtime.local.nacks import NackLog
+from ratline.runtime.local.nacks import NackLog, resource_names
 from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
@@ -493,11 +493,15 @@ class Runner:
         except ControlPlaneUnavailable as exc:
             log.debug("proxy status: %s", exc)
             return
-        for line in self._nacks.update(answer):
-            if line.startswith("NACK "):
-                log.warning("%s", line)
-            else:
-                log.info("%s", line)
+        new, accepted = self._nacks.update(answer)
+        for nack in new:
+            try:
+                dump = await self.client.config_dump(nack.node, nack.type_name)
+            except ControlPlaneUnavailable:
+                dump = {}
+            log.warning("%s", nack.line(resource_names(dump.get("resources") or ())))
+        for line in accepted:
+            log.info("%s", line)
 
     def _update_ready(self) -> None:
         if self.ready or not self._synced or self.gateway is None:
