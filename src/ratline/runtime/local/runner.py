@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ratline.agent.bootstrap import BootstrapParams
-from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
+from ratline.registry.instances import WorkloadInstance
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
     ControlPlaneChild,
@@ -30,15 +29,20 @@ from ratline.runtime.local.cpchild import (
     ControlPlaneInfo,
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
+from ratline.runtime.local.gateway import (
+    GATEWAY_INSTANCE,
+    GATEWAY_NAMESPACE,
+    GATEWAY_SERVICE_ACCOUNT,
+    IngressGateway,
+)
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
 from ratline.runtime.local.leftovers import (
     RecordedProcess,
     StartTimes,
     clean_up_after_dead_runner,
 )
-from ratline.runtime.local.nacks import NackLog, resource_names
+from ratline.runtime.local.nack_watch import NackWatch
 from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
-from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
@@ -47,7 +51,7 @@ from ratline.runtime.local.runfile import (
     write_run_file,
 )
 from ratline.runtime.local.security import LocalSecurity, read_admin_token
-from ratline.runtime.local.startup import gateway_schemes, ready_line
+from ratline.runtime.local.startup import ready_line
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy
 from ratline.runtime.local.workloads import (
     GATEWAY_KIND,
@@ -55,29 +59,21 @@ from ratline.runtime.local.workloads import (
     InstanceKey,
     InstanceSpec,
     desired_instances,
-    gateway_listen_ports,
     plan_reconcile,
 )
 from ratline.settings import (
     CONTROL_PLANE_LOG,
     Settings,
-    instance_log_name,
     logs_dir,
     state_dir,
 )
 
 log = logging.getLogger("ratline.runner")
 
-GATEWAY_NAME = "istio-ingressgateway"
-GATEWAY_INSTANCE = f"{GATEWAY_NAME}-0"
-GATEWAY_NAMESPACE = "istio-system"
-GATEWAY_LABELS = {"istio": "ingressgateway", "app": GATEWAY_NAME}
 WATCH_TIMEOUT_S = 30.0
 WATCH_RETRY_S = 0.5
 REPORT_COALESCE_S = 0.02
 CONTROL_PLANE_STOP_TIMEOUT_S = 5.0
-NACK_POLL_S = 1.0
-"""How often the runner looks for config a proxy rejected (to log it)."""
 REMOVAL_QUIET_S = 0.5
 """A removed instance's sidecar serves until no request reached it for this long: the
 time for every other proxy to apply the endpoint removal."""
@@ -107,10 +103,7 @@ class Runner:
         self.policy = RestartPolicy.from_settings(settings)
         self.allocator = PortAllocator(settings.bind_address)
         self.instances: dict[InstanceKey, LocalInstance] = {}
-        self.gateway: SupervisedEnvoy | None = None
-        self.gateway_admin_port = 0
-        self.gateway_listen: list[int] = []
-        self.gateway_schemes: dict[int, str] = {}
+        self.gateway: IngressGateway | None = None
         self.workload_errors: list[str] = []
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
@@ -119,7 +112,7 @@ class Runner:
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.ready = False
         self._announced = False
-        self._nacks = NackLog()
+        self._nack_watch = NackWatch(self._live_client)
         self._settle_deadline = 0.0
         self._synced = False
         self._changed = asyncio.Event()
@@ -206,7 +199,7 @@ class Runner:
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
-        self._spawn(self._nack_loop(), "NACK watch")
+        self._spawn(self._nack_watch.run(), "NACK watch")
         return 0
 
     def _port(self, configured: int) -> int:
@@ -235,14 +228,14 @@ class Runner:
         # Drain first: every Envoy lets its in-flight requests finish before any app stops.
         envoys = [i.sidecar for i in instances]
         if self.gateway is not None:
-            envoys.append(self.gateway)
+            envoys.append(self.gateway.envoy)
         await _gather_logged(e.drain() for e in envoys)
         if instances:
             log.info("stopping %d instances", len(instances))
         await _gather_logged(i.stop_app() for i in instances)
         await _gather_logged(i.stop_sidecar() for i in instances)
         if self.gateway is not None:
-            await _gather_logged([self.gateway.stop()])
+            await _gather_logged([self.gateway.envoy.stop()])
         if self.security is not None:
             await _gather_logged([self.security.stop()])
         if self.cp is not None:
@@ -257,48 +250,22 @@ class Runner:
     # -- the ingress gateway ----------------------------------------------------------
 
     def _start_gateway(self, xds_port: int) -> None:
-        self.gateway_admin_port = self.allocator.allocate()
-        gateway_node = node_id(ProxyKind.ROUTER, "127.0.0.1", GATEWAY_INSTANCE, GATEWAY_NAMESPACE)
-        params = BootstrapParams(
-            node_id=gateway_node,
-            cluster=f"{GATEWAY_NAME}.{GATEWAY_NAMESPACE}",
-            xds_host=self.settings.bind_address,
+        gateway = IngressGateway(
+            settings=self.settings,
+            policy=self.policy,
             xds_port=xds_port,
-            admin_port=self.gateway_admin_port,
-            delta=self.settings.delta_xds,
-            metadata={"NAMESPACE": GATEWAY_NAMESPACE, "WORKLOAD_NAME": GATEWAY_NAME},
-            **self._bootstrap_extra(),
+            admin_port=self.allocator.allocate(),
+            proxies_dir=self.dirs.proxies_dir,
+            logs_dir=self.logs_dir,
+            bootstrap_extra=self._bootstrap_extra(),
+            on_change=self.notify,
         )
         if self.security is not None:
             self.security.enroll(
-                gateway_node, GATEWAY_NAMESPACE, f"{GATEWAY_NAME}-service-account",
-                GATEWAY_INSTANCE,
+                gateway.node_id, GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, GATEWAY_INSTANCE
             )
-        self.gateway = SupervisedEnvoy(
-            label=GATEWAY_INSTANCE,
-            params=params,
-            config_path=self.dirs.proxies_dir / f"{gateway_node}.json",
-            log_path=self.logs_dir / instance_log_name(GATEWAY_INSTANCE, "envoy"),
-            settings=self.settings,
-            policy=self.policy,
-            on_change=self.notify,
-        )
-        self.gateway.start()
-
-    def gateway_instance(self) -> WorkloadInstance | None:
-        if self.gateway is None:
-            return None
-        return WorkloadInstance(
-            name=GATEWAY_INSTANCE,
-            namespace=GATEWAY_NAMESPACE,
-            workload=GATEWAY_NAME,
-            labels=dict(GATEWAY_LABELS),
-            service_account=f"{GATEWAY_NAME}-service-account",
-            sidecar=SidecarPorts(outbound_port=0, admin_port=self.gateway_admin_port),
-            kind=ProxyKind.ROUTER,
-            healthy=self.gateway.ready.is_set(),
-            proxy_pid=self.gateway.pid,
-        )
+        self.gateway = gateway
+        gateway.envoy.start()
 
     # -- watching Workloads and reconciling -------------------------------------------
 
@@ -333,17 +300,10 @@ class Runner:
             for error in errors:
                 log.error("%s", error)
             self.workload_errors = errors
-        offset = self.settings.gateway_port_offset
-        listen = gateway_listen_ports(gateways, GATEWAY_LABELS, offset)
-        self.gateway_schemes = gateway_schemes(gateways, GATEWAY_LABELS, offset)
-        for port in listen:
-            # Never hand a gateway's port to an app or a sidecar.
-            self.allocator.reserve(port)
-        if listen != self.gateway_listen:
-            self.gateway_listen = listen
-            if listen:
-                ports = ", ".join(f"{self.settings.bind_address}:{p}" for p in listen)
-                log.info("gateway %s listening on %s", GATEWAY_INSTANCE, ports)
+        if self.gateway is not None:
+            for port in self.gateway.update_listen(gateways):
+                # Never hand a gateway's port to an app or a sidecar.
+                self.allocator.reserve(port)
         running = {key: inst.spec for key, inst in self.instances.items()}
         plan = plan_reconcile(running, desired)
         stopping = [self.instances.pop(key) for key in plan.stop]
@@ -395,6 +355,11 @@ class Runner:
     def _bootstrap_extra(self) -> dict[str, Any]:
         return self.security.bootstrap_fields() if self.security is not None else {}
 
+    def _live_client(self) -> AdminClient | None:
+        """The admin client while the control plane is up."""
+        up = self.cp is not None and self.cp.info is not None
+        return self.client if up else None
+
     def _ca_address(self) -> str | None:
         info = self.cp.info if self.cp is not None else None
         return info.ca if info is not None and info.ca else None
@@ -444,8 +409,9 @@ class Runner:
 
     def reported_instances(self) -> list[WorkloadInstance]:
         reported = [inst.to_workload_instance() for inst in self.instances.values()]
-        gateway = self.gateway_instance()
-        return [*reported, gateway] if gateway is not None else reported
+        if self.gateway is None:
+            return reported
+        return [*reported, self.gateway.workload_instance()]
 
     async def _report_loop(self) -> None:
         while True:
@@ -475,38 +441,13 @@ class Runner:
         if not settled and asyncio.get_running_loop().time() < self._settle_deadline:
             return
         self._announced = True
-        await self._log_nacks()
+        await self._nack_watch.check()
         log.info("%s", ready_line(self.run_info()))
-
-    async def _nack_loop(self) -> None:
-        while True:
-            await asyncio.sleep(NACK_POLL_S)
-            await self._log_nacks()
-
-    async def _log_nacks(self) -> None:
-        """Log every config a proxy rejects, once, with Envoy's message (and a line when
-        it accepts that type again)."""
-        if self.client is None or self.cp is None or self.cp.info is None:
-            return
-        try:
-            answer = await self.client.proxy_status()
-        except ControlPlaneUnavailable as exc:
-            log.debug("proxy status: %s", exc)
-            return
-        new, accepted = self._nacks.update(answer)
-        for nack in new:
-            try:
-                dump = await self.client.config_dump(nack.node, nack.type_name)
-            except ControlPlaneUnavailable:
-                dump = {}
-            log.warning("%s", nack.line(resource_names(dump.get("resources") or ())))
-        for line in accepted:
-            log.info("%s", line)
 
     def _update_ready(self) -> None:
         if self.ready or not self._synced or self.gateway is None:
             return
-        if not self.gateway.ready.is_set():
+        if not self.gateway.envoy.ready.is_set():
             return
         if not all(i.sidecar.ready.is_set() or i.finished for i in self.instances.values()):
             return
@@ -519,29 +460,14 @@ class Runner:
             "mesh ready: %d instances, gateway admin %s:%d%s, control plane admin http://%s",
             len(self.instances),
             self.settings.bind_address,
-            self.gateway_admin_port,
-            f", listening on {self.gateway_listen}" if self.gateway_listen else "",
+            self.gateway.admin_port,
+            f", listening on {self.gateway.listen}" if self.gateway.listen else "",
             cp.admin if cp else "-",
         )
 
     def run_info(self) -> dict[str, Any]:
         cp = self.cp.info if self.cp is not None else None
-        gateways = []
-        if self.gateway is not None:
-            gateways.append(
-                {
-                    "name": GATEWAY_INSTANCE,
-                    "namespace": GATEWAY_NAMESPACE,
-                    "admin_port": self.gateway_admin_port,
-                    "pid": self.gateway.pid,
-                    "listen": list(self.gateway_listen),
-                    "schemes": {str(p): s for p, s in sorted(self.gateway_schemes.items())},
-                    "ready": self.gateway.ready.is_set(),
-                    "restarts": self.gateway.restarts,
-                    "error": self.gateway.error,
-                    "log": str(self.gateway.log_path),
-                }
-            )
+        gateways = [self.gateway.run_info()] if self.gateway is not None else []
         return {
             "runner_pid": os.getpid(),
             "mesh_dir": str(self.mesh_dir),
@@ -563,7 +489,7 @@ class Runner:
         if cp is not None:
             wanted.append((cp.pid, "control plane"))
         if self.gateway is not None:
-            wanted.append((self.gateway.pid, f"gateway {GATEWAY_INSTANCE}"))
+            wanted.append((self.gateway.envoy.pid, f"gateway {GATEWAY_INSTANCE}"))
         for key in sorted(self.instances):
             inst = self.instances[key]
             wanted.append((inst.sidecar.pid, f"sidecar {inst.name}"))
