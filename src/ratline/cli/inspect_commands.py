@@ -54,7 +54,7 @@ def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
     return sorted(rows)
 
 
-@click.command("proxy-status")
+@click.command("proxy-status", short_help="Every proxy's xDS sync state and NACKs.")
 @output_option()
 @mesh_option
 def proxy_status(output: str, mesh_dir: Path) -> None:
@@ -141,7 +141,7 @@ def _show_config(kind: str, target: str, output: str, mesh_dir: Path) -> None:
     click.echo(render_table(headers, build_rows(resources)))
 
 
-@click.group("proxy-config")
+@click.group("proxy-config", short_help="What one proxy is served: clusters, listeners, routes.")
 def proxy_config() -> None:
     """What the control plane serves one proxy: clusters, listeners, routes, endpoints.
 
@@ -296,7 +296,7 @@ def control_plane_json(
     return {**recorded, "pid": recorded.get("pid"), "answering": False}
 
 
-@click.command()
+@click.command(short_help="The running mesh: PIDs, ports, health, gateway.")
 @output_option()
 @mesh_option
 def status(output: str, mesh_dir: Path) -> None:
@@ -310,7 +310,7 @@ def status(output: str, mesh_dir: Path) -> None:
     click.echo(render_status(run_info, cp_status))
 
 
-@click.command()
+@click.command(short_help="Client and control plane versions.")
 @output_option()
 @mesh_option
 def version(output: str, mesh_dir: Path) -> None:

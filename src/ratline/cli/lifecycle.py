@@ -39,7 +39,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.command()
+@click.command(short_help="Run a mesh from a directory of YAML (-d: in the background).")
 @click.argument(
     "mesh_dir",
     default=".",
@@ -47,7 +47,15 @@ def _settings() -> Settings:
 )
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; return once ready.")
 def up(mesh_dir: Path, detach: bool) -> None:
-    """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads."""
+    """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads.
+
+    MESH_DIR (default: the current directory) holds Kubernetes-style YAML: Istio's
+    kinds, Services, and Workloads (the programs to run beside their sidecars), plus an
+    optional mesh.yaml (MeshConfig). Start-up ends with the URL of the ingress gateway;
+    a config a proxy rejects is shown as it happens. Logs are in MESH_DIR/.ratline/logs
+    (`ratline logs INSTANCE`). In the foreground Ctrl-C stops everything; with -d,
+    `ratline down` does.
+    """
     mesh_dir = mesh_dir.resolve()
     settings = _settings()
     _check_mesh_dir(mesh_dir)
@@ -219,7 +227,7 @@ def _clean_up_after_dead_runner(mesh_dir: Path, *, force: bool) -> bool:
     return True
 
 
-@click.command()
+@click.command(short_help="Stop the running mesh (or what a dead runner left).")
 @mesh_option
 @click.option(
     "--timeout",

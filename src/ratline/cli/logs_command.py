@@ -162,7 +162,7 @@ def _write(chunk: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-@click.command()
+@click.command(short_help="An instance's app or sidecar output (-f follows).")
 @click.argument("instance")
 @click.option("-f", "--follow", "follow_", is_flag=True, help="Keep printing what is added.")
 @click.option("--sidecar", is_flag=True, help="The instance's Envoy log instead of its app's.")
