@@ -19,6 +19,7 @@ from ratline.cli.meshref import mesh_option, read_run_info
 from ratline.cli.output import echo_data, output_option, render_table
 from ratline.registry.instances import WorkloadInstance
 from ratline.runtime.local.nacks import nack_lines, proxy_name
+from ratline.runtime.local.runfile import live_runner_pid
 
 XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
 PROXY_STATUS_HEADERS = ("NAME", *XDS_TYPES, "XDS", "VERSION")
@@ -303,6 +304,12 @@ def status(output: str, mesh_dir: Path) -> None:
     """The running mesh: control plane, instances with their PIDs and ports, gateways."""
     run_info = read_run_info(mesh_dir)
     cp_status = _control_plane_status(mesh_dir)
+    if live_runner_pid(mesh_dir.resolve()) is None:
+        click.echo(
+            f"warning: the runner (PID {run_info.get('runner_pid')}) is gone; "
+            f"`ratline down --mesh {mesh_dir.resolve()}` stops what it left running",
+            err=True,
+        )
     if output != "table":
         echo_data({"run": run_info, "control_plane": control_plane_json(run_info, cp_status)},
                   output)
