@@ -256,7 +256,7 @@ ENVELOPE_CASES = [
         "kind",
         "unknown kind 'Pod'; accepted kinds: AuthorizationPolicy, DestinationRule, Gateway, "
         "Namespace, PeerAuthentication, RequestAuthentication, Service, ServiceAccount, "
-        "ServiceEntry, Sidecar, VirtualService, Workload, WorkloadEntry",
+        "ServiceEntry, Sidecar, Telemetry, VirtualService, Workload, WorkloadEntry",
     ),
     (
         "apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: a}\nspec: {}\n",

@@ -42,7 +42,10 @@ class _LazyGroup(click.Group):
         return next((c for c in module.COMMANDS if c.name == cmd_name), None)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100},
+)
 @click.version_option(__version__, prog_name="ratline")
 def cli() -> None:
     """Ratline: a service mesh with real Envoy sidecars that speaks Istio's YAML.

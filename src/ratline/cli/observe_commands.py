@@ -27,7 +27,9 @@ TRACE_HEADERS = ("TRACE ID", "ROOT", "DURATION", "SPANS", "SERVICES", "ERRORS")
               help="How often Prometheus asks the control plane for targets.")
 @mesh_option
 def prometheus_config_command(scrape_interval: str, sd_refresh: str, mesh_dir: Path) -> None:
-    """A complete prometheus.yml for the running mesh (targets found by HTTP SD)."""
+    """A prometheus.yml that finds the mesh by itself.
+
+    Targets come from the control plane's HTTP service discovery."""
     token = state_dir(mesh_dir.resolve()) / ADMIN_TOKEN_FILE
     config = prometheus_config(admin_url(mesh_dir), str(token),
                                scrape_interval=scrape_interval, sd_refresh=sd_refresh)
@@ -82,7 +84,9 @@ def span_lines(trace: Mapping[str, Any]) -> list[str]:
 @mesh_option
 def traces(trace_id: str | None, service: str | None, min_duration: str | None, limit: int,
            output: str, mesh_dir: Path) -> None:
-    """Recent traces from the control plane's span store (or one trace's spans)."""
+    """Recent traces (or one trace's spans).
+
+    From the control plane's span store."""
     client = AdminClient.for_mesh(mesh_dir)
     if trace_id:
         trace = client.get(f"/v1/traces/{trace_id}")
@@ -108,7 +112,7 @@ def traces(trace_id: str | None, service: str | None, min_duration: str | None, 
 
 @click.group("dashboard")
 def dashboard() -> None:
-    """Print (or open) the URL of a mesh add-on, as `istioctl dashboard`."""
+    """The URL of a mesh add-on (istioctl dashboard)."""
 
 
 @dashboard.command("prometheus")
