@@ -18,6 +18,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import json_format
 
+from ratline.agent.bootstrap import http2_options
 from ratline.translate.generator import ProxyResources
 
 
@@ -72,13 +73,7 @@ def _xds_cluster() -> dict[str, Any]:
         "name": "xds-grpc",
         "type": "STATIC",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
+        "typed_extension_protocol_options": http2_options(),
         "load_assignment": {"cluster_name": "xds-grpc", "endpoints": []},
     }
 

@@ -38,7 +38,7 @@ class BootstrapParams:
     """Reach the control plane over mTLS (needs `sds_socket` for the proxy's certificate)."""
 
 
-def _http2_options() -> dict[str, Any]:
+def http2_options() -> dict[str, Any]:
     return {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -67,7 +67,7 @@ def sds_cluster(socket_path: str) -> dict[str, Any]:
         "name": SDS_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": _http2_options(),
+        "typed_extension_protocol_options": http2_options(),
         "load_assignment": {
             "cluster_name": SDS_CLUSTER,
             "endpoints": [
@@ -140,13 +140,7 @@ def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[s
                     "name": XDS_CLUSTER,
                     "type": "STATIC",
                     "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/"
-                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
-                    },
+                    "typed_extension_protocol_options": http2_options(),
                     "load_assignment": {
                         "cluster_name": XDS_CLUSTER,
                         "endpoints": [
