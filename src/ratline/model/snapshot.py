@@ -34,8 +34,11 @@ class ServicePort:
     name: str
     port: int
     protocol: str = "TCP"
-    """Istio protocol: HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, … (from appProtocol or the name)."""
+    """Istio protocol (`ratline.api.protocols`): HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, …
+    (a Service's from appProtocol or the port name, a ServiceEntry's as declared)."""
     target_port: int | str | None = None
+    declared: bool = True
+    """False for a Service port whose protocol nothing declared (TCP here; Istio sniffs)."""
 
 
 @dataclass(frozen=True)
