@@ -46,7 +46,9 @@ class ControlPlane:
         self.settings = settings
         self.store = MeshDirStore(self.mesh_dir, state_dir(self.mesh_dir))
         self.registry = ReportedInstances()
-        self.xds = XdsServer(self)
+        self.xds = XdsServer(
+            self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
+        )
         self.started_at = time.time()
         self.xds_address = ""
         self.snapshot: MeshSnapshot | None = None
