@@ -231,6 +231,7 @@ def _service_entry_services(
                 endpoints=endpoints,
                 export_to=tuple(spec.export_to or ("*",)),
                 origin="ServiceEntry",
+                addresses=tuple(spec.addresses),
             )
         )
     return out

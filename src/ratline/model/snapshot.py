@@ -75,6 +75,8 @@ class Service:
     export_to: tuple[str, ...] = ("*",)
     origin: str = "Service"
     """The kind that declared it: Service or ServiceEntry."""
+    addresses: tuple[str, ...] = ()
+    """A ServiceEntry's `addresses` (IPs or CIDRs); Services have no cluster IP here."""
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.port == number), None)
