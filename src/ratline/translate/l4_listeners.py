@@ -256,4 +256,3 @@ def outbound_targets(
         if service is not None and port is not None:
             targets.append(LocalTarget(entry, service, port))
     return targets
-

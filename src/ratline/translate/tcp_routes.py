@@ -298,9 +298,7 @@ def _valid(prefixes: Iterable[str]) -> list[str]:
     return [str(n) for n in _networks(prefixes)]
 
 
-def http_proxy_route(
-    ctx: L4Context, vs: Resource[Any], default_cluster: str
-) -> rc.Route:
+def http_proxy_route(ctx: L4Context, vs: Resource[Any], default_cluster: str) -> rc.Route:
     """The route of an HTTP request an app sends through HTTP_PROXY to a TCP service
     port: where the port's `tcp:` rules send a connection from this proxy (the first
     rule that needs nothing only a connection can tell), as Istio proxies such a request
