@@ -194,6 +194,17 @@ def _re2_regex(value: str) -> str:
 Re2Regex = Annotated[str, AfterValidator(_re2_regex)]
 """A regular expression Envoy's RE2 accepts (checked with Python's `re` plus RE2's limits)."""
 
+PRESENT_REGEX = "*"
+"""Istio reads the match regex `*` (not RE2) as "the header or parameter is present"."""
+
+
+def _re2_regex_or_present(value: str) -> str:
+    return value if value == PRESENT_REGEX else _re2_regex(value)
+
+
+Re2RegexOrPresent = Annotated[str, AfterValidator(_re2_regex_or_present)]
+"""A StringMatch regex: RE2, or Istio's `*` for "present"."""
+
 
 def only_one_of(model: BaseModel, names: tuple[str, ...], required: bool) -> None:
     """Raise ValueError unless at most one (or exactly one, if required) field is set."""

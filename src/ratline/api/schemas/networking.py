@@ -21,8 +21,10 @@ from ratline.api.schemas.common import (
 )
 from ratline.api.schemas.destination_rule import (
     ClientTLSSettings,
+    ConnectionKeepalive,
     ConnectionPoolSettings,
     ConsistentHashLB,
+    CookieAttribute,
     DestinationRuleSpec,
     DestinationRuleWorkloadSelector,
     HTTPCookie,
@@ -35,6 +37,7 @@ from ratline.api.schemas.destination_rule import (
     OutlierDetection,
     PortTrafficPolicy,
     ProxyProtocol,
+    RetryBudget,
     RingHash,
     SimpleLB,
     Subset,
@@ -43,6 +46,7 @@ from ratline.api.schemas.destination_rule import (
     TrafficPolicy,
     TunnelSettings,
     WarmupConfiguration,
+    ZoneAwareLoadBalancerSetting,
 )
 from ratline.api.schemas.virtual_service import (
     CorsPolicy,
@@ -231,8 +235,10 @@ class SidecarSpec(Spec):
 
 __all__ = [
     "ClientTLSSettings",
+    "ConnectionKeepalive",
     "ConnectionPoolSettings",
     "ConsistentHashLB",
+    "CookieAttribute",
     "CorsPolicy",
     "Delegate",
     "Destination",
@@ -270,6 +276,7 @@ __all__ = [
     "Protocol",
     "ProxyProtocol",
     "RegexRewrite",
+    "RetryBudget",
     "RingHash",
     "RouteDestination",
     "Server",
@@ -290,4 +297,5 @@ __all__ = [
     "WarmupConfiguration",
     "WorkloadEntrySpec",
     "WorkloadSelector",
+    "ZoneAwareLoadBalancerSetting",
 ]
