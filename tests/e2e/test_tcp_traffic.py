@@ -381,3 +381,35 @@ spec:
         assert set(others) == {"one", "two"}, others
     finally:
         delete(tcp_mesh, path)
+
+
+def test_apply_prints_what_the_mesh_cannot_do_with_what_was_applied(tcp_mesh: Mesh) -> None:
+    path = tcp_mesh.dir.parent / "findings.yaml"
+    path.write_text("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-echo-subnets}
+spec:
+  hosts: [tcp-echo]
+  tcp:
+  - match: [{destinationSubnets: [10.1.0.0/16]}]
+    route: [{destination: {host: tcp-echo, port: {number: 9000}, subset: v2}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: add-header}
+spec:
+  configPatches: [{applyTo: HTTP_FILTER}]
+""")
+    proc = tcp_mesh.ratline("apply", "-f", str(path), "--mesh", str(tcp_mesh.dir))
+    try:
+        assert "virtualservice.networking.istio.io/tcp-echo-subnets created" in proc.stdout
+        assert "envoyfilter.networking.istio.io/add-header created" in proc.stdout
+        lines = proc.stderr.splitlines()
+        # Found by translating for the running proxies, printed as kubectl prints warnings.
+        subnets = [line for line in lines if "RAT0002" in line]
+        assert subnets and "findings.yaml" in subnets[0], proc.stderr
+        assert "spec.tcp[0].match[0].destinationSubnets" in subnets[0], proc.stderr
+        assert any("RAT0001" in line and "EnvoyFilter" in line for line in lines), proc.stderr
+    finally:
+        delete(tcp_mesh, path)
