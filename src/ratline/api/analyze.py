@@ -17,6 +17,7 @@ from typing import Any
 from ratline.api.envelope import Resource, ResourceKey
 from ratline.api.errors import ConfigMessage, Severity
 from ratline.api.hosts import MESH_GATEWAY, fqdn, host_matches, hosts_overlap, resolve_gateway
+from ratline.api.kinds import known_kind
 from ratline.api.schemas.core import ServiceSpec
 from ratline.api.schemas.networking import (
     Destination,
@@ -67,6 +68,8 @@ def analyze(
             _check_service(spec, resource.namespace, index, report)
         elif isinstance(spec, WorkloadSpec):
             _check_workload(spec, mesh_dir, report)
+        else:
+            _check_opaque(resource, report)
     _check_conflicts(resources, messages)
     return messages
 
@@ -278,6 +281,13 @@ def _check_workload(spec: WorkloadSpec, mesh_dir: Path | None, report: _Reporter
             COMMAND_NOT_FOUND,
             Severity.WARNING,
         )
+
+
+def _check_opaque(resource: Resource[Any], report: _Reporter) -> None:
+    """A kind accepted without a schema: say what Ratline does not do with it."""
+    info = known_kind(resource.api_version, resource.kind)
+    if info is not None and info.unsupported is not None:
+        report("kind", info.unsupported, info.unsupported_code, Severity.WARNING)
 
 
 def _check_conflicts(resources: Sequence[Resource[Any]], messages: list[ConfigMessage]) -> None:

@@ -25,15 +25,29 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
+from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
+from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS, is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
-from ratline.translate import authz, clusters, endpoints, listeners, routes, tls
-from ratline.translate.common import Findings, labels_match, type_url
+from ratline.translate import (
+    authz,
+    clusters,
+    endpoints,
+    l4_listeners,
+    listeners,
+    names,
+    routes,
+    tls,
+)
+from ratline.translate.common import CONFLICT, Findings, labels_match, type_url
+from ratline.translate.http_routes import gateway_ref
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
+from ratline.translate.policy import hosts_intersection, visible_to
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
+from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 
 OutboundPart = tuple[
     tuple[cluster_pb2.Cluster, ...], tuple[endpoint_pb2.ClusterLoadAssignment, ...]
@@ -47,6 +61,8 @@ ROUTE_TYPE = type_url(route_pb2.RouteConfiguration)
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols translated so far (TLS termination comes later)."""
+L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
+"""Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,13 @@ class MeshGenerator:
             # never endpoints: with the config unchanged they are the same.
             self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
+        self._inbound_protocols: l4_listeners.InboundProtocols | None = None
+        self._mesh_routing: dict[str, dict[str, Resource[Any]]] = {}
+        """Namespace → hostname → the VirtualService routing it for sidecars there."""
+        self._service_routes: dict[
+            tuple[ProxyScope, str, int], route_pb2.RouteConfiguration | None
+        ] = {}
+        """(proxy scope, hostname, port) → RDS of that service port's local listener."""
 
     @property
     def messages(self) -> list[ConfigMessage]:
@@ -323,16 +346,28 @@ class MeshGenerator:
         out_listeners = []
         out_routes = []
         if instance.sidecar is not None:
+            scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners.append(
                 listeners.http_proxy_listener(address, instance.sidecar.outbound_port, mesh)
             )
-            out_routes.append(
-                self.sidecar_routes(ProxyScope.of(instance.namespace, instance.labels, egress))
-            )
+            out_routes.append(self.sidecar_routes(scope))
+            local_listeners, local_routes = self._local_outbound(instance, scope)
+            out_listeners += local_listeners
+            out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
             if port.inbound_port is not None:
                 security = self._security(instance, port.container_port)
-                inbound = listeners.inbound_listener(address, port, mesh, security.filters)
+                if is_http(self._inbound_protocol(instance, port)):
+                    inbound = listeners.inbound_listener(address, port, mesh, security.filters)
+                else:
+                    extra = l4_listeners.network_security_filters(
+                        security.filters,
+                        f"inbound_{port.container_port}",
+                        None,
+                        self._findings,
+                        f"inbound port {port.container_port}",
+                    )
+                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra)
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
@@ -344,31 +379,127 @@ class MeshGenerator:
             routes=tuple(out_routes),
         )
 
+    def _inbound_protocol(self, instance: WorkloadInstance, port: Any) -> str:
+        if self._inbound_protocols is None:
+            self._inbound_protocols = l4_listeners.InboundProtocols(self.snapshot)
+        return self._inbound_protocols.protocol(instance, port)
+
+    def mesh_routing(self, namespace: str) -> dict[str, Resource[Any]]:
+        """Hostname → the VirtualService routing it for sidecars in `namespace` (memoized)."""
+        found = self._mesh_routing.get(namespace)
+        if found is None:
+            found = routes.mesh_virtual_services(self.snapshot, namespace, self._findings)
+            self._mesh_routing[namespace] = found
+        return found
+
+    def _local_outbound(
+        self, instance: WorkloadInstance, scope: ProxyScope
+    ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
+        """A sidecar's local listener per reported service port it may see (and the RDS of
+        the HTTP/2 and gRPC ones)."""
+        assert instance.sidecar is not None
+        found_listeners: list[listener_pb2.Listener] = []
+        found_routes: list[route_pb2.RouteConfiguration] = []
+        targets = l4_listeners.outbound_targets(self.snapshot, instance.sidecar.outbound)
+        for target in targets:
+            service = target.service
+            if not visible_to(service.export_to, service.namespace, instance.namespace):
+                continue
+            if not scope.egress.sees(service):
+                continue
+            if is_http(target.port.protocol):
+                config = self._service_route_config(scope, service.hostname, target.port.port)
+                if config is None:
+                    continue
+                found_routes.append(config)
+            ctx = L4Context(
+                snapshot=self.snapshot,
+                gateway=names.MESH_GATEWAY,
+                port=target.port.port,
+                proxy_namespace=instance.namespace,
+                proxy_labels=instance.labels,
+                findings=self._findings,
+                service=service,
+            )
+            found_listeners.append(
+                l4_listeners.local_outbound_listener(
+                    self.settings.bind_address,
+                    target,
+                    ctx,
+                    self.mesh_routing(instance.namespace).get(service.hostname),
+                    self.snapshot.mesh_config,
+                )
+            )
+        return found_listeners, found_routes
+
+    def _service_route_config(
+        self, scope: ProxyScope, hostname: str, port: int
+    ) -> route_pb2.RouteConfiguration | None:
+        if not self._label_scoped:
+            scope = ProxyScope(scope.namespace, egress=scope.egress)
+        key = (scope, hostname, port)
+        if key not in self._service_routes:
+            self._service_routes[key] = l4_listeners.service_route_config(
+                self.sidecar_routes(scope), hostname, port
+            )
+        return self._service_routes[key]
+
     def gateway_servers(self, instance: WorkloadInstance) -> dict[int, list[GatewayServer]]:
         """The HTTP servers of the Gateways selecting this proxy, by listen port."""
-        by_port: dict[int, list[GatewayServer]] = {}
+        return self._gateway_servers(instance)[0]
+
+    def _gateway_servers(
+        self, instance: WorkloadInstance
+    ) -> tuple[dict[int, list[GatewayServer]], dict[int, list[GatewayServer]]]:
+        """(HTTP servers, TCP and TLS-passthrough servers) of the Gateways selecting this
+        proxy, by listen port. One port serves one kind: a later server of the other kind
+        on it is reported and left out."""
+        http: dict[int, list[GatewayServer]] = {}
+        l4: dict[int, list[GatewayServer]] = {}
         for gateway in self.snapshot.gateways:
             if not labels_match(gateway.spec.selector, instance.labels):
                 continue
             for index, server in enumerate(gateway.spec.servers):
+                where = f"spec.servers[{index}]"
                 protocol = server.port.protocol.upper()
-                if protocol not in HTTP_SERVER_PROTOCOLS:
+                mode = server.tls.mode if server.tls is not None else None
+                if protocol in HTTP_SERVER_PROTOCOLS:
+                    kind, other = http, l4
+                    if server.tls is not None:
+                        self._findings.not_supported(gateway, f"{where}.tls", "tls")
+                elif protocol in L4_SERVER_PROTOCOLS or (
+                    protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"
+                ):
+                    kind, other = l4, http
+                elif protocol in TLS_PROTOCOLS:
+                    what = f"{protocol} server with tls mode {mode or 'unset'}"
+                    self._findings.not_supported(gateway, f"{where}.tls.mode", what)
+                    continue
+                else:
                     self._findings.not_supported(
-                        gateway, f"spec.servers[{index}].port.protocol", f"protocol {protocol}"
+                        gateway, f"{where}.port.protocol", f"protocol {protocol}"
                     )
                     continue
-                if server.tls is not None:
-                    self._findings.not_supported(gateway, f"spec.servers[{index}].tls", "tls")
                 port = listen_port(server.port.number, self.settings)
-                by_port.setdefault(port, []).append(GatewayServer(gateway, server, index))
-        return by_port
+                if port in other:
+                    taken = other[port][0]
+                    message = (
+                        f"port {server.port.number} is already served by {taken.ref} "
+                        f"spec.servers[{taken.index}] with protocol "
+                        f"{taken.server.port.protocol}; ignored"
+                    )
+                    self._findings.add(gateway, f"{where}.port", message, CONFLICT)
+                    continue
+                kind.setdefault(port, []).append(GatewayServer(gateway, server, index))
+        return http, l4
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
         mesh = self.snapshot.mesh_config
         out_listeners = []
         out_routes = []
-        for port, servers in sorted(self.gateway_servers(instance).items()):
+        http_servers, l4_servers = self._gateway_servers(instance)
+        for port, servers in sorted(http_servers.items()):
             security = self._security(instance, port)
             out_listeners.append(
                 listeners.gateway_listener(self.settings.bind_address, port, mesh, security.filters)
@@ -376,15 +507,63 @@ class MeshGenerator:
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
+        for port, servers in sorted(l4_servers.items()):
+            security = self._security(instance, port)
+            stat_prefix = f"outbound_{names.gateway_listener(port)}"
+            extra = l4_listeners.network_security_filters(
+                security.filters, stat_prefix, servers[0].gateway, self._findings, "spec.servers"
+            )
+            tls_passthrough = servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
+            out_listeners.append(
+                l4_listeners.gateway_l4_listener(
+                    self.settings.bind_address,
+                    port,
+                    self._gateway_chains(instance, servers, tls_passthrough),
+                    tls_passthrough,
+                    mesh,
+                    extra,
+                )
+            )
         return ProxyResources(
             own_clusters=self._security(instance, 0).clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
 
+    def _gateway_chains(
+        self, instance: WorkloadInstance, servers: list[GatewayServer], tls_passthrough: bool
+    ) -> list[L4Chain]:
+        """The `tls:` (passthrough) or `tcp:` rules of the VirtualServices bound to these
+        servers whose hosts the servers expose, server by server."""
+        chains: list[L4Chain] = []
+        for server in servers:
+            bound = [
+                vs
+                for vs in self.snapshot.virtual_services
+                if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
+                and _exposes(server, vs)
+            ]
+            ctx = L4Context(
+                snapshot=self.snapshot,
+                gateway=server.ref,
+                port=server.server.port.number,
+                proxy_namespace=instance.namespace,
+                proxy_labels=instance.labels,
+                findings=self._findings,
+            )
+            section = "tls" if tls_passthrough else "tcp"
+            chains += rule_chains(ctx, bound, section)
+        return first_match_wins(chains, None)
+
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
+
+
+def _exposes(server: GatewayServer, vs: Resource[Any]) -> bool:
+    """Whether one of the VirtualService's hosts is among the server's (for its namespace)."""
+    hosts = routes.server_hosts(server, vs.namespace)
+    return any(hosts_intersection(h, s) is not None for h in vs.spec.hosts for s in hosts)
 
 
 def _name(message: Message) -> str:

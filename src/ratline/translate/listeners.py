@@ -77,6 +77,8 @@ def connection_manager(
         stat_prefix=stat_prefix, strip_any_host_port=strip_host_port
     )
     hcm.use_remote_address.value = use_remote_address
+    # WebSocket upgrades pass through, as on every Istio connection manager.
+    hcm.upgrade_configs.add(upgrade_type="websocket")
     if rds is not None:
         hcm.rds.route_config_name = rds
         hcm.rds.config_source.CopyFrom(ads_config_source())

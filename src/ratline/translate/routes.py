@@ -19,6 +19,7 @@ from envoy.config.route.v3 import route_pb2
 
 from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
+from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.translate import names
 from ratline.translate.common import CONFLICT, UNRESOLVED, Findings, age_key
@@ -32,6 +33,7 @@ from ratline.translate.http_routes import (
 )
 from ratline.translate.policy import CLUSTER_DOMAIN, hosts_intersection, visible_to
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope
+from ratline.translate.tcp_routes import L4Context, http_proxy_route
 
 NON_HTTP_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 """Port protocols an HTTP proxy listener cannot carry (they need CONNECT or SNI routing)."""
@@ -132,10 +134,6 @@ def virtual_service_routes(
         proxy_labels=dict(scope.labels),
         findings=findings,
     )
-    if vs.spec.tcp:
-        ctx.flag("spec.tcp", "TCP routing")
-    if vs.spec.tls:
-        ctx.flag("spec.tls", "TLS routing")
     routes: list[rc.Route] = []
     for http, owner, path in expand_rules(snapshot, vs, findings):
         rule_ctx = ctx if owner is vs else replace(ctx, virtual_service=owner)
@@ -191,6 +189,19 @@ def sidecar_route_config(
                 name=names.virtual_host(hostname, port.port), domains=domains
             )
             vs = routed.get(hostname)
+            if vs is not None and port.declared and is_tcp(port.protocol):
+                cluster = names.outbound_cluster(port.port, "", hostname)
+                ctx = L4Context(
+                    snapshot=snapshot,
+                    gateway=names.MESH_GATEWAY,
+                    port=port.port,
+                    proxy_namespace=scope.namespace,
+                    proxy_labels=dict(scope.labels),
+                    findings=findings,
+                    service=service,
+                )
+                host.routes.append(http_proxy_route(ctx, vs, cluster))
+                continue
             vs_routes = (
                 virtual_service_routes(snapshot, vs, names.MESH_GATEWAY, port.port, scope, findings)
                 if vs is not None
@@ -226,6 +237,11 @@ def _server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
         if namespace in ("*", vs_namespace):
             result.append(host)
     return result
+
+
+def server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
+    """A server's hosts that a VirtualService in `vs_namespace` may claim."""
+    return _server_hosts(server, vs_namespace)
 
 
 def gateway_domains(host: str) -> list[str]:

@@ -7,6 +7,7 @@ Sequences are tuples so that specs stay immutable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -148,6 +149,18 @@ def _non_empty(value: str) -> str:
 
 
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+
+
+def _ip_or_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block") from None
+    return value
+
+
+IpOrCidr = Annotated[str, AfterValidator(_ip_or_cidr)]
+"""An IPv4/IPv6 address or CIDR block (`10.0.0.0/8`, `192.168.1.7`)."""
 
 _NOT_RE2 = (
     ("(?=", "lookahead"),

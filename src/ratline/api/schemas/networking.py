@@ -7,9 +7,9 @@ networking model from this module.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from ratline.api.schemas.common import (
     NonEmptyStr,
@@ -76,10 +76,30 @@ from ratline.api.schemas.virtual_service import (
     VirtualServiceSpec,
 )
 
-Protocol = Literal[
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "REDIS", "MYSQL", "TCP", "TLS", "UDP"
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+Protocol = Annotated[
+    Literal[
+        "HTTP",
+        "HTTPS",
+        "GRPC",
+        "GRPC-WEB",
+        "HTTP2",
+        "HTTP_PROXY",
+        "MONGO",
+        "REDIS",
+        "MYSQL",
+        "TCP",
+        "TLS",
+        "UDP",
+    ],
+    BeforeValidator(_upper),
 ]
-"""Istio's port protocols (upper case, as Istio writes them)."""
+"""Istio's port protocols (`ratline.api.protocols`), read case-insensitively as Istio
+does (`tcp`, `GRPC-Web`) and kept in upper case."""
 
 
 class Port(Spec):

@@ -14,6 +14,7 @@ from ratline.api.schemas.common import (
     Duration,
     HttpStatus,
     IntPercent,
+    IpOrCidr,
     NonEmptyStr,
     NonNegativeInt,
     Percent,
@@ -401,7 +402,7 @@ class TLSMatchAttributes(Spec):
     """Match TLS connections by SNI and connection attributes."""
 
     sni_hosts: Seq[NonEmptyStr] = Field(min_length=1)
-    destination_subnets: Seq[str] = ()
+    destination_subnets: Seq[IpOrCidr] = ()
     port: PortNumber | None = None
     source_labels: dict[str, str] = {}
     gateways: Seq[str] = ()
@@ -411,9 +412,9 @@ class TLSMatchAttributes(Spec):
 class L4MatchAttributes(Spec):
     """Match TCP connections by address, port and source."""
 
-    destination_subnets: Seq[str] = ()
+    destination_subnets: Seq[IpOrCidr] = ()
     port: PortNumber | None = None
-    source_subnet: str | None = None
+    source_subnet: IpOrCidr | None = None
     source_labels: dict[str, str] = {}
     gateways: Seq[str] = ()
     source_namespace: str | None = None

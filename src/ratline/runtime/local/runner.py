@@ -32,6 +32,7 @@ from ratline.runtime.local.cpchild import (
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
+from ratline.runtime.local.outbound import OutboundServicePort, outbound_service_ports
 from ratline.runtime.local.ports import PortAllocator
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.runfile import (
@@ -98,6 +99,8 @@ class Runner:
         self.gateway_admin_port = 0
         self.gateway_listen: list[int] = []
         self.workload_errors: list[str] = []
+        self.outbound_service_ports: list[OutboundServicePort] = []
+        """Service ports every sidecar gets a local listener for (TCP, TLS, HTTP/2, gRPC)."""
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
         self.security: LocalSecurity | None = None
@@ -295,6 +298,8 @@ class Runner:
     async def _reconcile(self, resources: list[dict[str, Any]]) -> None:
         workloads = [r.get("resource") or {} for r in resources if r.get("kind") == WORKLOAD_KIND]
         gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
+        documents = (r.get("resource") or {} for r in resources)
+        self.outbound_service_ports = outbound_service_ports(documents)
         desired, errors = desired_instances(workloads)
         if errors != self.workload_errors:
             for error in errors:
@@ -320,8 +325,12 @@ class Runner:
         await _gather_logged(inst.stop(quiet_s=REMOVAL_QUIET_S) for inst in stopping)
         for inst in stopping:
             self.allocator.release(inst.ports.all())
+            self.allocator.release(inst.outbound.local_ports())
             if self.security is not None:
                 await self.security.forget(inst.node_id)
+        for inst in self.instances.values():
+            _, released = inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
+            self.allocator.release(released)
         new = [self._create_instance(spec) for spec in plan.start]
         self._synced = True
         # Report before starting: a sidecar only becomes ready once the control plane
@@ -354,6 +363,7 @@ class Runner:
             self.security.enroll(
                 inst.node_id, spec.namespace, spec.workload.service_account, spec.name
             )
+        inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
         self.instances[spec.key] = inst
         return inst
 
