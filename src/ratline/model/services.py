@@ -18,6 +18,22 @@ from ratline.api.protocols import service_port_protocol
 from ratline.model.snapshot import Endpoint, Resolution, Service, ServicePort
 from ratline.registry.instances import InstancePort, WorkloadInstance
 
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+SUBZONE_LABEL = "topology.istio.io/subzone"
+ISTIO_LOCALITY_LABEL = "istio-locality"
+"""`region.zone.subzone` in one label, as Istio reads it on a pod."""
+
+
+def locality_of(labels: Mapping[str, str]) -> str:
+    """A workload's `region/zone/subzone` from its labels ("" when it has none)."""
+    combined = labels.get(ISTIO_LOCALITY_LABEL)
+    if combined:
+        parts = combined.split(".")
+    else:
+        parts = [labels.get(name, "") for name in (REGION_LABEL, ZONE_LABEL, SUBZONE_LABEL)]
+    return "/".join(parts).rstrip("/")
+
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
@@ -146,6 +162,7 @@ def _instance_endpoint(
         instance=inst.name,
         healthy=inst.healthy,
         has_sidecar=port.inbound_port is not None,
+        locality=locality_of(inst.labels),
     )
 
 
@@ -163,7 +180,7 @@ def _workload_entry_endpoint(we: Resource[Any], port_name: str | None, port: int
         healthy=True,
         weight=spec.weight or 1,
         has_sidecar=False,
-        locality=spec.locality or "",
+        locality=spec.locality or locality_of(dict(spec.labels or {})),
     )
 
 
@@ -202,7 +219,7 @@ def _service_entry_services(
                         service_account=we_spec.service_account or "",
                         instance=f"{res.name}-{we_spec.address}",
                         weight=we_spec.weight or 1,
-                        locality=we_spec.locality or "",
+                        locality=we_spec.locality or locality_of(dict(we_spec.labels or {})),
                     )
                 )
             if selector is not None:

@@ -43,6 +43,7 @@ from ratline.translate import (
 )
 from ratline.translate.common import CONFLICT, Findings, labels_match, type_url
 from ratline.translate.http_routes import gateway_ref
+from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import hosts_intersection, visible_to
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
@@ -153,9 +154,15 @@ class MeshGenerator:
         self._outbound: tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]] | None = None
         """The all-visible pair (gateways, proxies without a Sidecar), once built."""
         self._outbound_by_scope: dict[
-            EgressScope, tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]
+            tuple[EgressScope, ClientLocality],
+            tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]],
         ] = {}
-        """Egress scope (its visibility part) → the pair every proxy of that scope shares."""
+        """(Egress scope (its visibility part), client locality) → the pair every proxy of
+        that scope and locality shares (the locality is NOWHERE unless it matters)."""
+        self._localized: frozenset[str] | None = None
+        """Hostnames whose load assignments depend on the client's locality."""
+        self._by_service_client: dict[tuple[str, ClientLocality], tuple[Any, ...]] = {}
+        self._priority_labels: frozenset[str] | None = None
         self._sidecars = SidecarIndex(snapshot, self._findings)
         self._by_service: dict[str, OutboundPart] = {}
         """Hostname → that service's outbound clusters and load assignments."""
@@ -190,7 +197,8 @@ class MeshGenerator:
                 return None
             router = instance.kind is ProxyKind.ROUTER
             scope = EVERYTHING if router else self.egress_scope(instance)
-            shared_clusters, shared_endpoints = self.outbound(scope)
+            client = self.client_locality(instance)
+            shared_clusters, shared_endpoints = self.outbound(scope, client)
             found = self._unchanged_earlier(instance)
             if found is None:
                 found = self._gateway(instance) if router else self._sidecar(instance)
@@ -210,15 +218,42 @@ class MeshGenerator:
         """What a proxy may see (`EVERYTHING` for gateways and without a Sidecar)."""
         return self._sidecars.scope_for(instance)
 
+    def localized_services(self) -> frozenset[str]:
+        """The services whose load assignments differ by client locality (locality
+        failover needs outlier detection; distribute does not)."""
+        if self._localized is None:
+            rules = self.snapshot.destination_rules
+            mesh_setting = getattr(self.snapshot.mesh_config, "locality_lb_setting", None)
+            if not rules and not getattr(mesh_setting, "distribute", None):
+                self._localized = frozenset()
+            else:
+                self._localized = frozenset(
+                    hostname
+                    for hostname, service in self.snapshot.services.items()
+                    if endpoints.depends_on_client_locality(self.snapshot, service)
+                )
+        return self._localized
+
+    def client_locality(self, instance: WorkloadInstance) -> ClientLocality:
+        """What of a proxy's locality its load assignments depend on (NOWHERE: nothing)."""
+        if not self.localized_services():
+            return NOWHERE
+        if self._priority_labels is None:
+            self._priority_labels = endpoints.failover_priority_labels(self.snapshot)
+        wanted = self._priority_labels
+        labels = frozenset((k, v) for k, v in instance.labels.items() if k in wanted)
+        return ClientLocality(locality_of(instance.labels), labels)
+
     def outbound(
-        self, scope: EgressScope = EVERYTHING
+        self, scope: EgressScope = EVERYTHING, client: ClientLocality = NOWHERE
     ) -> tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]:
-        """The clusters and load assignments of the services a scope sees (built once per
-        scope: proxies of equal scopes get the very same tuples)."""
+        """The clusters and load assignments of the services a scope sees, for a client
+        locality (built once per pair: proxies of equal ones get the very same tuples)."""
         key = scope.visibility
-        pair = self._outbound_by_scope.get(key)
+        pair = self._outbound_by_scope.get((key, client))
         if pair is None:
             visible = None if key.unrestricted else key.sees
+            localized = self.localized_services()
             scoped_clusters = [clusters.blackhole_cluster(), clusters.passthrough_cluster()]
             scoped_endpoints: list[endpoint_pb2.ClusterLoadAssignment] = []
             for hostname in sorted(self.snapshot.services):
@@ -226,30 +261,46 @@ class MeshGenerator:
                 if visible is None or visible(service):
                     service_clusters, assignments = self.service_outbound(service)
                     scoped_clusters.extend(service_clusters)
+                    if hostname in localized:
+                        assignments = self._client_assignments(service, client)
                     scoped_endpoints.extend(assignments)
             pair = (tuple(scoped_clusters), tuple(scoped_endpoints))
-            self._outbound_by_scope[key] = pair
-            if key.unrestricted:
+            self._outbound_by_scope[(key, client)] = pair
+            if key.unrestricted and client == NOWHERE:
                 self._outbound = pair
         return pair
 
+    def _client_assignments(self, service: Service, client: ClientLocality) -> tuple[Any, ...]:
+        found = self._by_service_client.get((service.hostname, client))
+        if found is None:
+            found = tuple(
+                endpoints.service_load_assignments(
+                    self.snapshot, service, self._mtls_predicate(), client
+                )
+            )
+            self._by_service_client[(service.hostname, client)] = found
+        return found
+
+    def _mtls_predicate(self) -> Callable[[Endpoint], bool] | None:
+        if self._takes_mtls is None and self.mtls:
+            self._takes_mtls = tls.endpoint_tls_predicate(self.snapshot)
+        return self._takes_mtls
+
     def service_outbound(self, service: Service) -> OutboundPart:
-        """One service's outbound clusters and load assignments, translated once per
-        snapshot, or taken from the previous generator when nothing they read changed:
-        the config, mTLS, the Service (with its endpoints) and the instances behind it."""
+        """One service's outbound clusters and load assignments (as a client without a
+        locality sees them), translated once per snapshot, or taken from the previous
+        generator when nothing they read changed: the config, mTLS, the Service (with its
+        endpoints) and the instances behind it."""
         found = self._by_service.get(service.hostname)
         if found is None:
             found = self._earlier_outbound(service)
             if found is None:
-                if self._takes_mtls is None and self.mtls:
-                    self._takes_mtls = tls.endpoint_tls_predicate(self.snapshot)
+                takes_mtls = self._mtls_predicate()
                 found = (
                     tuple(
                         clusters.service_clusters(self.snapshot, service, self._findings, self.mtls)
                     ),
-                    tuple(
-                        endpoints.service_load_assignments(self.snapshot, service, self._takes_mtls)
-                    ),
+                    tuple(endpoints.service_load_assignments(self.snapshot, service, takes_mtls)),
                 )
             self._by_service[service.hostname] = found
         return found

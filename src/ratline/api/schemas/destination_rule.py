@@ -97,10 +97,10 @@ class LocalityLoadBalancerSetting(Spec):
                 raise ValueError(f"distribute from {rule.from_!r}: weights must be 1..100")
             if sum(rule.to.values()) != 100:
                 raise ValueError(f"distribute from {rule.from_!r}: weights must add up to 100")
-        for rule in self.failover:
-            if rule.from_ == rule.to:
-                raise ValueError(f"failover from {rule.from_!r} to itself")
-            if "/" in rule.from_ or "/" in rule.to:
+        for failover in self.failover:
+            if failover.from_ == failover.to:
+                raise ValueError(f"failover from {failover.from_!r} to itself")
+            if "/" in failover.from_ or "/" in failover.to:
                 raise ValueError("failover from/to name regions, without zones (no '/')")
         return self
 
