@@ -232,3 +232,36 @@ def test_websocket_through_both_sidecars(proto_mesh: Mesh) -> None:
     proxy = f"http://127.0.0.1:{_sleep_sidecar(proto_mesh)['outbound_port']}"
     replies = asyncio.run(_websocket_round_trip("http://ws-echo:8080/ws", proxy))
     assert replies == ["ws first", "ws second"]
+
+
+def test_grpc_status_abort_reaches_the_grpc_client(proto_mesh: Mesh) -> None:
+    """A `fault.abort.grpcStatus` (translated with the HTTP routes) seen by a real gRPC
+    client: only on the method it matches."""
+    path = apply(proto_mesh, """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: grpc-echo}
+spec:
+  hosts: [grpc-echo]
+  http:
+  - match: [{uri: {exact: /echo.Echo/Say}}]
+    fault:
+      abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}
+    route: [{destination: {host: grpc-echo, subset: v1}}]
+  - route: [{destination: {host: grpc-echo, subset: v2}}]
+    retries: {attempts: 3, retryOn: unavailable}
+""")
+    try:
+        def aborted() -> bool:
+            try:
+                say(proto_mesh, "x")
+            except grpc.RpcError as exc:
+                return exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+
+        wait_for(aborted, timeout=20, what="Say aborted with RESOURCE_EXHAUSTED")
+        assert all(aborted() for _ in range(10))
+        # Another method is not aborted (and is retried on v2 as the second rule says).
+        assert flaky(proto_mesh, "abort-test") == "two attempt 2"
+    finally:
+        proto_mesh.ratline("delete", "-f", str(path), "--mesh", str(proto_mesh.dir))
