@@ -162,3 +162,15 @@ def started_mesh(
         yield mesh
     finally:
         mesh.down()
+
+
+def settled_entries(log: Path) -> int:
+    """The number of access log entries once none arrive any more: Envoy writes them out
+    every second, so entries of earlier requests may still be on their way."""
+    seen: list[int] = []
+
+    def stable() -> int | None:
+        seen.append(len(access_entries(log)))
+        return seen[-1] if len(seen) >= 6 and len(set(seen[-6:])) == 1 else None
+
+    return wait_for(stable, timeout=20, interval=0.3, what=f"{log.name} to settle")
