@@ -21,7 +21,7 @@ import aiohttp
 import grpc
 import pytest
 
-from tests.e2e.conftest import Mesh, mesh_env, wait_status
+from tests.e2e.conftest import Mesh, mesh_env, version_subsets, wait_status
 from tests.helpers import free_fixed_port, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -54,15 +54,9 @@ spec:
   - {name: grpc, port: 50051, targetPort: 50051}
   - {name: http2-echo, port: 50052, targetPort: 50051}
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: grpc-echo}
-spec:
-  host: grpc-echo
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
+"""
+    + version_subsets("grpc-echo")
+    + """---
 apiVersion: v1
 kind: Service
 metadata: {name: ws-echo}
@@ -144,14 +138,6 @@ def flaky(mesh: Mesh, key: str) -> str:
     return _call(mesh, "Flaky", key)
 
 
-def apply(mesh: Mesh, text: str) -> Path:
-    path = mesh.dir.parent / "grpc-vs.yaml"
-    path.write_text(text)
-    proc = mesh.ratline("apply", "-f", str(path), "--mesh", str(mesh.dir))
-    assert "Error" not in proc.stderr, proc.stderr
-    return path
-
-
 GRPC_ROUTES = """\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -176,7 +162,7 @@ def test_grpc_and_http2_reach_both_versions_without_routes(proto_mesh: Mesh) -> 
 def test_grpc_routing_on_method_paths_and_retries_on_unavailable(proto_mesh: Mesh) -> None:
     routes = GRPC_ROUTES.replace("SAY", "v2")
     retries = "retries: {attempts: 3, retryOn: unavailable}"
-    path = apply(proto_mesh, routes.replace("RETRIES", retries))
+    path = proto_mesh.apply_ok(routes.replace("RETRIES", retries), "grpc-vs.yaml")
     try:
         wait_for(lambda: {say(proto_mesh, "x").split()[0] for _ in range(20)} == {"two"},
                  timeout=20, what="/echo.Echo/Say to v2")
@@ -187,7 +173,7 @@ def test_grpc_routing_on_method_paths_and_retries_on_unavailable(proto_mesh: Mes
         assert flaky(proto_mesh, "key-1") == "one attempt 2"
 
         # Without retries the UNAVAILABLE reaches the client.
-        apply(proto_mesh, routes.replace("RETRIES", "retries: {attempts: 0}"))
+        proto_mesh.apply_ok(routes.replace("RETRIES", "retries: {attempts: 0}"), "grpc-vs.yaml")
         keys = itertools.count()
 
         def unavailable_passes_through() -> bool:
@@ -201,14 +187,15 @@ def test_grpc_routing_on_method_paths_and_retries_on_unavailable(proto_mesh: Mes
         # retryOn without `unavailable` (5xx: HTTP statuses) does not retry gRPC errors.
         # (Say moves to v1 with it, to tell when the new routes are in force.)
         routes = GRPC_ROUTES.replace("SAY", "v1")
-        apply(proto_mesh, routes.replace("RETRIES", "retries: {attempts: 3, retryOn: 5xx}"))
+        retries = "retries: {attempts: 3, retryOn: 5xx}"
+        proto_mesh.apply_ok(routes.replace("RETRIES", retries), "grpc-vs.yaml")
         wait_for(lambda: {say(proto_mesh, "x").split()[0] for _ in range(20)} == {"one"},
                  timeout=20, what="the 5xx retry policy in force")
         with pytest.raises(grpc.RpcError) as raised:
             flaky(proto_mesh, "key-5xx")
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
-        proto_mesh.ratline("delete", "-f", str(path), "--mesh", str(proto_mesh.dir))
+        proto_mesh.delete_file(path)
 
 
 async def _websocket_round_trip(url: str, proxy: str | None = None) -> list[str]:
@@ -232,3 +219,36 @@ def test_websocket_through_both_sidecars(proto_mesh: Mesh) -> None:
     proxy = f"http://127.0.0.1:{_sleep_sidecar(proto_mesh)['outbound_port']}"
     replies = asyncio.run(_websocket_round_trip("http://ws-echo:8080/ws", proxy))
     assert replies == ["ws first", "ws second"]
+
+
+def test_grpc_status_abort_reaches_the_grpc_client(proto_mesh: Mesh) -> None:
+    """A `fault.abort.grpcStatus` (translated with the HTTP routes) seen by a real gRPC
+    client: only on the method it matches."""
+    path = proto_mesh.apply_ok("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: grpc-echo}
+spec:
+  hosts: [grpc-echo]
+  http:
+  - match: [{uri: {exact: /echo.Echo/Say}}]
+    fault:
+      abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}
+    route: [{destination: {host: grpc-echo, subset: v1}}]
+  - route: [{destination: {host: grpc-echo, subset: v2}}]
+    retries: {attempts: 3, retryOn: unavailable}
+""", "grpc-vs.yaml")
+    try:
+        def aborted() -> bool:
+            try:
+                say(proto_mesh, "x")
+            except grpc.RpcError as exc:
+                return exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+
+        wait_for(aborted, timeout=20, what="Say aborted with RESOURCE_EXHAUSTED")
+        assert all(aborted() for _ in range(10))
+        # Another method is not aborted (and is retried on v2 as the second rule says).
+        assert flaky(proto_mesh, "abort-test") == "two attempt 2"
+    finally:
+        proto_mesh.delete_file(path)

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.conftest import Mesh, mesh_env
+from tests.e2e.conftest import Mesh, mesh_env, version_subsets
 from tests.helpers import free_fixed_port, http_get, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -45,15 +45,7 @@ spec:
   selector: {app: tls-echo}
   ports: [{name: tls, port: 9443}]
 ---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: tls-echo}
-spec:
-  host: tls-echo
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-""" + "".join(
+""" + version_subsets("tls-echo") + "".join(
     f"""---
 apiVersion: ratline.dev/v1alpha1
 kind: Workload
@@ -67,16 +59,7 @@ spec:
     for version, prefix in (("v1", "one"), ("v2", "two"))
 )
 
-TCP_ECHO_SUBSETS = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: tcp-echo-destination}
-spec:
-  host: tcp-echo
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+TCP_ECHO_SUBSETS = version_subsets("tcp-echo", "tcp-echo-destination")
 
 
 def _write_certificate(directory: Path) -> Path:
@@ -186,18 +169,6 @@ def local_port(mesh: Mesh, instance: str, hostname: str, port: int) -> int:
     raise AssertionError(f"{instance} has no local port for {hostname}:{port}: {sidecar}")
 
 
-def apply(mesh: Mesh, text: str, name: str) -> Path:
-    path = mesh.dir.parent / name
-    path.write_text(text)
-    proc = mesh.ratline("apply", "-f", str(path), "--mesh", str(mesh.dir))
-    assert "Error" not in proc.stderr, proc.stderr
-    return path
-
-
-def delete(mesh: Mesh, path: Path) -> None:
-    mesh.ratline("delete", "-f", str(path), "--mesh", str(mesh.dir), check=False)
-
-
 def all_in_a_row(sample: Counter[str], want: str) -> bool:
     return set(sample) == {want}
 
@@ -209,7 +180,7 @@ def test_tcp_traffic_shifting_at_the_gateway(tcp_mesh: Mesh) -> None:
     port = free_fixed_port()
     all_v1 = (SAMPLES / "tcp-echo-all-v1.yaml").read_text().replace("31400", str(port))
     shifted = (SAMPLES / "tcp-echo-20-v2.yaml").read_text().replace("31400", str(port))
-    path = apply(tcp_mesh, all_v1, "tcp-echo-all-v1.yaml")
+    path = tcp_mesh.apply_ok(all_v1, "tcp-echo-all-v1.yaml")
     try:
         # Every connection to v1 (the gateway listens on the server's port, 31400 in
         # Istio's task): 20 in a row, then 50 more.
@@ -217,7 +188,7 @@ def test_tcp_traffic_shifting_at_the_gateway(tcp_mesh: Mesh) -> None:
                  what="gateway TCP listener routing to v1")
         assert gateway_versions(port, 50) == Counter({"one": 50})
 
-        apply(tcp_mesh, shifted, "tcp-echo-20-v2.yaml")
+        tcp_mesh.apply_ok(shifted, "tcp-echo-20-v2.yaml")
         wait_for(lambda: "two" in gateway_versions(port, 10), timeout=20, what="v2 gets traffic")
         counts = gateway_versions(port, 300)
         # 20% of 300: 60 expected, sd 6.9; 40..80 is 2.9 sd, and 10% (30) or 30% (90)
@@ -225,7 +196,7 @@ def test_tcp_traffic_shifting_at_the_gateway(tcp_mesh: Mesh) -> None:
         assert set(counts) == {"one", "two"}, counts
         assert 40 <= counts["two"] <= 80, counts
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)
 
 
 def test_gateway_tcp_source_subnet_match(tcp_mesh: Mesh) -> None:
@@ -251,22 +222,22 @@ spec:
     route: [{{destination: {{host: tcp-echo, port: {{number: 9000}}, subset: v2}}}}]
   - route: [{{destination: {{host: tcp-echo, port: {{number: 9000}}, subset: v1}}}}]
 """
-    path = apply(tcp_mesh, template.replace("SUBNET", "10.0.0.0/8"), "subnet.yaml")
+    path = tcp_mesh.apply_ok(template.replace("SUBNET", "10.0.0.0/8"), "subnet.yaml")
     try:
         # Connections come from 127.0.0.1: not from 10/8, so the second rule.
         wait_for(lambda: all_in_a_row(gateway_versions(port, 20), "one"), timeout=20,
                  what="connections from outside 10/8 to v1")
-        apply(tcp_mesh, template.replace("SUBNET", "127.0.0.0/8"), "subnet.yaml")
+        tcp_mesh.apply_ok(template.replace("SUBNET", "127.0.0.0/8"), "subnet.yaml")
         wait_for(lambda: all_in_a_row(gateway_versions(port, 20), "two"), timeout=20,
                  what="connections from 127/8 to v2")
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)
 
 
 def test_gateway_tls_passthrough_routes_by_sni(tcp_mesh: Mesh) -> None:
     port = free_fixed_port()
     trust = tcp_mesh.dir / "cert.pem"
-    path = apply(tcp_mesh, f"""\
+    path = tcp_mesh.apply_ok(f"""\
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {{name: tls-gateway}}
@@ -304,7 +275,7 @@ spec:
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             tls_line(port, "c.example.com", trust)
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)
 
 
 # ---- sidecars: local outbound listeners and tcp:/tls: rules ------------------------------
@@ -334,7 +305,7 @@ def test_app_reaches_a_tcp_service_through_the_variables_it_is_given(tcp_mesh: M
 
 
 def test_sidecar_tcp_rules_match_port_and_source_labels_with_weights(tcp_mesh: Mesh) -> None:
-    path = apply(tcp_mesh, MESH_TCP_RULES.replace("SOURCE", "echo-client"), "tcp-rules.yaml")
+    path = tcp_mesh.apply_ok(MESH_TCP_RULES.replace("SOURCE", "echo-client"), "tcp-rules.yaml")
     try:
         wait_for(lambda: all_in_a_row(echo_versions(tcp_mesh, 20, "tcp-other"), "two"),
                  timeout=20, what="port 9001 to v2")
@@ -344,18 +315,18 @@ def test_sidecar_tcp_rules_match_port_and_source_labels_with_weights(tcp_mesh: M
         assert counts["one"] + counts["two"] == 300, counts
 
         # sourceLabels that are not the client's: that rule is skipped, the last applies.
-        apply(tcp_mesh, MESH_TCP_RULES.replace("SOURCE", "someone-else"), "tcp-rules.yaml")
+        tcp_mesh.apply_ok(MESH_TCP_RULES.replace("SOURCE", "someone-else"), "tcp-rules.yaml")
         wait_for(lambda: all_in_a_row(echo_versions(tcp_mesh, 30), "one"), timeout=20,
                  what="the catch-all rule (v1) only")
         assert echo_versions(tcp_mesh, 10, "tcp-other") == Counter({"two": 10})
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)
 
 
 def test_sidecar_tls_rules_route_by_sni(tcp_mesh: Mesh) -> None:
     trust = tcp_mesh.dir / "cert.pem"
     port = local_port(tcp_mesh, "echo-client-0", "tls-echo.default.svc.cluster.local", 9443)
-    path = apply(tcp_mesh, """\
+    path = tcp_mesh.apply_ok("""\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: tls-echo}
@@ -380,7 +351,7 @@ spec:
         others = Counter(tls_line(port, "c.example.com", trust).split()[0] for _ in range(30))
         assert set(others) == {"one", "two"}, others
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)
 
 
 def test_apply_prints_what_the_mesh_cannot_do_with_what_was_applied(tcp_mesh: Mesh) -> None:
@@ -412,4 +383,4 @@ spec:
         assert "spec.tcp[0].match[0].destinationSubnets" in subnets[0], proc.stderr
         assert any("RAT0001" in line and "EnvoyFilter" in line for line in lines), proc.stderr
     finally:
-        delete(tcp_mesh, path)
+        tcp_mesh.delete_file(path)

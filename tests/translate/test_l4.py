@@ -389,3 +389,16 @@ def test_envoy_accepts_the_l4_config(tmp_path: Path) -> None:
         assert resources is not None
         result = validate(ENVOY, write_bootstrap(tmp_path / f"{instance}.json", resources))
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tcp_inbound_takes_mutual_tls_like_http_inbound() -> None:
+    loaded = load_text(MESH, "l4.yaml")
+    snapshot = build_snapshot(loaded.resources, _instances(), MeshConfig(), "v1", "c1")
+    gen = MeshGenerator(snapshot, Settings.from_env(), mtls=True)
+    echo = listeners_of(gen, "tcp-echo-v1-0")["inbound|9000||"]
+    # PERMISSIVE: an mTLS chain and a plain one, both proxying the bytes to the app.
+    assert [c.filter_chain_match.transport_protocol for c in echo.filter_chains] == [
+        "tls", "raw_buffer"
+    ]
+    assert {tcp_proxy(c).cluster for c in echo.filter_chains} == {"inbound|9000||"}
+    assert echo.filter_chains[0].HasField("transport_socket")

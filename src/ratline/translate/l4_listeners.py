@@ -33,7 +33,7 @@ from ratline.api.envelope import Resource
 from ratline.api.protocols import TCP, is_http, service_port_protocol
 from ratline.model.snapshot import MeshSnapshot, Service, ServicePort
 from ratline.registry.instances import InstancePort, LocalOutbound, WorkloadInstance
-from ratline.translate import names
+from ratline.translate import names, route_features
 from ratline.translate.common import Findings, pack_any
 from ratline.translate.endpoints import socket_address
 from ratline.translate.listeners import HCM_FILTER, connection_manager
@@ -114,6 +114,7 @@ def local_outbound_listener(
             name,
             rds=service_route_config_name(service.hostname, port.port),
             mesh_config=mesh_config,
+            http_filters=route_features.http_filters(),  # fault, CORS: as on http_proxy
         )
         chain = listener.filter_chains.add(name=name)
         chain.filters.add(name=HCM_FILTER).typed_config.CopyFrom(pack_any(hcm))
