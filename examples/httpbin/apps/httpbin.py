@@ -6,8 +6,9 @@ Every answer carries `x-httpbin-instance` (the instance that served it) and
 `x-httpbin-version` (`$VERSION`), so traffic can be counted per replica and version.
 
 `HTTPBIN_FAIL_STATUS=500` makes the instance answer that status to every request but
-`/health` (a broken replica, for outlier detection); `HTTPBIN_ACCESS_LOG=1` prints one line
-per request to stderr (method, path, Host).
+`/health` and `/admin/` (a broken replica, for outlier detection); `GET /admin/fail?status=503`
+switches that on at run time (`status=0` off). `HTTPBIN_ACCESS_LOG=1` prints one line per
+request to stderr (method, path, Host).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 
 INSTANCE = os.environ.get("RATLINE_INSTANCE") or os.environ.get("HOSTNAME") or "httpbin"
 VERSION = os.environ.get("VERSION", "v1")
-FAIL_STATUS = int(os.environ.get("HTTPBIN_FAIL_STATUS") or 0)
+FAIL_STATUS = [int(os.environ.get("HTTPBIN_FAIL_STATUS") or 0)]
+"""What every request answers (0: normal); a list so `/admin/fail` can change it."""
 ACCESS_LOG = bool(os.environ.get("HTTPBIN_ACCESS_LOG"))
 MAX_DELAY_S = 10.0
 
@@ -61,12 +63,19 @@ class HttpbinHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         if ACCESS_LOG:
-            print(f"{self.command} {self.path} host={self.headers.get('Host')}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{self.command} {self.path} host={self.headers.get('Host')}",
+                file=sys.stderr,
+                flush=True,
+            )
         if path == "/health":
             self._answer(200, {"status": "ok"})
-        elif FAIL_STATUS:
-            self._answer(FAIL_STATUS, {"error": f"{INSTANCE} always answers {FAIL_STATUS}"})
+        elif path == "/admin/fail":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            FAIL_STATUS[0] = int((query.get("status") or ["0"])[-1] or 0)
+            self._answer(200, {"fail_status": FAIL_STATUS[0]})
+        elif FAIL_STATUS[0]:
+            self._answer(FAIL_STATUS[0], {"error": f"{INSTANCE} answers {FAIL_STATUS[0]}"})
         elif path.startswith("/status/"):
             code = path.removeprefix("/status/")
             self._answer(int(code) if code.isdigit() and 200 <= int(code) <= 599 else 400)
