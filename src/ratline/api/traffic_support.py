@@ -50,6 +50,10 @@ class Support:
     not by the analyzer."""
 
 
+def _each(support: Support, *fields: str) -> dict[str, Support]:
+    return dict.fromkeys(fields, support)
+
+
 def _ignored(what: str) -> Support:
     return Support(Status.IGNORED, f"{what} is not yet supported by Ratline; ignored")
 
@@ -60,28 +64,24 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
     "VirtualService": {"tls": L4, "tcp": L4},
     "TLSRoute": {"match": L4, "route": L4},
     "TCPRoute": {"match": L4, "route": L4},
-    "TLSMatchAttributes": {
-        name: L4
-        for name in (
-            "sniHosts",
-            "destinationSubnets",
-            "port",
-            "sourceLabels",
-            "gateways",
-            "sourceNamespace",
-        )
-    },
-    "L4MatchAttributes": {
-        name: L4
-        for name in (
-            "destinationSubnets",
-            "port",
-            "sourceSubnet",
-            "sourceLabels",
-            "gateways",
-            "sourceNamespace",
-        )
-    },
+    "TLSMatchAttributes": _each(
+        L4,
+        "sniHosts",
+        "destinationSubnets",
+        "port",
+        "sourceLabels",
+        "gateways",
+        "sourceNamespace",
+    ),
+    "L4MatchAttributes": _each(
+        L4,
+        "destinationSubnets",
+        "port",
+        "sourceSubnet",
+        "sourceLabels",
+        "gateways",
+        "sourceNamespace",
+    ),
     "RouteDestination": {"destination": L4, "weight": L4},
     "FaultDelay": {
         "exponentialDelay": Support(
@@ -103,10 +103,9 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         "tunnel": _ignored("tunnel (HTTP CONNECT or POST tunnelling)"),
         "proxyProtocol": _ignored("proxyProtocol"),
     },
-    "TunnelSettings": {
-        name: _ignored("tunnel (HTTP CONNECT or POST tunnelling)")
-        for name in ("protocol", "targetHost", "targetPort")
-    },
+    "TunnelSettings": _each(
+        _ignored("tunnel (HTTP CONNECT or POST tunnelling)"), "protocol", "targetHost", "targetPort"
+    ),
     "ProxyProtocol": {"version": _ignored("proxyProtocol")},
     "RetryBudget": {
         "budgetInterval": Support(
@@ -116,11 +115,10 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
     },
     "LoadBalancerSettings": {"zoneAwareLbSetting": _ignored("zoneAwareLbSetting")},
-    "ZoneAwareLoadBalancerSetting": {
-        name: _ignored("zoneAwareLbSetting")
-        for name in ("enabled", "failover", "failoverPriority", "minClusterSize")
-    },
-    "ZoneAwareFailover": {name: _ignored("zoneAwareLbSetting") for name in ("from", "to")},
+    "ZoneAwareLoadBalancerSetting": _each(
+        _ignored("zoneAwareLbSetting"), "enabled", "failover", "failoverPriority", "minClusterSize"
+    ),
+    "ZoneAwareFailover": _each(_ignored("zoneAwareLbSetting"), "from", "to"),
     "ClientTLSSettings": {
         "credentialName": Support(
             Status.IGNORED,
@@ -140,25 +138,23 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         "defaultEndpoint": _ignored("a Gateway server defaultEndpoint"),
     },
     "Port": {"protocol": L4, "targetPort": L4},
-    "ServerTLSSettings": {
-        name: L4
-        for name in (
-            "httpsRedirect",
-            "mode",
-            "serverCertificate",
-            "privateKey",
-            "caCertificates",
-            "caCrl",
-            "credentialName",
-            "credentialNames",
-            "subjectAltNames",
-            "verifyCertificateSpki",
-            "verifyCertificateHash",
-            "minProtocolVersion",
-            "maxProtocolVersion",
-            "cipherSuites",
-        )
-    },
+    "ServerTLSSettings": _each(
+        L4,
+        "httpsRedirect",
+        "mode",
+        "serverCertificate",
+        "privateKey",
+        "caCertificates",
+        "caCrl",
+        "credentialName",
+        "credentialNames",
+        "subjectAltNames",
+        "verifyCertificateSpki",
+        "verifyCertificateHash",
+        "minProtocolVersion",
+        "maxProtocolVersion",
+        "cipherSuites",
+    ),
 }
 
 ROOTS: Mapping[str, type[BaseModel]] = {
