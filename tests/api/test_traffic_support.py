@@ -231,6 +231,48 @@ spec:
   http:
   - route:
     - destination: {host: reviews, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: tcp, targetPort: 31400}
+    hosts: ["*"]
+  - port: {number: 15443, name: tls, protocol: TLS}
+    tls: {mode: PASSTHROUGH}
+    hosts: ["*.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: l4}
+spec:
+  hosts: ["*.example.com", reviews]
+  gateways: [istio-system/l4, mesh]
+  tcp:
+  - match:
+    - port: 31400
+      sourceSubnet: 10.0.0.0/8
+      destinationSubnets: [127.0.0.0/8]
+      sourceLabels: {istio: ingressgateway}
+      sourceNamespace: istio-system
+      gateways: [istio-system/l4]
+    route:
+    - destination: {host: reviews, subset: v1, port: {number: 9080}}
+      weight: 80
+    - destination: {host: reviews, subset: v2, port: {number: 9080}}
+      weight: 20
+  tls:
+  - match:
+    - sniHosts: [a.example.com]
+      port: 15443
+      destinationSubnets: [127.0.0.1]
+      sourceLabels: {istio: ingressgateway}
+      sourceNamespace: istio-system
+      gateways: [istio-system/l4]
+    route:
+    - destination: {host: reviews, port: {number: 9080}}
 """
 
 IGNORED = """
@@ -258,6 +300,23 @@ spec:
     hosts: ["*"]
     bind: 127.0.0.2
     defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*"]
+    tls:
+      httpsRedirect: true
+      mode: SIMPLE
+      serverCertificate: /cert.pem
+      privateKey: /key.pem
+      caCertificates: /ca.pem
+      caCrl: /crl.pem
+      credentialName: cert
+      credentialNames: [cert]
+      subjectAltNames: [a.example.com]
+      verifyCertificateSpki: [abc]
+      verifyCertificateHash: [def]
+      minProtocolVersion: TLSV1_2
+      maxProtocolVersion: TLSV1_3
+      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
 """
 
 REFUSED = {

@@ -36,8 +36,6 @@ class Status(StrEnum):
     """Valid Istio, not translated: reported with `Support.message`, otherwise ignored."""
     REFUSED = "refused"
     """Refused by the schema (Istio's validation refuses it too), with `Support.message`."""
-    SEE_L4 = "see L4"
-    """TCP/TLS routing and protocols: documented by the L4 half of the traffic work."""
 
 
 @dataclass(frozen=True)
@@ -58,31 +56,13 @@ def _ignored(what: str) -> Support:
     return Support(Status.IGNORED, f"{what} is not yet supported by Ratline; ignored")
 
 
-L4 = Support(Status.SEE_L4)
+TLS_TERMINATION = Support(
+    Status.IGNORED, "TLS termination at a gateway is not yet supported by Ratline; ignored"
+)
+"""The certificate and TLS-version settings of a gateway server (its PASSTHROUGH mode is
+translated; terminating TLS is not yet)."""
 
 SUPPORT: Mapping[str, Mapping[str, Support]] = {
-    "VirtualService": {"tls": L4, "tcp": L4},
-    "TLSRoute": {"match": L4, "route": L4},
-    "TCPRoute": {"match": L4, "route": L4},
-    "TLSMatchAttributes": _each(
-        L4,
-        "sniHosts",
-        "destinationSubnets",
-        "port",
-        "sourceLabels",
-        "gateways",
-        "sourceNamespace",
-    ),
-    "L4MatchAttributes": _each(
-        L4,
-        "destinationSubnets",
-        "port",
-        "sourceSubnet",
-        "sourceLabels",
-        "gateways",
-        "sourceNamespace",
-    ),
-    "RouteDestination": {"destination": L4, "weight": L4},
     "FaultDelay": {
         "exponentialDelay": Support(
             Status.REFUSED, "exponentialDelay is not supported (by Istio either)"
@@ -129,7 +109,6 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         "caCrl": Support(Status.IGNORED, _ignored("caCrl").message, by_translation=True),
     },
     "Server": {
-        "tls": L4,
         "bind": Support(
             Status.IGNORED,
             "bind is not supported in local mode (the gateway listens on RATLINE_BIND_ADDRESS); "
@@ -137,11 +116,9 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
         "defaultEndpoint": _ignored("a Gateway server defaultEndpoint"),
     },
-    "Port": {"protocol": L4, "targetPort": L4},
     "ServerTLSSettings": _each(
-        L4,
+        TLS_TERMINATION,
         "httpsRedirect",
-        "mode",
         "serverCertificate",
         "privateKey",
         "caCertificates",
@@ -257,8 +234,6 @@ def unsupported_fields(resource: Resource[Any]) -> list[ConfigMessage]:
                             code=NOT_SUPPORTED,
                         )
                     )
-                continue
-            if support.status is Status.SEE_L4:
                 continue
             _descend(child, where, walk)
 

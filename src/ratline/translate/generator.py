@@ -465,15 +465,21 @@ class MeshGenerator:
                 mode = server.tls.mode if server.tls is not None else None
                 if protocol in HTTP_SERVER_PROTOCOLS:
                     kind, other = http, l4
-                    if server.tls is not None:
-                        self._findings.not_supported(gateway, f"{where}.tls", "tls")
+                    if mode is not None:
+                        what = f"tls mode {mode} (TLS termination at a gateway)"
+                        self._findings.not_supported(gateway, f"{where}.tls.mode", what)
                 elif protocol in L4_SERVER_PROTOCOLS or (
                     protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"
                 ):
                     kind, other = l4, http
                 elif protocol in TLS_PROTOCOLS:
-                    what = f"{protocol} server with tls mode {mode or 'unset'}"
-                    self._findings.not_supported(gateway, f"{where}.tls.mode", what)
+                    what = f"tls mode {mode or 'unset'} (TLS termination at a gateway)"
+                    self._findings.add(
+                        gateway,
+                        f"{where}.tls.mode",
+                        f"{what} is not yet supported by Ratline; the {protocol} server is "
+                        "ignored",
+                    )
                     continue
                 else:
                     self._findings.not_supported(
