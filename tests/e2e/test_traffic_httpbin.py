@@ -161,7 +161,7 @@ def _settled(count: Any) -> int:
 
     def stable() -> int | None:
         seen.append(count())
-        return seen[-1] if len(seen) >= 4 and len(set(seen[-4:])) == 1 else None
+        return seen[-1] if len(seen) >= 8 and len(set(seen[-8:])) == 1 else None
 
     return wait_for(stable, timeout=20, interval=0.25, what="the mirrored count to settle")
 
@@ -172,6 +172,7 @@ def test_mirroring_copies_requests_to_v2(mesh: Mesh, client: Client) -> None:
         holds(lambda: client.load(f"{HTTPBIN}/get", n=6)["versions"] == {"v1": 6}, in_a_row=2)
         result = client.load(f"{HTTPBIN}/get?mirror=all", n=20)
         assert result["versions"] == {"v1": 20}, result  # answers only come from v1
+        wait_for(lambda: _mirrored(v2, "mirror=all") >= 20, timeout=20, what="20 mirrored requests")
         assert _settled(lambda: _mirrored(v2, "mirror=all")) == 20
         half = _sample("mirror.yaml").replace("value: 100.0", "value: 50.0")
         assert half != _sample("mirror.yaml")

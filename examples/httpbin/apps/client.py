@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from httpbin import serve
 
 TIMEOUT_S = float(os.environ.get("CLIENT_TIMEOUT_S", "15"))
 MAX_REQUESTS = 2000
@@ -115,18 +116,5 @@ class ClientHandler(BaseHTTPRequestHandler):
         pass
 
 
-def main() -> None:
-    port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), ClientHandler)
-    server.daemon_threads = True
-    print(f"client listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
 if __name__ == "__main__":
-    main()
+    serve(ClientHandler, "client")

@@ -102,11 +102,12 @@ class HttpbinHandler(BaseHTTPRequestHandler):
         pass
 
 
-def main() -> None:
+def serve(handler: type[BaseHTTPRequestHandler], name: str) -> None:
+    """Serve `handler` on 127.0.0.1:$PORT until interrupted (the client app uses it too)."""
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), HttpbinHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
-    print(f"httpbin {INSTANCE} listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    print(f"{name} listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -116,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    serve(HttpbinHandler, f"httpbin {INSTANCE}")

@@ -48,6 +48,10 @@ class Support:
     not by the analyzer."""
 
 
+def _each(support: Support, *fields: str) -> dict[str, Support]:
+    return dict.fromkeys(fields, support)
+
+
 def _ignored(what: str) -> Support:
     return Support(Status.IGNORED, f"{what} is not yet supported by Ratline; ignored")
 
@@ -79,10 +83,9 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         "tunnel": _ignored("tunnel (HTTP CONNECT or POST tunnelling)"),
         "proxyProtocol": _ignored("proxyProtocol"),
     },
-    "TunnelSettings": {
-        name: _ignored("tunnel (HTTP CONNECT or POST tunnelling)")
-        for name in ("protocol", "targetHost", "targetPort")
-    },
+    "TunnelSettings": _each(
+        _ignored("tunnel (HTTP CONNECT or POST tunnelling)"), "protocol", "targetHost", "targetPort"
+    ),
     "ProxyProtocol": {"version": _ignored("proxyProtocol")},
     "RetryBudget": {
         "budgetInterval": Support(
@@ -92,11 +95,10 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
     },
     "LoadBalancerSettings": {"zoneAwareLbSetting": _ignored("zoneAwareLbSetting")},
-    "ZoneAwareLoadBalancerSetting": {
-        name: _ignored("zoneAwareLbSetting")
-        for name in ("enabled", "failover", "failoverPriority", "minClusterSize")
-    },
-    "ZoneAwareFailover": {name: _ignored("zoneAwareLbSetting") for name in ("from", "to")},
+    "ZoneAwareLoadBalancerSetting": _each(
+        _ignored("zoneAwareLbSetting"), "enabled", "failover", "failoverPriority", "minClusterSize"
+    ),
+    "ZoneAwareFailover": _each(_ignored("zoneAwareLbSetting"), "from", "to"),
     "ClientTLSSettings": {
         "credentialName": Support(
             Status.IGNORED,
@@ -114,24 +116,22 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
         "defaultEndpoint": _ignored("a Gateway server defaultEndpoint"),
     },
-    "ServerTLSSettings": {
-        name: TLS_TERMINATION
-        for name in (
-            "httpsRedirect",
-            "serverCertificate",
-            "privateKey",
-            "caCertificates",
-            "caCrl",
-            "credentialName",
-            "credentialNames",
-            "subjectAltNames",
-            "verifyCertificateSpki",
-            "verifyCertificateHash",
-            "minProtocolVersion",
-            "maxProtocolVersion",
-            "cipherSuites",
-        )
-    },
+    "ServerTLSSettings": _each(
+        TLS_TERMINATION,
+        "httpsRedirect",
+        "serverCertificate",
+        "privateKey",
+        "caCertificates",
+        "caCrl",
+        "credentialName",
+        "credentialNames",
+        "subjectAltNames",
+        "verifyCertificateSpki",
+        "verifyCertificateHash",
+        "minProtocolVersion",
+        "maxProtocolVersion",
+        "cipherSuites",
+    ),
 }
 
 ROOTS: Mapping[str, type[BaseModel]] = {
