@@ -59,6 +59,13 @@ class Settings:
     push_debounce_max_ms: int = 500
     """Longest a push may be held back by a stream of events."""
 
+    nack_retry_s: float = 1.0
+    """After a proxy rejects (NACKs) config, the control plane sends it again after this
+    long, doubling while it keeps being rejected (Istio resends only on the next push)."""
+
+    nack_retry_max_s: float = 30.0
+    """Longest delay between resends of config a proxy keeps rejecting."""
+
     envoy_concurrency: int = 1
     """Worker threads per Envoy (`--concurrency`)."""
 

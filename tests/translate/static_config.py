@@ -50,7 +50,8 @@ def static_bootstrap(resources: ProxyResources, admin_port: int = 0) -> dict[str
         for chain in listener.filter_chains:
             for network_filter in chain.filters:
                 hcm = hcm_pb2.HttpConnectionManager()
-                network_filter.typed_config.Unpack(hcm)
+                if not network_filter.typed_config.Unpack(hcm):
+                    continue  # tcp_proxy, RBAC: nothing to inline
                 if hcm.HasField("rds"):
                     name = hcm.rds.route_config_name
                     hcm.route_config.CopyFrom(routes[name])

@@ -209,6 +209,9 @@ def envoy_args(
         "immediate",
         "--parent-shutdown-time-s",
         "10",
+        # Access logs reach their file within 1 s (Envoy's default is 10 s), as Istio's agent
+        "--file-flush-interval-msec",
+        "1000",
     ]
     if base_id is not None:
         args += ["--base-id", str(base_id)]

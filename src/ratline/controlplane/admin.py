@@ -146,6 +146,13 @@ class AdminApi:
             if self.telemetry is not None:
                 self.telemetry.refused(m.resource.kind if m.resource else "" for m in exc.messages)
             return _errors(exc.messages, 400)
+        warnings = list(result.warnings)
+        seen = {str(m) for m in warnings}
+        touched = result.created + result.configured + result.unchanged
+        for finding in self.cp.translation_findings(touched):
+            if str(finding) not in seen:
+                seen.add(str(finding))
+                warnings.append(finding)
         return web.json_response(
             {
                 "created": [str(k) for k in result.created],
@@ -153,7 +160,7 @@ class AdminApi:
                 "unchanged": [str(k) for k in result.unchanged],
                 "applied": [str(k) for k in result.created + result.configured],
                 "types": _types(result.created + result.configured + result.unchanged),
-                "warnings": [m.to_json() for m in result.warnings],
+                "warnings": [m.to_json() for m in warnings],
             }
         )
 

@@ -1,7 +1,8 @@
 """LDS: the sidecar's outbound HTTP proxy listener and inbound listeners, and gateway listeners.
 
 Every listener holds one HTTP connection manager. Outbound and gateway listeners fetch
-their routes over RDS; inbound listeners carry an inline route to the app's cluster.
+their routes over RDS and carry the fault and CORS filters their routes configure;
+inbound listeners carry an inline route to the app's cluster.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from ratline.registry.instances import InstancePort
-from ratline.translate import names
+from ratline.translate import names, route_features
 from ratline.translate.clusters import dns_cache_config
 from ratline.translate.common import ads_config_source, pack_any
 from ratline.translate.endpoints import socket_address
@@ -80,6 +81,8 @@ def connection_manager(
         stat_prefix=stat_prefix, strip_any_host_port=strip_host_port
     )
     hcm.use_remote_address.value = use_remote_address
+    # WebSocket upgrades pass through, as on every Istio connection manager.
+    hcm.upgrade_configs.add(upgrade_type="websocket")
     if rds is not None:
         hcm.rds.route_config_name = rds
         hcm.rds.config_source.CopyFrom(ads_config_source())
@@ -124,6 +127,7 @@ def http_proxy_listener(
         rds=names.HTTP_PROXY,
         forward_proxy=True,
         mesh_config=mesh_config,
+        http_filters=route_features.http_filters(),
         telemetry=telemetry,
     )
     return _listener(names.HTTP_PROXY, address, port, hcm, base_pb2.OUTBOUND)
@@ -179,7 +183,7 @@ def gateway_listener(
         use_remote_address=True,
         strip_host_port=True,
         mesh_config=mesh_config,
-        http_filters=http_filters,
+        http_filters=[*http_filters, *route_features.http_filters()],
         telemetry=telemetry,
     )
     return _listener(name, address, listen_port, hcm, base_pb2.OUTBOUND)

@@ -6,7 +6,10 @@ time and writes the responses, so one slow proxy never holds up another. `notify
 single "recompute" marker in the queues of the affected streams; markers arriving while
 one is pending coalesce, so a stream computes its config at most once per burst. A
 change reaches a connected proxy make-before-break (`staging`): each stage is sent once
-the proxy has ACKed the previous one, or after `STAGE_ACK_TIMEOUT_S`.
+the proxy has ACKed the previous one, or after `STAGE_ACK_TIMEOUT_S`. A push resends what
+the proxy NACKed even when it did not change (its cause may be gone), and a stream whose
+proxy NACKed pushes to itself after `protocol.nack_retry_delay`, so a rejection whose
+cause goes away heals without any other change.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from ratline.xds import wire
 from ratline.xds.delta import DeltaStream
-from ratline.xds.protocol import SyncState, TypeStatus
+from ratline.xds.protocol import SyncState, TypeStatus, nack_retry_delay
 from ratline.xds.sotw import SotwStream
-from ratline.xds.staging import Config, push_stages
+from ratline.xds.staging import Config, as_config, push_stages
 from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
 
 log = logging.getLogger("ratline.xds")
@@ -46,6 +49,9 @@ GRPC_SERVER_OPTIONS = [
 for that are refused at random past 1,000 (all past 3,000) and killed after 30 s by
 default, so a thousand proxies connecting at once during a busy push were turned away
 (they retry, with Envoy's back-off). Let a burst wait instead."""
+NACK_RETRY_S = 1.0
+NACK_RETRY_MAX_S = 30.0
+"""Defaults of the delays before a stream resends after NACKs in a row (doubling)."""
 MAX_QUEUED_REQUESTS = 64
 """Requests read from one stream but not yet handled; past this the reader stops reading,
 so a proxy that floods requests is held back by gRPC flow control, not by our memory."""
@@ -133,6 +139,9 @@ class _Connection:
         self.stage_sent_at = 0.0
         self._recompute_queued = False
         self.recompute_asked_at = 0.0
+        self.nacks_in_a_row = 0
+        self.nack_retry: asyncio.TimerHandle | None = None
+        """The pending self-push after a NACK, if any."""
 
     def request_recompute(self) -> None:
         if not self._recompute_queued:
@@ -163,7 +172,28 @@ class _Connection:
             self.current = None
             return list(self.protocol.set_resources(None))
         self.stages = push_stages(self.current, resources)
+        if not self.stages and self.protocol.nacked():
+            self.stages = [as_config(resources)]  # unchanged, but resent: it was NACKed
         return self.next_stage()
+
+    def after_request(self, nacked: bool, retry_s: float, retry_max_s: float) -> None:
+        """After a NACK, push to this proxy again later (sooner the first times); once
+        nothing is NACKed any more, stop."""
+        if nacked:
+            self.nacks_in_a_row += 1
+            if self.nack_retry is not None:
+                self.nack_retry.cancel()
+            delay = nack_retry_delay(self.nacks_in_a_row, retry_s, retry_max_s)
+            loop = asyncio.get_running_loop()
+            self.nack_retry = loop.call_later(delay, self.request_recompute)
+        elif self.nacks_in_a_row and not self.protocol.nacked():
+            self.nacks_in_a_row = 0
+            self.cancel_nack_retry()
+
+    def cancel_nack_retry(self) -> None:
+        if self.nack_retry is not None:
+            self.nack_retry.cancel()
+            self.nack_retry = None
 
     def next_stage(self) -> list[Any]:
         """Send pending stages until one produces responses (to wait for) or none is left."""
@@ -199,8 +229,11 @@ class XdsServer:
         on_connect: NodeCallback | None = None,
         on_disconnect: NodeCallback | None = None,
         keep_disconnected: int = 1000,
+        nack_retry_s: float = NACK_RETRY_S,
+        nack_retry_max_s: float = NACK_RETRY_MAX_S,
     ) -> None:
         self._source = source
+        self._nack_retry = (nack_retry_s, nack_retry_max_s)
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._keep_disconnected = keep_disconnected
@@ -383,6 +416,7 @@ class XdsServer:
         return True
 
     def _detach(self, connection: _Connection) -> None:
+        connection.cancel_nack_retry()
         node_id = connection.node_id
         if node_id is None:
             return
@@ -424,6 +458,7 @@ class XdsServer:
             handled = protocol.handle_request(wire.sotw_request(request))
         else:
             handled = protocol.handle_request(wire.delta_request(request))
+        connection.after_request(handled.nack is not None, *self._nack_retry)
         if handled.nack is not None:
             nack = handled.nack
             if self.observer is not None:

@@ -29,6 +29,7 @@ from ratline.registry.instances import (
     WorkloadInstance,
     node_id,
 )
+from ratline.runtime.local.outbound import OutboundPorts
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy, should_restart
 from ratline.runtime.local.workloads import InstanceSpec
@@ -99,9 +100,11 @@ def app_environment(
     spec: InstanceSpec,
     ports: AllocatedPorts,
     base_env: Mapping[str, str],
+    services: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The app's environment: parent env, the Workload's env, then Ratline's variables."""
-    env = {**base_env, **spec.workload.env_map}
+    """The app's environment: parent env, the services' variables (`outbound`), the
+    Workload's env, then Ratline's variables."""
+    env = {**base_env, **(services or {}), **spec.workload.env_map}
     if ports.app:
         env["PORT"] = str(ports.app[0])
     for container_port, app_port in zip(spec.workload.ports, ports.app, strict=True):
@@ -182,6 +185,8 @@ class LocalInstance:
             on_change=on_change,
         )
         self._app_task: asyncio.Task[None] | None = None
+        self.outbound = OutboundPorts()
+        """The sidecar's local ports for the TCP, TLS, HTTP/2 and gRPC service ports."""
 
     @property
     def name(self) -> str:
@@ -249,7 +254,8 @@ class LocalInstance:
             except CommandNotFound as exc:
                 self._fail(f"{workload.describe()}: {exc}")
                 return
-            env = app_environment(self.spec, self.ports, os.environ)
+            services = self.outbound.environment(self.spec.namespace, self.settings.bind_address)
+            env = app_environment(self.spec, self.ports, os.environ, services)
             app = ChildProcess(args, log_path=self.log_path, cwd=cwd, env=env)
             self.app = app
             self.app_listening = False
@@ -373,6 +379,7 @@ class LocalInstance:
                 outbound_port=self.ports.outbound,
                 admin_port=self.ports.admin,
                 stats_port=self.ports.stats,
+                outbound=self.outbound.reported(),
             ),
             kind=ProxyKind.SIDECAR,
             healthy=self.healthy,

@@ -44,6 +44,7 @@ from ratline.runtime.local.leftovers import (
     clean_up_after_dead_runner,
 )
 from ratline.runtime.local.nack_watch import NackWatch
+from ratline.runtime.local.outbound import OutboundServicePort, outbound_service_ports
 from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
@@ -110,6 +111,8 @@ class Runner:
         """The agent's metrics port of every proxy (Istio's merged 15020)."""
         self.prometheus: PrometheusAddon | None = None
         self.workload_errors: list[str] = []
+        self.outbound_service_ports: list[OutboundServicePort] = []
+        """Service ports every sidecar gets a local listener for (TCP, TLS, HTTP/2, gRPC)."""
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
         self.security: LocalSecurity | None = None
@@ -312,6 +315,8 @@ class Runner:
             if r.get("file")
         }
         gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
+        documents = (r.get("resource") or {} for r in resources)
+        self.outbound_service_ports = outbound_service_ports(documents)
         desired, errors = desired_instances(workloads, sources)
         if errors != self.workload_errors:
             for error in errors:
@@ -333,8 +338,12 @@ class Runner:
         for inst in stopping:
             await self.metrics.remove(inst.ports.stats)
             self.allocator.release(inst.ports.all())
+            self.allocator.release(inst.outbound.local_ports())
             if self.security is not None:
                 await self.security.forget(inst.node_id)
+        for inst in self.instances.values():
+            _, released = inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
+            self.allocator.release(released)
         new = [self._create_instance(spec) for spec in plan.start]
         for inst in new:
             await self.metrics.add(inst.ports.stats, self._admin(inst.ports.admin), inst.peer)
@@ -370,6 +379,7 @@ class Runner:
             self.security.enroll(
                 inst.node_id, spec.namespace, spec.workload.service_account, spec.name
             )
+        inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
         self.instances[spec.key] = inst
         return inst
 
