@@ -67,8 +67,8 @@ def test_service_without_virtual_service_gets_the_default_route_and_retries() ->
     retry = route.route.retry_policy
     assert retry.num_retries.value == 2
     assert retry.retry_on == DEFAULT_RETRY_ON
-    # Istio 1.24+ retries no status code by default (503 left out)
-    assert list(retry.retriable_status_codes) == []
+    # 503 too, as Istio before 1.24 (see docs/differences.md)
+    assert list(retry.retriable_status_codes) == [503]
     assert [p.name for p in retry.retry_host_predicate] == [
         "envoy.retry_host_predicates.previous_hosts"
     ]

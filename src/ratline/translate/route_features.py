@@ -44,7 +44,11 @@ FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-"""Istio's default `retryOn` (since 1.24 without retriable status codes: 503 is not retried)."""
+"""Istio's default `retryOn`."""
+DEFAULT_RETRIABLE_CODES = (503,)
+"""Retried when `retryOn` is not set, as Istio did before 1.24 (1.24 dropped 503): a replica
+whose app just died answers 503 from its sidecar until the runner reports it, and the
+retry goes to another replica (docs/differences.md)."""
 DEFAULT_RETRY_ATTEMPTS = 2
 HOST_SELECTION_RETRY_ATTEMPTS = 5
 RETRY_PRIORITY_UPDATE_FREQUENCY = 2
@@ -167,7 +171,7 @@ def _retry_conditions(retry_on: str) -> tuple[str, list[int]]:
 
 
 def retry_policy(retries: HTTPRetry | None, consistent_hash: bool = False) -> rc.RetryPolicy | None:
-    """Istio's retry policy: 2 attempts on connection failures unless set; attempts 0 = none.
+    """Istio's retry policy: 2 attempts on connection failures and 503 unless set; 0 = none.
 
     With consistent hashing the retry stays on the hashed host (no previous-hosts predicate).
     """
@@ -176,11 +180,11 @@ def retry_policy(retries: HTTPRetry | None, consistent_hash: bool = False) -> rc
     policy = rc.RetryPolicy(host_selection_retry_max_attempts=HOST_SELECTION_RETRY_ATTEMPTS)
     policy.num_retries.value = DEFAULT_RETRY_ATTEMPTS if retries is None else retries.attempts
     policy.retry_on = DEFAULT_RETRY_ON
+    codes = list(DEFAULT_RETRIABLE_CODES)
     previous_hosts = not consistent_hash
     if retries is not None:
         if retries.retry_on:
             policy.retry_on, codes = _retry_conditions(retries.retry_on)
-            policy.retriable_status_codes.extend(codes)
         if retries.per_try_timeout is not None:
             policy.per_try_timeout.CopyFrom(duration(retries.per_try_timeout))
         if retries.retry_ignore_previous_hosts is not None:
@@ -197,6 +201,7 @@ def retry_policy(retries: HTTPRetry | None, consistent_hash: bool = False) -> rc
             )
         if retries.backoff is not None:
             policy.retry_back_off.base_interval.CopyFrom(duration(retries.backoff))
+    policy.retriable_status_codes.extend(codes)
     if previous_hosts:
         predicate = policy.retry_host_predicate.add(
             name="envoy.retry_host_predicates.previous_hosts"
