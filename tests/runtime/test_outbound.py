@@ -131,6 +131,8 @@ def test_local_ports_travel_with_the_instance_report() -> None:
         name="client-0",
         namespace="default",
         workload="client",
-        sidecar=SidecarPorts(1, 2, (LocalOutbound("tcp-echo.default.svc.cluster.local", 9000, 3),)),
+        sidecar=SidecarPorts(
+            1, 2, 4, (LocalOutbound("tcp-echo.default.svc.cluster.local", 9000, 3),)
+        ),
     )
     assert WorkloadInstance.from_json(instance.to_json()) == instance

@@ -15,8 +15,8 @@ may not import the xDS server's package. `ProxyResources.shared` marks what is s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -41,71 +41,28 @@ from ratline.translate import (
     names,
     routes,
     telemetry,
+    telemetry_envoy,
     tls,
 )
-from ratline.translate.common import CONFLICT, Findings, labels_match, type_url
+from ratline.translate.common import CONFLICT, Findings, labels_match
 from ratline.translate.http_routes import gateway_ref
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import hosts_intersection, visible_to
+from ratline.translate.proxy_resources import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    OutboundPart,
+    ProxyResources,
+)
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
-from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry, tracing_cluster
-
-OutboundPart = tuple[
-    tuple[cluster_pb2.Cluster, ...], tuple[endpoint_pb2.ClusterLoadAssignment, ...]
-]
-"""Outbound clusters and load assignments (of one service, or of what a scope sees)."""
-
-CLUSTER_TYPE = type_url(cluster_pb2.Cluster)
-ENDPOINT_TYPE = type_url(endpoint_pb2.ClusterLoadAssignment)
-LISTENER_TYPE = type_url(listener_pb2.Listener)
-ROUTE_TYPE = type_url(route_pb2.RouteConfiguration)
+from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols translated so far (TLS termination comes later)."""
 L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
 """Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
-
-
-@dataclass(frozen=True)
-class ProxyResources:
-    """One proxy's Envoy resources as messages (before packing).
-
-    Clusters and load assignments come in two parts: `shared`, the outbound ones every
-    proxy of the same egress scope has (the very same tuples, so packing and diffing them
-    is done once for all), and the proxy's own (inbound and policy clusters).
-    """
-
-    own_clusters: tuple[cluster_pb2.Cluster, ...] = ()
-    own_endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
-    listeners: tuple[listener_pb2.Listener, ...] = ()
-    routes: tuple[route_pb2.RouteConfiguration, ...] = ()
-    shared: Mapping[str, tuple[Message, ...]] = field(default_factory=dict)
-    """Type URL → the shared part of that type (clusters and load assignments)."""
-
-    @property
-    def clusters(self) -> tuple[cluster_pb2.Cluster, ...]:
-        """Every cluster: the shared ones, then the proxy's own."""
-        return self.shared.get(CLUSTER_TYPE, ()) + self.own_clusters  # type: ignore[return-value]
-
-    @property
-    def endpoints(self) -> tuple[endpoint_pb2.ClusterLoadAssignment, ...]:
-        """Every load assignment: the shared ones, then the proxy's own."""
-        return self.shared.get(ENDPOINT_TYPE, ()) + self.own_endpoints  # type: ignore[return-value]
-
-    def parts(self) -> dict[str, tuple[tuple[Message, ...], tuple[Message, ...]]]:
-        """Type URL → (shared messages, the proxy's own), without copying either."""
-        return {
-            CLUSTER_TYPE: (self.shared.get(CLUSTER_TYPE, ()), self.own_clusters),
-            ENDPOINT_TYPE: (self.shared.get(ENDPOINT_TYPE, ()), self.own_endpoints),
-            LISTENER_TYPE: ((), self.listeners),
-            ROUTE_TYPE: ((), self.routes),
-        }
-
-    def by_type(self) -> dict[str, tuple[Message, ...]]:
-        """Type URL → every message of that type."""
-        return {url: shared + own for url, (shared, own) in self.parts().items()}
 
 
 def listen_port(server_port: int, settings: Settings) -> int:
@@ -348,40 +305,19 @@ class MeshGenerator:
     def services_of_port(self, instance: WorkloadInstance, inbound_port: int) -> list[str]:
         """The services whose endpoints include this instance's inbound port."""
         if self._inbound_services is None:
-            index: dict[tuple[str, str, int], list[str]] = {}
-            for hostname in sorted(self.snapshot.services):
-                for port_endpoints in self.snapshot.services[hostname].endpoints.values():
-                    for e in port_endpoints:
-                        found = index.setdefault((e.instance, e.namespace, e.port), [])
-                        if hostname not in found:
-                            found.append(hostname)
-            self._inbound_services = index
+            self._inbound_services = telemetry.inbound_service_index(self.snapshot)
         return self._inbound_services.get((instance.name, instance.namespace, inbound_port), [])
-
-    def _identity(self, instance: WorkloadInstance) -> PeerMetadata:
-        return PeerMetadata(
-            name=instance.name,
-            namespace=instance.namespace,
-            workload=instance.workload,
-            labels=dict(instance.labels),
-            service_account=instance.service_account,
-            mesh_id=str(getattr(self.snapshot.mesh_config, "trust_domain", "cluster.local")),
-        )
 
     def _telemetry(
         self, instance: WorkloadInstance
     ) -> tuple[telemetry.ProxyTelemetry, PeerMetadata, tuple[cluster_pb2.Cluster, ...]]:
         """The proxy's resolved telemetry, identity, and clusters to its trace collectors."""
         resolved = telemetry.resolve(self.snapshot, instance, self._findings)
-        extra = {}
-        for choice in resolved.tracing.values():
-            provider = choice.provider if choice is not None else None
-            if provider is not None:
-                spec = provider.opentelemetry or provider.zipkin
-                if spec.service not in self.snapshot.services:
-                    made = tracing_cluster(provider)
-                    extra[made.name] = made
-        return resolved, self._identity(instance), tuple(extra[k] for k in sorted(extra))
+        return (
+            resolved,
+            telemetry.identity(self.snapshot, instance),
+            telemetry_envoy.collector_clusters(self.snapshot, resolved),
+        )
 
     def _hcm_telemetry(
         self,
@@ -431,9 +367,7 @@ class MeshGenerator:
                         port,
                         mesh,
                         security.filters,
-                        self._hcm_telemetry(
-                            instance, resolved, own, client=False, services=served
-                        ),
+                        self._hcm_telemetry(instance, resolved, own, client=False, services=served),
                     )
                 else:
                     extra = l4_listeners.network_security_filters(
@@ -554,8 +488,7 @@ class MeshGenerator:
                     self._findings.add(
                         gateway,
                         f"{where}.tls.mode",
-                        f"{what} is not yet supported by Ratline; the {protocol} server is "
-                        "ignored",
+                        f"{what} is not yet supported by Ratline; the {protocol} server is ignored",
                     )
                     continue
                 else:

@@ -24,6 +24,7 @@ from ratline.observability.istio_metrics import (
     SOURCE,
     TELEMETRY_METRIC,
 )
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import WorkloadInstance
 from ratline.translate.common import Findings, labels_match
 
@@ -334,3 +335,27 @@ def resolve(snapshot: Any, instance: WorkloadInstance, findings: Findings) -> Pr
         access_logs=_access_logs(snapshot, levels, findings),
         tracing=_tracing(snapshot, levels, findings),
     )
+
+
+def identity(snapshot: Any, instance: WorkloadInstance) -> PeerMetadata:
+    """The proxy's own peer metadata (what its peers' metrics name it by)."""
+    return PeerMetadata(
+        name=instance.name,
+        namespace=instance.namespace,
+        workload=instance.workload,
+        labels=dict(instance.labels),
+        service_account=instance.service_account,
+        mesh_id=str(getattr(snapshot.mesh_config, "trust_domain", "cluster.local")),
+    )
+
+
+def inbound_service_index(snapshot: Any) -> dict[tuple[str, str, int], list[str]]:
+    """(instance, namespace, inbound port) → the services whose endpoints include it."""
+    index: dict[tuple[str, str, int], list[str]] = {}
+    for hostname in sorted(snapshot.services):
+        for port_endpoints in snapshot.services[hostname].endpoints.values():
+            for e in port_endpoints:
+                found = index.setdefault((e.instance, e.namespace, e.port), [])
+                if hostname not in found:
+                    found.append(hostname)
+    return index

@@ -418,3 +418,16 @@ def hcm_telemetry(
         access_logs=tuple(logs),
         tracing=tracing_config(choice, own) if choice is not None else None,
     )
+
+
+def collector_clusters(snapshot: Any, resolved: ProxyTelemetry) -> tuple[cluster_pb2.Cluster, ...]:
+    """Clusters to the trace collectors a proxy sends to that are not mesh services."""
+    made: dict[str, cluster_pb2.Cluster] = {}
+    for choice in resolved.tracing.values():
+        provider = choice.provider if choice is not None else None
+        if provider is not None:
+            spec = provider.opentelemetry or provider.zipkin
+            if spec.service not in snapshot.services:
+                cluster = tracing_cluster(provider)
+                made[cluster.name] = cluster
+    return tuple(made[k] for k in sorted(made))
