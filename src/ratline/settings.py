@@ -104,7 +104,12 @@ class Settings:
     """Where the add-on Prometheus listens (a free port if this one is taken; 0: any)."""
 
     prometheus_scrape_interval: str = "15s"
-    """The add-on's scrape interval (Istio's default)."""
+    """The add-on's scrape interval (Istio's default); the dashboard's rate windows are
+    at least four of these."""
+
+    dashboard_prometheus: str = ""
+    """The Prometheus the dashboard reads rates and latencies from: a URL, "" for the
+    add-on's when `ratline up` runs one, `off` for none (the proxies' own counters serve)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

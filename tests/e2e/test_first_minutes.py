@@ -101,8 +101,11 @@ def test_up_ends_with_the_ingress_url_that_answers(started: tuple[Mesh, str]) ->
     mesh, out = started
     port = int(mesh.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 80
     last = out.rstrip("\n").splitlines()[-1]
-    assert last == f"ready: ingress http://localhost:{port}/", out
-    status, body, _ = http_get(last.split()[-1])
+    admin = mesh.run_info()["control_plane"]["admin"].rpartition(":")[2]
+    assert last == (
+        f"ready: ingress http://localhost:{port}/, dashboard http://localhost:{admin}/ui/"
+    ), out
+    status, body, _ = http_get(last.split()[2].rstrip(","))
     assert status == 200 and body.startswith("hello from hello-v1-0"), (status, body)
 
 

@@ -27,3 +27,13 @@ def test_ready_line_lists_every_ingress_url() -> None:
     info["bind_address"] = "10.1.2.3"
     assert mesh_urls(info)[0].url == "http://10.1.2.3:8080/"
     assert ready_line({"gateways": [{"listen": []}]}).startswith("ready: no ingress yet")
+
+
+def test_ready_line_ends_with_the_dashboard_on_the_admin_port() -> None:
+    info = {"bind_address": "127.0.0.1", "control_plane": {"admin": "127.0.0.1:41234"},
+            "gateways": [{"listen": [8080], "schemes": {"8080": "http"}}]}
+    assert ready_line(info) == (
+        "ready: ingress http://localhost:8080/, dashboard http://localhost:41234/ui/"
+    )
+    info["gateways"] = []
+    assert ready_line(info).endswith("; dashboard http://localhost:41234/ui/")

@@ -15,6 +15,7 @@ from ratline.cli.admin_client import AdminClient
 from ratline.cli.meshref import admin_url, mesh_option, read_run_info
 from ratline.cli.output import echo_data, output_option, render_table
 from ratline.observability.prometheus_config import prometheus_config
+from ratline.runtime.local.startup import mesh_urls
 from ratline.settings import state_dir
 
 ADMIN_TOKEN_FILE = "admin-token"
@@ -110,9 +111,27 @@ def traces(trace_id: str | None, service: str | None, min_duration: str | None, 
     click.echo(render_table(TRACE_HEADERS, trace_rows(answer.get("traces") or ())))
 
 
-@click.group("dashboard")
-def dashboard() -> None:
-    """The URL of a mesh add-on (istioctl dashboard)."""
+@click.group("dashboard", invoke_without_command=True)
+@click.option("--open/--no-open", "open_browser", default=True, show_default=True,
+              help="Open the login link in a browser (when one is available).")
+@mesh_option
+@click.pass_context
+def dashboard(ctx: click.Context, open_browser: bool, mesh_dir: Path) -> None:
+    """The mesh's dashboard, logged in (or the URL of an add-on: istioctl dashboard).
+
+    Prints a one-time login link to the dashboard the control plane serves, and opens it
+    in a browser when one is available. The link works once, for two minutes; the page
+    asks for the admin token (DIR/.ratline/admin-token) when opened without one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    urls = [u.url for u in mesh_urls(read_run_info(mesh_dir)) if u.name == "dashboard"]
+    if not urls:
+        raise click.ClickException(f"{mesh_dir}: the control plane has not started yet")
+    answer = AdminClient.for_mesh(mesh_dir).post("/v1/dashboard/login-codes", b"")
+    url = urls[0].removesuffix("/ui/") + str(answer["path"])
+    click.echo(url)
+    if open_browser and not webbrowser.open(url):
+        click.echo("(no browser found here: open the link above)", err=True)
 
 
 @dashboard.command("prometheus")

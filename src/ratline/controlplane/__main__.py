@@ -20,6 +20,7 @@ from ratline.config.persist import write_atomic
 from ratline.controlplane.admin import AdminApi
 from ratline.controlplane.app import GC_THRESHOLDS, ControlPlane
 from ratline.controlplane.ca_http import CertificateApi
+from ratline.controlplane.dashboard_wiring import dashboard_for
 from ratline.controlplane.security import ControlPlaneSecurity, authorize_node
 from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.settings import Settings
@@ -31,6 +32,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--xds-port", type=int, default=None)
     parser.add_argument("--admin-port", type=int, default=None)
     parser.add_argument("--ready-file", type=Path, default=None)
+    parser.add_argument(
+        "--prometheus-url", default="",
+        help="the Prometheus the dashboard reads (the runner passes its add-on's)",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -55,7 +60,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: the mesh CA cannot start: {exc}", file=sys.stderr)
         return 2
     telemetry = ControlPlaneTelemetry.attach(cp)
-    admin = AdminApi(cp, token=security.admin_token, telemetry=telemetry)
+    dashboard = dashboard_for(cp, telemetry, security.admin_token, args.prometheus_url)
+    admin = AdminApi(cp, token=security.admin_token, telemetry=telemetry, dashboard=dashboard)
     credentials = security.xds_credentials() if settings.xds_tls else None
     if credentials is not None:
         trust_domain = security.certificates.trust_domain

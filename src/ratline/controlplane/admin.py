@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from ratline.api.analyze import analyze
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigError, ConfigMessage
 from ratline.api.kinds import type_name
@@ -19,6 +18,7 @@ from ratline.controlplane.ca_http import admin_auth_middleware
 from ratline.controlplane.http_serving import serve
 from ratline.controlplane.status import proxy_status_json
 from ratline.controlplane.telemetry import ControlPlaneTelemetry
+from ratline.dashboard.http_api import Dashboard
 from ratline.registry.instances import InstanceDecoder
 from ratline.xds.types import SHORT_NAMES
 
@@ -49,19 +49,27 @@ class AdminApi:
         cp: ControlPlane,
         token: str | None = None,
         telemetry: ControlPlaneTelemetry | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.cp = cp
         self.token = token
+        """The admin credential every request but /healthz must carry (None: open)."""
         self.telemetry = telemetry
         """Metrics, service discovery, traces (routes of their own), when attached."""
-        """The admin credential every request but /healthz must carry (None: open)."""
+        self.dashboard = dashboard
+        """The web dashboard under /ui/ and its JSON, when attached."""
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._instance_decoder = InstanceDecoder()
 
     def app(self) -> web.Application:
-        middlewares = [admin_auth_middleware(self.token)] if self.token else []
+        dashboard = self.dashboard
+        allowed = (
+            (lambda r: dashboard.is_open(r) or dashboard.session_allows(r))
+            if dashboard is not None else None
+        )
+        middlewares = [admin_auth_middleware(self.token, allowed)] if self.token else []
         app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/v1/status", self.status)
@@ -75,6 +83,8 @@ class AdminApi:
         app.router.add_get("/v1/analyze", self.analyze)
         if self.telemetry is not None:
             self.telemetry.add_routes(app, lambda: self.address)
+        if self.dashboard is not None:
+            self.dashboard.add_routes(app)
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -217,7 +227,4 @@ class AdminApi:
         )
 
     async def analyze(self, _req: web.Request) -> web.Response:
-        resources = [s.resource for s in self.cp.store.stored()]
-        findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
-        messages = self.cp.store.refused + findings + self.cp.translation_messages
-        return web.json_response({"messages": [m.to_json() for m in messages]})
+        return web.json_response({"messages": [m.to_json() for m in self.cp.findings()]})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ratline import __version__
+from ratline.api.analyze import analyze
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigMessage
 from ratline.config.store import MeshDirStore, mesh_files
@@ -69,6 +70,13 @@ class ControlPlane:
     def translation_messages(self) -> list[Any]:
         """Findings of translation (config not translated, or refused by a translator)."""
         return self._generator.messages if self._generator is not None else []
+
+    def findings(self) -> list[ConfigMessage]:
+        """Every finding about the config in force (analyzers, translation) and the last
+        refused change of each file: what `/v1/analyze` and the dashboard show."""
+        resources = [s.resource for s in self.store.stored()]
+        found = analyze(resources, self.store.mesh_config, self.mesh_dir)
+        return [*self.store.refused, *found, *self.translation_messages]
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
         config = self._config

@@ -33,15 +33,20 @@ def _error(status: int, text: str) -> web.Response:
     return web.json_response({"errors": [ConfigMessage(text).to_json()]}, status=status)
 
 
-def admin_auth_middleware(token: str) -> Any:
-    """Every admin path but /healthz needs `Authorization: Bearer ADMIN_TOKEN`."""
+def admin_auth_middleware(
+    token: str, also_allowed: Callable[[web.Request], bool] | None = None
+) -> Any:
+    """Every admin path but /healthz needs `Authorization: Bearer ADMIN_TOKEN`, unless
+    `also_allowed(request)` says otherwise (the dashboard's page and sessions)."""
     expected = f"Bearer {token}"
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            if not hmac.compare_digest(given.encode(), expected.encode()) and not (
+                also_allowed is not None and also_allowed(request)
+            ):
                 log.warning(
                     "admin API: %s %s refused: no valid admin credential",
                     request.method,

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ratline import __version__
 from ratline.observability.agent_http import fetch_envoy_stats
-from ratline.observability.edges import edges
+from ratline.observability.edges import Edge, edges
 from ratline.observability.labels import identity
 from ratline.observability.merge import istio_series
 from ratline.observability.metrics import Counter, Gauge, Histogram, Registry
@@ -178,7 +178,7 @@ class ControlPlaneTelemetry:
 
     # ---- edges --------------------------------------------------------------------------
 
-    async def edges_json(self) -> list[dict[str, Any]]:
+    async def read_edges(self) -> list[Edge]:
         """The service graph's edges, read from every proxy's Envoy stats now."""
         proxies = [
             (f"{i.address}:{i.sidecar.admin_port}", identity(peer_of(i)))
@@ -192,7 +192,7 @@ class ControlPlaneTelemetry:
             )
         texts = [(r, own) for r, (_, own) in zip(results, proxies, strict=True)
                  if isinstance(r, str)]
-        return [e.to_json() for e in edges(istio_series(texts))]
+        return edges(istio_series(texts))
 
     # ---- admin API ----------------------------------------------------------------------
 
@@ -234,7 +234,7 @@ class ControlPlaneTelemetry:
             return web.json_response(found.to_json())
 
         async def graph(_req: web.Request) -> web.Response:
-            return web.json_response({"edges": await self.edges_json()})
+            return web.json_response({"edges": [e.to_json() for e in await self.read_edges()]})
 
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/v1/prometheus/sd", sd)

@@ -36,6 +36,8 @@ class Edge:
     """Responses with a 5xx code (or 0: no response)."""
     duration_ms_sum: float = 0.0
     duration_count: float = 0.0
+    duration_buckets: dict[str, float] = field(default_factory=dict)
+    """Cumulative request counts by bucket upper bound (`le`, Prometheus' form: "25", "+Inf")."""
     tcp_bytes: float = 0.0
     mtls: bool = False
     protocols: set[str] = field(default_factory=set)
@@ -57,7 +59,8 @@ class Edge:
         }
 
 
-def _key(labels: dict[str, str]) -> EdgeKey:
+def edge_key(labels: dict[str, str]) -> EdgeKey:
+    """The edge a series of Istio's labels belongs to."""
     return (
         labels.get("source_workload", UNKNOWN),
         labels.get("source_workload_namespace", UNKNOWN),
@@ -67,8 +70,9 @@ def _key(labels: dict[str, str]) -> EdgeKey:
     )
 
 
-def _counts(labels: dict[str, str]) -> bool:
-    """Whether this reporter's series is the edge's record (no double counting)."""
+def is_edge_record(labels: dict[str, str]) -> bool:
+    """Whether this reporter's series is the edge's record (no double counting): the
+    destination's report, or the source's when no sidecar answered."""
     if labels.get("reporter") == DESTINATION:
         return True
     return labels.get("reporter") == SOURCE and labels.get("destination_workload") == UNKNOWN
@@ -78,12 +82,12 @@ def edges(series: IstioSeries) -> list[Edge]:
     found: dict[EdgeKey, Edge] = {}
 
     def edge(labels: dict[str, str]) -> Edge:
-        key = _key(labels)
+        key = edge_key(labels)
         return found.setdefault(key, Edge(key))
 
     for label_set, value in series.counters.get(REQUESTS_TOTAL, {}).items():
         labels = dict(label_set)
-        if not _counts(labels):
+        if not is_edge_record(labels):
             continue
         e = edge(labels)
         code = labels.get("response_code", "0")
@@ -95,14 +99,16 @@ def edges(series: IstioSeries) -> list[Edge]:
         e.protocols.add(labels.get("request_protocol", "http"))
     for label_set, hist in series.histograms.get(REQUEST_DURATION, {}).items():
         labels = dict(label_set)
-        if _counts(labels):
+        if is_edge_record(labels):
             e = edge(labels)
             e.duration_ms_sum += hist.total
             e.duration_count += hist.count
+            for le, n in hist.buckets.items():
+                e.duration_buckets[le] = e.duration_buckets.get(le, 0.0) + n
     for metric in (TCP_SENT, TCP_RECEIVED):
         for label_set, value in series.counters.get(metric, {}).items():
             labels = dict(label_set)
-            if _counts(labels):
+            if is_edge_record(labels):
                 e = edge(labels)
                 e.tcp_bytes += value
                 e.protocols.add("tcp")

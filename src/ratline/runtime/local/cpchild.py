@@ -55,6 +55,7 @@ def controlplane_args(
     *,
     strict: bool,
     module: str = CONTROLPLANE_MODULE,
+    prometheus_url: str = "",
 ) -> list[str]:
     args = [
         sys.executable,
@@ -69,6 +70,8 @@ def controlplane_args(
         "--ready-file",
         str(ready_file),
     ]
+    if prometheus_url:
+        args += ["--prometheus-url", prometheus_url]
     return [*args, "--strict"] if strict else args
 
 
@@ -100,8 +103,11 @@ class ControlPlaneChild:
         ready_file: Path,
         log_path: Path,
         module: str = CONTROLPLANE_MODULE,
+        prometheus_url: str = "",
     ) -> None:
         self.module = module
+        self.prometheus_url = prometheus_url
+        """The Prometheus add-on's URL, for the dashboard ("": none)."""
         """The Python module run as the control plane (tests substitute a fake)."""
         self.mesh_dir = mesh_dir
         self.xds_port = xds_port
@@ -123,6 +129,7 @@ class ControlPlaneChild:
             self.ready_file,
             strict=strict,
             module=self.module,
+            prometheus_url=self.prometheus_url,
         )
         process = ChildProcess(args, log_path=self.log_path, cwd=self.mesh_dir)
         self.process = process

@@ -182,6 +182,9 @@ class Runner:
             return 1
         xds_port = self._port(self.settings.xds_port)
         admin_port = self._port(self.settings.admin_port)
+        binary = find_prometheus(self.settings)
+        if binary is not None:
+            self.prometheus = PrometheusAddon(binary, self.mesh_dir, self.settings, self.allocator)
         self.cp = ControlPlaneChild(
             mesh_dir=self.mesh_dir,
             xds_port=xds_port,
@@ -189,6 +192,7 @@ class Runner:
             ready_file=self.state_dir / "controlplane.json",
             log_path=self.logs_dir / CONTROL_PLANE_LOG,
             module=self.controlplane_module,
+            prometheus_url=self.prometheus.url if self.prometheus is not None else "",
         )
         try:
             info = await self.cp.start(strict=True, timeout_s=self.settings.ready_timeout_s)
@@ -207,9 +211,7 @@ class Runner:
         assert self.gateway is not None
         await self.metrics.add(self.gateway.stats_port, self._admin(self.gateway.admin_port),
                                self.gateway.peer)
-        binary = find_prometheus(self.settings)
-        if binary is not None:
-            self.prometheus = PrometheusAddon(binary, self.mesh_dir, self.settings, self.allocator)
+        if self.prometheus is not None:
             await self.prometheus.start(info.admin)
             self._write_run_file()
         self._spawn(self._report_loop(), "reporter")

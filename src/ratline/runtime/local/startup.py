@@ -1,8 +1,8 @@
 """The last line of `ratline up`'s start-up: the addresses to open.
 
-`mesh_urls(run_info)` lists them from run.json: one per ingress gateway port now; a new
-kind (the dashboard) is one more entry here, and both the foreground runner and
-`ratline up -d` print it.
+`mesh_urls(run_info)` lists them from run.json: one per ingress gateway port, then the
+dashboard on the control plane's admin port (`ratline dashboard` opens it logged in);
+both the foreground runner and `ratline up -d` print it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ WEB_PROTOCOLS = {"HTTP": "http", "HTTP2": "http", "GRPC": "http", "HTTPS": "http
 @dataclass(frozen=True)
 class MeshUrl:
     name: str
-    """What it is: `ingress`, later `dashboard`."""
+    """What it is: `ingress` or `dashboard`."""
     url: str
 
 
@@ -60,12 +60,17 @@ def mesh_urls(run_info: Mapping[str, Any]) -> list[MeshUrl]:
             scheme = schemes.get(str(port))
             if scheme:
                 urls.append(MeshUrl("ingress", f"{scheme}://{host}:{port}/"))
+    admin = str((run_info.get("control_plane") or {}).get("admin") or "")
+    if admin:
+        urls.append(MeshUrl("dashboard", f"http://{host}:{admin.rpartition(':')[2]}/ui/"))
     return urls
 
 
 def ready_line(run_info: Mapping[str, Any]) -> str:
-    """`ready: ingress http://localhost:8080/` (several URLs are joined with commas)."""
+    """`ready: ingress http://localhost:8080/, dashboard http://localhost:PORT/ui/`."""
     urls = mesh_urls(run_info)
-    if not urls:
-        return "ready: no ingress yet (no Gateway with an HTTP server selects the ingress gateway)"
-    return "ready: " + ", ".join(f"{u.name} {u.url}" for u in urls)
+    listed = ", ".join(f"{u.name} {u.url}" for u in urls)
+    if not any(u.name == "ingress" for u in urls):
+        none = "no ingress yet (no Gateway with an HTTP server selects the ingress gateway)"
+        return f"ready: {none}" + (f"; {listed}" if listed else "")
+    return f"ready: {listed}"
