@@ -39,7 +39,9 @@ def _entry(resource: Resource[Any], why: str, findings: Sequence[ConfigMessage])
 
 
 def _vs_why(vs: Resource[Any], hostname: str) -> str | None:
-    if any(host_matches(fqdn(h, vs.namespace), hostname) for h in vs.spec.hosts):
+    gateways = list(vs.spec.gateways or ())
+    in_mesh = not gateways or "mesh" in gateways
+    if in_mesh and any(host_matches(fqdn(h, vs.namespace), hostname) for h in vs.spec.hosts):
         return "routes requests for this service"
     if hostname in set(destination_hosts(vs)):
         return "routes to this service"

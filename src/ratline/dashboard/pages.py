@@ -104,7 +104,7 @@ def service_detail(
         "workloads": [{"namespace": ns, "name": w} for ns, w in workloads],
         "endpoints": endpoints,
         "inbound": _traffic(inbound),
-        "callers": _peers(traffic, lambda k: k[2] == service.hostname, side=0),
+        "callers": _peers(traffic, lambda k: k[2] == service.hostname),
         "config": config,
     }
 
@@ -116,9 +116,8 @@ def _one_per_workload(instances: Sequence[WorkloadInstance]) -> list[WorkloadIns
     return list(seen.values())
 
 
-def _peers(traffic: Mapping[EdgeKey, Traffic], select: Any, side: int) -> list[dict[str, Any]]:
-    """The edges chosen by `select`, each with its peer (side 0: the source workload,
-    side 3: the destination workload) and traffic."""
+def _peers(traffic: Mapping[EdgeKey, Traffic], select: Any) -> list[dict[str, Any]]:
+    """The edges chosen by `select`, each with both ends and its traffic."""
     rows = []
     for key, t in sorted(traffic.items()):
         if select(key):
@@ -187,8 +186,8 @@ def workload_detail(
         "instances": rows,
         "inbound": _traffic([t for k, t in traffic.items() if (k[4], k[3]) == (namespace, name)]),
         "outbound": _traffic([t for k, t in traffic.items() if (k[1], k[0]) == (namespace, name)]),
-        "callers": _peers(traffic, lambda k: (k[4], k[3]) == (namespace, name), side=0),
-        "calls": _peers(traffic, lambda k: (k[1], k[0]) == (namespace, name), side=3),
+        "callers": _peers(traffic, lambda k: (k[4], k[3]) == (namespace, name)),
+        "calls": _peers(traffic, lambda k: (k[1], k[0]) == (namespace, name)),
         "config": applies.for_workload(snapshot, instances[0], findings),
     }
 

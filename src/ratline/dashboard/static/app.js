@@ -91,13 +91,15 @@ function configTable(config) {
   return table(["kind", "name", "file", "applies because it", "findings"], rows);
 }
 
-function edgesTable(rows, peer) {
+function edgesTable(rows) {
   if (!rows.length) return h("p", { class: "muted" }, "None in this window.");
-  return table([peer === "source" ? "from" : "to", "service", "rps", "errors", "p99", "mTLS"],
+  return table(["from", "service", "to", "rps", "errors", "p99", "mTLS"],
     rows.map((r) => h("tr", null,
-      h("td", null, peer === "source" ? `${r.source.workload}.${r.source.namespace}`
-                                      : `${r.destination.workload}.${r.destination.namespace}`),
-      h("td", null, r.destination.service), ...trafficCells(r), h("td", null, r.mtls ? "yes" : "no"))));
+      h("td", null, `${r.source.workload}.${r.source.namespace}`),
+      h("td", null, r.destination.service),
+      h("td", null, r.destination.workload === "unknown" ? "no workload (fault, no endpoint)"
+                                                         : `${r.destination.workload}.${r.destination.namespace}`),
+      ...trafficCells(r), h("td", null, r.mtls ? "yes" : "no"))));
 }
 
 async function servicePage(ns, name) {
@@ -118,7 +120,7 @@ async function servicePage(ns, name) {
     goldenSignals("Inbound", data.charts.inbound),
     h("h2", null, "Endpoints"),
     table(["port", "address", "instance", "health", "outlier detection"], endpoints),
-    h("h2", null, "Callers"), edgesTable(data.callers, "source"),
+    h("h2", null, "Callers"), edgesTable(data.callers),
     h("h2", null, "Config that applies"), configTable(data.config),
   ];
 }
@@ -164,8 +166,8 @@ async function workloadPage(ns, name) {
     table(["instance", "control plane", "xDS", "CDS", "LDS", "EDS", "RDS", "app"], instances),
     goldenSignals("Inbound", data.charts.inbound),
     goldenSignals("Outbound", data.charts.outbound),
-    h("h2", null, "Callers"), edgesTable(data.callers, "source"),
-    h("h2", null, "Calls"), edgesTable(data.calls, "destination"),
+    h("h2", null, "Callers"), edgesTable(data.callers),
+    h("h2", null, "Calls"), edgesTable(data.calls),
     h("h2", null, "Config that applies"), configTable(data.config),
   ];
 }

@@ -41,7 +41,7 @@ export function rps(v) {
 export function pct(v) {
   if (v === null || v === undefined) return "–";
   const p = v * 100;
-  return (p === 0 ? "0" : p < 1 ? p.toFixed(2) : p.toFixed(1)) + "%";
+  return (p === 0 ? "0" : p < 1 ? p.toFixed(2) : p < 10 ? p.toFixed(1) : p.toFixed(0)) + "%";
 }
 
 export function ms(v) {

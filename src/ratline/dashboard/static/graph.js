@@ -4,7 +4,7 @@
 
 import { h, s, rps, pct, ms, bytes } from "./dom.js";
 
-const NODE_W = 190, NODE_H = 38, GROUP_PAD = 8, GROUP_HEAD = 24, COL_GAP = 150, ROW_GAP = 22;
+const NODE_W = 170, NODE_H = 38, GROUP_PAD = 8, GROUP_HEAD = 24, COL_GAP = 170, ROW_GAP = 22;
 
 function blocksOf(graph) {
   const blocks = new Map();  // id -> {id, group, nodes: []}
@@ -155,15 +155,31 @@ export function renderGraph(graph, { onSelect, selected }) {
   }
   const edgeLayer = s("g", { class: "edges" });
   svg.append(edgeLayer);
+  const placed = [];  // label boxes drawn so far: a label moves down until it overlaps none
+  const place = (x, y, w) => {
+    for (let tries = 0; tries < 40; tries++) {
+      if (!placed.some((b) => Math.abs(b.x - x) < (b.w + w) / 2 && Math.abs(b.y - y) < 13)) break;
+      y += 13;
+    }
+    placed.push({ x, y, w });
+    return y;
+  };
+  const curves = [];
   for (const e of graph.edges) {
     const a = where.get(e.source), b = where.get(e.target);
     if (!a || !b) continue;
     const x1 = a.x + a.w, y1 = a.y + a.h / 2;
     const x2 = b.x - 2, y2 = b.y + Math.min(b.h, NODE_H) / 2;
+    curves.push({ e, x1, y1, x2, y2 });
+  }
+  curves.sort((p, q) => (p.x1 + p.x2) - (q.x1 + q.x2) || (p.y1 + p.y2) - (q.y1 + q.y2));
+  for (const { e, x1, y1, x2, y2 } of curves) {
     const dx = Math.max(40, Math.abs(x2 - x1) / 2);
     const d = `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
     const width = e.rps ? Math.min(6, 1.2 + Math.log10(1 + e.rps * 10)) : 1.2;
-    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
+    const label = edgeLabel(e);
+    const mx = (x1 + x2) / 2;
+    const my = place(mx, (y1 + y2) / 2 - 4, label.length * 6 + (e.mtls ? 14 : 0));
     const cls = ["edge", "clickable", e.health, selected === e.id ? "selected" : ""].join(" ");
     edgeLayer.append(s("g", { class: cls, "data-id": e.id, "data-source": e.source,
                               "data-target": e.target, "data-health": e.health,
@@ -171,8 +187,8 @@ export function renderGraph(graph, { onSelect, selected }) {
                               onclick: () => onSelect({ edge: e }) },
       s("path", { d, "stroke-width": width, "marker-end": `url(#arrow-${e.health})` }),
       s("path", { d, class: "hit" }),
-      s("text", { x: mx, y: my - 4, "text-anchor": "middle" }, edgeLabel(e)),
-      e.mtls ? lock(mx - 4, my + 2) : null));
+      s("text", { x: mx + (e.mtls ? 7 : 0), y: my, "text-anchor": "middle" }, label),
+      e.mtls ? lock(mx - label.length * 3 - 6, my - 10) : null));
   }
   for (const n of graph.nodes) {
     const box = where.get(n.id);
