@@ -36,19 +36,19 @@ def chromium() -> Iterator[Any]:
     """A launched browser (stopped at exit), with a fresh profile directory."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="ratline-chromium-") as profile:
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=tool("chromium"),
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 820},
-            )
-            try:
-                yield context
-            finally:
-                context.close()
+    with (tempfile.TemporaryDirectory(prefix="ratline-chromium-") as profile,
+          sync_playwright() as pw):
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=tool("chromium"),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 820},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -178,6 +178,10 @@ def test_login_link_works_once_then_the_page_asks_for_the_token(
         page.set_default_timeout(UI_TIMEOUT_MS)
         page.goto(url)
         page.wait_for_selector("svg.graph")
+        # The session reads every admin path, and changes nothing.
+        assert page.evaluate("fetch('/v1/status').then(r => r.status)") == 200
+        assert page.evaluate(
+            "fetch('/v1/apply', {method: 'POST', body: 'kind: x'}).then(r => r.status)") == 401
         browser.clear_cookies()
         page.goto(url)  # spent: the page asks for the token instead
         page.wait_for_selector("#login:not([hidden])")
@@ -234,7 +238,8 @@ def test_service_page_shows_charts_endpoints_and_the_config_that_applies(ui: Any
              timeout=30, interval=0.5, what="a requests chart with points")
     endpoints = ui.eval_on_selector_all("tr[data-endpoint]", "els => els.length")
     assert endpoints == 3
-    config = set(ui.eval_on_selector_all("tr[data-config]", "els => els.map(e => e.dataset.config)"))
+    config = set(ui.eval_on_selector_all("tr[data-config]",
+                                         "els => els.map(e => e.dataset.config)"))
     assert config == {"DestinationRule default/reviews"}, config
     screenshot(ui, "service-reviews")
 
@@ -314,5 +319,6 @@ def test_a_killed_sidecar_shows_as_not_connected(bookinfo: Mesh, ui: Any) -> Non
     assert {name for name, sync in others if sync != "SYNCED"} == {"ratings-v1-0"}, others
     screenshot(ui, "proxies-killed-sidecar")
     show(ui, "/graph")
-    ui.wait_for_selector(f"svg.graph g.node[data-id='{w('ratings-v1')}'][data-health='disconnected']")
+    ratings_node = f"svg.graph g.node[data-id='{w('ratings-v1')}']"
+    ui.wait_for_selector(f"{ratings_node}[data-health='disconnected']")
     screenshot(ui, "graph-killed-sidecar")

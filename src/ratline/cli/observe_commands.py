@@ -117,7 +117,7 @@ def traces(trace_id: str | None, service: str | None, min_duration: str | None, 
 @mesh_option
 @click.pass_context
 def dashboard(ctx: click.Context, open_browser: bool, mesh_dir: Path) -> None:
-    """The mesh's dashboard, logged in (or the URL of an add-on: istioctl dashboard).
+    """The mesh's web dashboard, logged in (or an add-on's URL).
 
     Prints a one-time login link to the dashboard the control plane serves, and opens it
     in a browser when one is available. The link works once, for two minutes; the page

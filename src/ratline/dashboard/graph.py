@@ -128,7 +128,8 @@ def build_graph(
     for key, t in sorted(traffic.items()):
         src, dst = edge_ends(key)
         inbound.setdefault(dst, []).append(t)
-        inbound.setdefault(service_id(key[2]), []).append(t)
+        if dst != service_id(key[2]):
+            inbound.setdefault(service_id(key[2]), []).append(t)
         data = _traffic_json(t)
         data.update(id=f"{src}>{dst}>{key[2]}", source=src, target=dst, service=key[2])
         edges.append(data)
