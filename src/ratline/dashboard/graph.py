@@ -66,8 +66,21 @@ class WorkloadNode:
     """False for a workload only seen in traffic (it stopped, or is outside the registry)."""
 
 
+_memberships: tuple[MeshSnapshot, dict[tuple[str, str], list[Service]]] | None = None
+
+
 def workload_services(snapshot: MeshSnapshot) -> dict[tuple[str, str], list[Service]]:
-    """The services each workload (namespace, name) is an endpoint of, by hostname."""
+    """The services each workload (namespace, name) is an endpoint of, by hostname;
+    remembered for the latest snapshot (every page asks, some once per service)."""
+    global _memberships
+    if _memberships is not None and _memberships[0] is snapshot:
+        return _memberships[1]
+    found = _workload_services(snapshot)
+    _memberships = (snapshot, found)
+    return found
+
+
+def _workload_services(snapshot: MeshSnapshot) -> dict[tuple[str, str], list[Service]]:
     by_instance = {(i.namespace, i.name): i for i in snapshot.instances.values()}
     found: dict[tuple[str, str], dict[str, Service]] = {}
     for service in snapshot.services.values():

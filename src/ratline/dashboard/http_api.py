@@ -21,7 +21,13 @@ from ratline.dashboard.auth import COOKIE, SESSION_TTL_S, DashboardAuth
 from ratline.dashboard.collector import CollectorHistory
 from ratline.dashboard.graph import build_graph
 from ratline.dashboard.prometheus import PrometheusError
-from ratline.dashboard.reader import BadQuery, TrafficReader, parse_seconds, parse_source
+from ratline.dashboard.reader import (
+    BadQuery,
+    TrafficAnswer,
+    TrafficReader,
+    parse_seconds,
+    parse_source,
+)
 from ratline.dashboard.selector import Selector
 from ratline.dashboard.sources import MeshSources
 
@@ -141,18 +147,22 @@ class Dashboard:
         proxies = self.sources.proxy_status()
         return proxies, {p["node"] for p in proxies if p.get("connected")}
 
-    async def _traffic(self, req: web.Request) -> Any:
+    async def _traffic(
+        self, req: web.Request, selector: Selector | None = None, latency: bool = True
+    ) -> TrafficAnswer:
         window = parse_seconds(req.query.get("window"), DEFAULT_WINDOW_S, "window")
-        return await self.reader.window(window, parse_source(req.query.get("source")))
+        return await self.reader.window(window, parse_source(req.query.get("source")),
+                                        selector, latency)
 
     async def graph(self, req: web.Request) -> web.Response:
-        answer = await self._traffic(req)
+        latency = req.query.get("latency", "1") not in ("0", "false")
+        answer = await self._traffic(req, latency=latency)
         _proxies, connected = self._connected()
         data = build_graph(self.sources.snapshot(), connected, answer.traffic)
         return web.json_response({**answer.meta(), **data})
 
     async def services(self, req: web.Request) -> web.Response:
-        answer = await self._traffic(req)
+        answer = await self._traffic(req, latency=False)
         snapshot = self.sources.snapshot()
         rows = pages.services_list(snapshot, answer.traffic) if snapshot else []
         return web.json_response({**answer.meta(), "services": rows})
@@ -165,9 +175,9 @@ class Dashboard:
             return _error(404, f"no service {ns}/{name}")
         range_s = parse_seconds(req.query.get("range"), DEFAULT_CHART_RANGE_S, "range")
         source = parse_source(req.query.get("source"))
+        inbound = Selector.service_inbound(service.hostname)
         answer, chart = await asyncio.gather(
-            self._traffic(req),
-            self.reader.chart(Selector.service_inbound(service.hostname), range_s, source),
+            self._traffic(req, inbound), self.reader.chart(inbound, range_s, source)
         )
         callers = [i for i in snapshot.instances.values()
                    if any(k[2] == service.hostname and (k[1], k[0]) == (i.namespace, i.workload)
@@ -178,7 +188,7 @@ class Dashboard:
         return web.json_response({**answer.meta(), **detail, "charts": {"inbound": chart}})
 
     async def workloads(self, req: web.Request) -> web.Response:
-        answer = await self._traffic(req)
+        answer = await self._traffic(req, latency=False)
         snapshot = self.sources.snapshot()
         proxies, _ = self._connected()
         rows = pages.workloads_list(snapshot, answer.traffic, proxies) if snapshot else []
@@ -189,11 +199,12 @@ class Dashboard:
         ns, name = req.match_info["namespace"], req.match_info["name"]
         range_s = parse_seconds(req.query.get("range"), DEFAULT_CHART_RANGE_S, "range")
         source = parse_source(req.query.get("source"))
-        answer, inbound, outbound = await asyncio.gather(
-            self._traffic(req),
-            self.reader.chart(Selector.workload_inbound(ns, name), range_s, source),
-            self.reader.chart(Selector.workload_outbound(ns, name), range_s, source),
+        to_it, from_it = Selector.workload_inbound(ns, name), Selector.workload_outbound(ns, name)
+        answer, answer_out, inbound, outbound = await asyncio.gather(
+            self._traffic(req, to_it), self._traffic(req, from_it),
+            self.reader.chart(to_it, range_s, source), self.reader.chart(from_it, range_s, source),
         )
+        answer.traffic.update(answer_out.traffic)
         proxies, _ = self._connected()
         detail = (pages.workload_detail(snapshot, ns, name, answer.traffic,
                                         self.sources.findings(), proxies)

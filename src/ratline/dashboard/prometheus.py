@@ -75,16 +75,30 @@ class PrometheusSource:
 
     # ---- the graph ---------------------------------------------------------------------
 
-    async def window(self, window_s: float) -> dict[EdgeKey, Traffic]:
+    async def window(
+        self, window_s: float, selector: Selector | None = None, latency: bool = True
+    ) -> dict[EdgeKey, Traffic]:
+        """Every edge's traffic (those `selector` chooses) over the last `window_s`;
+        without `latency` the bucket query, by far the dearest, is left out. Latencies
+        are the destination's (the source's own reports are kept for calls no sidecar
+        answered, whose latency says little)."""
         w = f"{max(1, round(window_s))}s"
-        requests, buckets, tcp = await asyncio.gather(
+        sel = selector.promql() if selector is not None else ""
+        dest = ",".join(filter(None, ('reporter="destination"', sel)))
+        tcp_sel = ",".join(filter(None, (TCP_NAMES, sel)))
+        queries = [
             self.query(
                 f"sum by ({EDGE_LABELS},response_code,connection_security_policy,"
-                f"request_protocol) (rate({REQUESTS_TOTAL}[{w}]))"
+                f"request_protocol) (rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))"
             ),
-            self.query(f"sum by ({EDGE_LABELS},le) (rate({REQUEST_DURATION}_bucket[{w}]))"),
-            self.query(f"sum by ({EDGE_LABELS}) (rate({{{TCP_NAMES}}}[{w}]))"),
-        )
+            self.query(f"sum by ({EDGE_LABELS}) (rate({{{tcp_sel}}}[{w}]))"),
+        ]
+        if latency:
+            queries.append(self.query(
+                f"sum by ({EDGE_LABELS},le) (rate({REQUEST_DURATION}_bucket{{{dest}}}[{w}]))"
+            ))
+        requests, tcp, *more = await asyncio.gather(*queries)
+        buckets = more[0] if more else []
         found: dict[EdgeKey, Traffic] = {}
         for labels, value in _rows(requests):
             t = found.setdefault(edge_key(labels), Traffic())

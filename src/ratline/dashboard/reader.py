@@ -89,7 +89,12 @@ class TrafficReader:
     def _prometheus(self) -> PrometheusSource | None:
         return PrometheusSource(self.prometheus_url, self.session) if self.prometheus_url else None
 
-    async def window(self, window_s: float, source: str = "auto") -> TrafficAnswer:
+    async def window(
+        self, window_s: float, source: str = "auto", selector: Selector | None = None,
+        latency: bool = True,
+    ) -> TrafficAnswer:
+        """The edges' traffic over the window (only those `selector` chooses; latencies
+        only when asked for `latency`, Prometheus' dearest query)."""
         note = ""
         prometheus = self._prometheus()
         if source != "collector":
@@ -99,7 +104,7 @@ class TrafficReader:
             else:
                 rate_window = max(window_s, 4 * self.scrape_interval_s)
                 try:
-                    found = await prometheus.window(rate_window)
+                    found = await prometheus.window(rate_window, selector, latency)
                     return TrafficAnswer(found, "prometheus", rate_window)
                 except PrometheusError as exc:
                     if source == "prometheus":
@@ -108,6 +113,8 @@ class TrafficReader:
         self.collector.touch()
         await self.collector.refresh()
         found, covered = self.collector.window(window_s)
+        if selector is not None:
+            found = {k: t for k, t in found.items() if selector.matches(k)}
         return TrafficAnswer(found, "collector", covered, note)
 
     async def chart(self, selector: Selector, range_s: float, source: str = "auto"

@@ -40,7 +40,11 @@ function link(href, text) {
 // ---- pages ---------------------------------------------------------------------------
 
 async function graphPage(first) {
-  const data = await api("/v1/graph", windowParams());
+  // A first view draws at once without latencies (Prometheus' dearest query), then
+  // reads again with them; the live refreshes read everything.
+  const quick = first;
+  const data = await api("/v1/graph", windowParams(quick ? { latency: "0" } : {}));
+  if (quick) setTimeout(() => render(false), 0);
   showSource(data);
   const wrap = h("div", { id: "graph-wrap" });
   const detail = h("aside", { id: "detail" });
