@@ -52,6 +52,22 @@ def test_graph_nodes_groups_and_edges() -> None:
     assert groups[f"s:{RATINGS}"]["inbound"]["rps"] == 1.5
 
 
+def test_tcp_edges_carry_bytes_and_connections_per_second() -> None:
+    from ratline.dashboard.traffic import delta
+    from ratline.observability.edges import Edge
+
+    key = ("ratings-v1", "default", "mongodb.default.svc.cluster.local", "mongodb-v1", "default")
+    older = Edge(key, tcp_bytes=1000.0, tcp_opened=2.0, protocols={"tcp"})
+    newer = Edge(key, tcp_bytes=6000.0, tcp_opened=12.0, mtls=True, protocols={"tcp"})
+    graph = build_graph(mesh.snapshot(), set(), {key: delta(newer, older, 10.0)})
+    (edge,) = graph["edges"]
+    assert edge["tcp_bytes_per_s"] == 500.0 and edge["tcp_connections_per_s"] == 1.0
+    assert edge["rps"] == 0.0 and edge["protocols"] == ["tcp"] and edge["mtls"]
+    assert edge["health"] == "healthy"
+    assert edge["target"] == "w:default/mongodb-v1"  # seen only in traffic: a node of its own
+    assert any(n["id"] == "w:default/mongodb-v1" and not n["registered"] for n in graph["nodes"])
+
+
 def test_health_thresholds_are_kialis() -> None:
     assert [health(x) for x in (None, 0.0, 0.0009, 0.001, 0.19, 0.2)] == [
         "idle", "healthy", "healthy", "degraded", "degraded", "failing"]

@@ -37,6 +37,13 @@ def health(error_rate: float | None) -> str:
     return "healthy"
 
 
+def traffic_health(t: Traffic) -> str:
+    """A window's traffic's health: by its error rate, `healthy` for TCP alone."""
+    if t.error_rate is None and t.active:
+        return "healthy"
+    return health(t.error_rate)
+
+
 def workload_id(namespace: str, workload: str) -> str:
     return f"w:{namespace}/{workload}"
 
@@ -115,7 +122,7 @@ def _traffic_json(t: Traffic | None) -> dict[str, Any]:
     if t is None:
         return {"rps": 0.0, "error_rate": None, "health": "idle"}
     data = t.to_json()
-    data["health"] = health(t.error_rate)
+    data["health"] = traffic_health(t)
     return data
 
 

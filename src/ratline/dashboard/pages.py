@@ -12,7 +12,7 @@ from typing import Any
 
 from ratline.api.errors import ConfigMessage
 from ratline.dashboard import applies
-from ratline.dashboard.graph import health, workload_services
+from ratline.dashboard.graph import traffic_health, workload_services
 from ratline.dashboard.traffic import Traffic, total
 from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.observability.edges import EdgeKey
@@ -25,7 +25,7 @@ def _traffic(traffics: Sequence[Traffic]) -> dict[str, Any]:
     if not traffics:
         return {"rps": 0.0, "error_rate": None, "health": "idle"}
     t = total(traffics)
-    return {**t.to_json(), "health": health(t.error_rate)}
+    return {**t.to_json(), "health": traffic_health(t)}
 
 
 def _instances_of(snapshot: MeshSnapshot, namespace: str, workload: str) -> list[WorkloadInstance]:
@@ -124,7 +124,7 @@ def _peers(traffic: Mapping[EdgeKey, Traffic], select: Any) -> list[dict[str, An
             rows.append({"source": {"workload": key[0], "namespace": key[1]},
                          "destination": {"service": key[2], "workload": key[3],
                                          "namespace": key[4]},
-                         **t.to_json(), "health": health(t.error_rate)})
+                         **t.to_json(), "health": traffic_health(t)})
     return rows
 
 

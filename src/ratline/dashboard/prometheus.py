@@ -23,6 +23,7 @@ from ratline.observability.edges import EdgeKey, edge_key, is_edge_record
 from ratline.observability.istio_metrics import (
     REQUEST_DURATION,
     REQUESTS_TOTAL,
+    TCP_OPENED,
     TCP_RECEIVED,
     TCP_SENT,
 )
@@ -32,6 +33,9 @@ EDGE_LABELS = (
     "reporter,source_workload,source_workload_namespace,destination_service,"
     "destination_workload,destination_workload_namespace"
 )
+RECORD_LABELS = f"{EDGE_LABELS},response_flags"
+"""What `is_edge_record` reads: a source report is the record when the connection to
+the workload it picked failed (`UF`)."""
 TCP_NAMES = f'__name__=~"{TCP_SENT}|{TCP_RECEIVED}"'
 
 
@@ -88,16 +92,18 @@ class PrometheusSource:
         tcp_sel = ",".join(filter(None, (TCP_NAMES, sel)))
         queries = [
             self.query(
-                f"sum by ({EDGE_LABELS},response_code,connection_security_policy,"
+                f"sum by ({RECORD_LABELS},response_code,connection_security_policy,"
                 f"request_protocol) (rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))"
             ),
-            self.query(f"sum by ({EDGE_LABELS}) (rate({{{tcp_sel}}}[{w}]))"),
+            self.query(f"sum by ({RECORD_LABELS},connection_security_policy) "
+                       f"(rate({{{tcp_sel}}}[{w}]))"),
+            self.query(f"sum by ({RECORD_LABELS}) (rate({TCP_OPENED}{{{sel}}}[{w}]))"),
         ]
         if latency:
             queries.append(self.query(
                 f"sum by ({EDGE_LABELS},le) (rate({REQUEST_DURATION}_bucket{{{dest}}}[{w}]))"
             ))
-        requests, tcp, *more = await asyncio.gather(*queries)
+        requests, tcp, opened, *more = await asyncio.gather(*queries)
         buckets = more[0] if more else []
         found: dict[EdgeKey, Traffic] = {}
         for labels, value in _rows(requests):
@@ -114,6 +120,11 @@ class PrometheusSource:
         for labels, value in _rows(tcp):
             t = found.setdefault(edge_key(labels), Traffic())
             t.tcp_bytes += value
+            t.mtls = t.mtls or labels.get("connection_security_policy") == "mutual_tls"
+            t.protocols.add("tcp")
+        for labels, value in _rows(opened):
+            t = found.setdefault(edge_key(labels), Traffic())
+            t.tcp_connections += value
             t.protocols.add("tcp")
         return {k: t for k, t in found.items() if t.active}
 
@@ -126,19 +137,20 @@ class PrometheusSource:
         start_at = end_at - range_s
         r = f"{max(1, round(rate_s))}s"
         sel = selector.promql()
+        dest = ",".join(filter(None, ('reporter="destination"', sel)))
         requests, buckets, tcp = await asyncio.gather(
             self.query_range(
-                f"sum by (reporter,destination_workload,response_code,"
+                f"sum by (reporter,destination_workload,response_flags,response_code,"
                 f"connection_security_policy) (rate({REQUESTS_TOTAL}{{{sel}}}[{r}]))",
                 start_at, end_at, step_s,
             ),
             self.query_range(
                 f"sum by (reporter,destination_workload,le) "
-                f"(rate({REQUEST_DURATION}_bucket{{{sel}}}[{r}]))",
+                f"(rate({REQUEST_DURATION}_bucket{{{dest}}}[{r}]))",
                 start_at, end_at, step_s,
             ),
             self.query_range(
-                f"sum by (reporter,destination_workload) "
+                f"sum by (reporter,destination_workload,response_flags) "
                 f"(rate({{{','.join(filter(None, (TCP_NAMES, sel)))}}}[{r}]))",
                 start_at, end_at, step_s,
             ),

@@ -9,8 +9,9 @@ bounds: Prometheus' rate needs a few scrapes in its window.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -24,6 +25,7 @@ SOURCES = ("auto", "prometheus", "collector")
 MIN_WINDOW_S = 5.0
 MAX_WINDOW_S = 6 * 3600.0
 CHART_POINTS = 60
+T = TypeVar("T")
 
 
 class BadQuery(ValueError):
@@ -89,33 +91,45 @@ class TrafficReader:
     def _prometheus(self) -> PrometheusSource | None:
         return PrometheusSource(self.prometheus_url, self.session) if self.prometheus_url else None
 
+    async def _from_prometheus(self, source: str, ask: Callable[[PrometheusSource], Awaitable[T]]
+                               ) -> tuple[T | None, str]:
+        """Prometheus' answer when it should and can give one; else None and why not
+        (`source=prometheus` raises instead of falling back)."""
+        prometheus = self._prometheus()
+        if source == "collector":
+            return None, ""
+        if prometheus is None:
+            if source == "prometheus":
+                raise PrometheusError("no Prometheus is configured for the dashboard")
+            return None, ""
+        try:
+            return await ask(prometheus), ""
+        except PrometheusError as exc:
+            if source == "prometheus":
+                raise
+            return None, f"{exc}; from the proxies' counters instead"
+
+    async def _collector(self) -> CollectorHistory:
+        self.collector.touch()
+        await self.collector.refresh()
+        return self.collector
+
     async def window(
         self, window_s: float, source: str = "auto", selector: Selector | None = None,
         latency: bool = True,
     ) -> TrafficAnswer:
         """The edges' traffic over the window (only those `selector` chooses; latencies
         only when asked for `latency`, Prometheus' dearest query)."""
-        note = ""
-        prometheus = self._prometheus()
-        if source != "collector":
-            if prometheus is None:
-                if source == "prometheus":
-                    raise PrometheusError("no Prometheus is configured for the dashboard")
-            else:
-                rate_window = max(window_s, 4 * self.scrape_interval_s)
-                try:
-                    found = await prometheus.window(rate_window, selector, latency)
-                    return TrafficAnswer(found, "prometheus", rate_window)
-                except PrometheusError as exc:
-                    if source == "prometheus":
-                        raise
-                    note = f"{exc}; rates from the proxies' counters instead"
-        self.collector.touch()
-        await self.collector.refresh()
-        found, covered = self.collector.window(window_s)
+        rate_window = max(window_s, 4 * self.scrape_interval_s)
+        found, note = await self._from_prometheus(
+            source, lambda p: p.window(rate_window, selector, latency)
+        )
+        if found is not None:
+            return TrafficAnswer(found, "prometheus", rate_window)
+        collected, covered = (await self._collector()).window(window_s)
         if selector is not None:
-            found = {k: t for k, t in found.items() if selector.matches(k)}
-        return TrafficAnswer(found, "collector", covered, note)
+            collected = {k: t for k, t in collected.items() if selector.matches(k)}
+        return TrafficAnswer(collected, "collector", covered, note)
 
     async def chart(self, selector: Selector, range_s: float, source: str = "auto"
                     ) -> dict[str, Any]:
@@ -123,22 +137,16 @@ class TrafficReader:
         points: `{"source", "step_s", "points": [{"t", "rps", "error_rate", "p50_ms",
         …}]}`."""
         step = max(range_s / CHART_POINTS, 1.0)
-        note = ""
-        prometheus = self._prometheus()
-        if source != "collector" and prometheus is not None:
-            try:
-                rate = max(2 * step, 4 * self.scrape_interval_s)
-                points = await prometheus.series(selector, range_s, step, rate)
-                return {"source": "prometheus", "step_s": step, "note": "",
-                        "points": [_point(t, traffic) for t, traffic in points]}
-            except PrometheusError as exc:
-                if source == "prometheus":
-                    raise
-                note = f"{exc}; from the proxies' counters instead"
-        self.collector.touch()
-        await self.collector.refresh()
-        points = self.collector.series(selector, range_s)
-        return {"source": "collector", "step_s": self.collector.interval_s, "note": note,
+        rate = max(2 * step, 4 * self.scrape_interval_s)
+        points, note = await self._from_prometheus(
+            source, lambda p: p.series(selector, range_s, step, rate)
+        )
+        if points is not None:
+            where, step_s = "prometheus", step
+        else:
+            points = (await self._collector()).series(selector, range_s)
+            where, step_s = "collector", self.collector.interval_s
+        return {"source": where, "step_s": step_s, "note": note,
                 "points": [_point(t, traffic) for t, traffic in points]}
 
 

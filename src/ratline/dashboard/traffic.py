@@ -62,6 +62,8 @@ class Traffic:
     """Requests per second at or under each latency bound (ms), cumulative; +Inf: all."""
     tcp_bytes: float = 0.0
     """TCP bytes per second, both directions."""
+    tcp_connections: float = 0.0
+    """TCP connections opened per second."""
     mtls: bool = False
     protocols: set[str] = field(default_factory=set)
     since_start: bool = False
@@ -87,7 +89,7 @@ class Traffic:
     @property
     def active(self) -> bool:
         """Whether anything flowed in the window."""
-        return self.rps > 0 or self.tcp_bytes > 0
+        return self.rps > 0 or self.tcp_bytes > 0 or self.tcp_connections > 0
 
     def add(self, other: Traffic) -> None:
         for code, v in other.by_code.items():
@@ -95,6 +97,7 @@ class Traffic:
         for le, v in other.buckets.items():
             self.buckets[le] = self.buckets.get(le, 0.0) + v
         self.tcp_bytes += other.tcp_bytes
+        self.tcp_connections += other.tcp_connections
         self.mtls = self.mtls or other.mtls
         self.protocols |= other.protocols
         self.since_start = self.since_start or other.since_start
@@ -106,7 +109,8 @@ class Traffic:
                                      "requests_since_start": _round(self.rps)}
         else:
             rates = {"rps": _round(self.rps), "error_rps": _round(self.error_rps),
-                     "tcp_bytes_per_s": _round(self.tcp_bytes)}
+                     "tcp_bytes_per_s": _round(self.tcp_bytes),
+                     "tcp_connections_per_s": _round(self.tcp_connections)}
         return {
             **rates,
             "error_rate": None if error_rate is None else round(error_rate, 4),
@@ -142,10 +146,12 @@ def delta(newer: Edge, older: Edge | None, seconds: float | None) -> Traffic:
         for le, v in newer.duration_buckets.items()
     }
     tcp = diff(newer.tcp_bytes, older.tcp_bytes if older else 0.0) / per
+    opened = diff(newer.tcp_opened, older.tcp_opened if older else 0.0) / per
     return Traffic(
         {c: v for c, v in by_code.items() if v > 0},
         buckets,
         tcp,
+        opened,
         newer.mtls,
         set(newer.protocols),
         since_start=seconds is None,

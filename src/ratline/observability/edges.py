@@ -16,6 +16,7 @@ from ratline.observability.istio_metrics import (
     REQUEST_DURATION,
     REQUESTS_TOTAL,
     SOURCE,
+    TCP_OPENED,
     TCP_RECEIVED,
     TCP_SENT,
     UNKNOWN,
@@ -39,6 +40,9 @@ class Edge:
     duration_buckets: dict[str, float] = field(default_factory=dict)
     """Cumulative request counts by bucket upper bound (`le`, Prometheus' form: "25", "+Inf")."""
     tcp_bytes: float = 0.0
+    """TCP bytes, both directions."""
+    tcp_opened: float = 0.0
+    """TCP connections opened (Istio's `istio_tcp_connections_opened_total`)."""
     mtls: bool = False
     protocols: set[str] = field(default_factory=set)
 
@@ -105,11 +109,15 @@ def edges(series: IstioSeries) -> list[Edge]:
             e.duration_count += hist.count
             for le, n in hist.buckets.items():
                 e.duration_buckets[le] = e.duration_buckets.get(le, 0.0) + n
-    for metric in (TCP_SENT, TCP_RECEIVED):
+    for metric in (TCP_SENT, TCP_RECEIVED, TCP_OPENED):
         for label_set, value in series.counters.get(metric, {}).items():
             labels = dict(label_set)
             if is_edge_record(labels):
                 e = edge(labels)
-                e.tcp_bytes += value
+                if metric == TCP_OPENED:
+                    e.tcp_opened += value
+                else:
+                    e.tcp_bytes += value
+                e.mtls = e.mtls or labels.get("connection_security_policy") == "mutual_tls"
                 e.protocols.add("tcp")
     return sorted(found.values(), key=lambda e: e.key)

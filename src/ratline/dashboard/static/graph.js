@@ -119,6 +119,9 @@ function lock(x, y) {
 
 function edgeLabel(e) {
   if (e.rps === null) return `${pct(e.error_rate)} err · since start`;
+  if (!e.rps && (e.protocols || []).includes("tcp")) {
+    return `${bytes(e.tcp_bytes_per_s)} · ${rps(e.tcp_connections_per_s)} conn/s`;
+  }
   const parts = [`${rps(e.rps)} rps`];
   if (e.error_rate) parts.push(`${pct(e.error_rate)} err`);
   if (e.p99_ms !== null && e.p99_ms !== undefined) parts.push(`p99 ${ms(e.p99_ms)}`);
@@ -228,7 +231,7 @@ export function renderDetail(sel) {
       ["from", e.source], ["to", e.target], ["service", e.service], ...trafficPairs(e),
       ["responses/s", codes || "–"], ["mTLS", e.mtls ? "yes" : "no"],
       ["protocols", (e.protocols || []).join(", ")],
-      ["TCP", bytes(e.tcp_bytes_per_s)],
+      ["TCP", `${bytes(e.tcp_bytes_per_s)}, ${rps(e.tcp_connections_per_s)} connections/s`],
     ]), serviceLink(e.service)];
   }
   if (sel.group) {
