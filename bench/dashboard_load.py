@@ -159,9 +159,14 @@ def measure(admin: str, headers: dict[str, str], runs: int) -> dict[str, Any]:
                     "p => document.querySelector('#main').dataset.page === p", arg=page_name,
                     timeout=60_000)
                 if "p99" in label:  # the second read, with latencies, drawn
-                    page.wait_for_function(
-                        "() => [...document.querySelectorAll('svg.graph g.edge text')]"
-                        ".some(t => t.textContent.includes('p99'))", timeout=60_000)
+                    try:
+                        page.wait_for_function(
+                            "() => [...document.querySelectorAll('svg.graph g.edge text')]"
+                            ".some(t => t.textContent.includes('p99'))", timeout=60_000)
+                    except Exception:
+                        print("no p99 label drawn; the page says:", page.inner_text("#main")[:300],
+                              file=sys.stderr)
+                        raise
                 times.append((time.perf_counter() - started) * 1000)
                 page.close()
             results[label] = {"median_ms": statistics.median(times), "max_ms": max(times)}

@@ -28,7 +28,7 @@ from ratline.observability.istio_metrics import (
     TCP_SENT,
 )
 
-QUERY_TIMEOUT_S = 5.0
+QUERY_TIMEOUT_S = 10.0
 EDGE_LABELS = (
     "reporter,source_workload,source_workload_namespace,destination_service,"
     "destination_workload,destination_workload_namespace"
