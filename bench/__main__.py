@@ -1,8 +1,9 @@
 """`python -m bench [--smoke|--full]`: run every benchmark, write docs/benchmarks.md + .json.
 
 Sections: 1 data plane overhead (fortio), 2 sidecar footprint, 3 control plane at scale
-(SotW and delta), 4 growth, a profile of one push, and concurrent xDS streams. fortio
-is installed into bench/.tools on first use (needs Go and the Go module proxy).
+(SotW and delta), 4 growth, a profile of one push, concurrent xDS streams, and istiod
+side by side with Ratline. fortio and Istio's pilot-discovery are built into bench/.tools
+on first use (needs Go and the Go module proxy; pilot-discovery takes 4-6 minutes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import machine
+from bench import istiod_build, machine
 from bench.dataplane import run_dataplane
 from bench.footprint import run_footprint
 from bench.fortio import ensure_fortio
@@ -24,11 +25,13 @@ from bench.notes import NOTES_MD
 from bench.profile_push import profile_endpoint_push
 from bench.report import render
 from bench.scale import ScaleSize, run_scale
+from bench.sidebyside import SERVERS as SIDE_BY_SIDE_SERVERS
+from bench.sidebyside import run_sidebyside
 from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
 from ratline.settings import Settings
 
-SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams")
+SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams", "sidebyside")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +50,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="keep the other sections' figures from the existing benchmarks.json")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite benchmarks.md from the benchmarks.json in --out-dir")
+    parser.add_argument("--istiod", choices=("auto", "build", "skip"), default=None,
+                        help="sidebyside: build istiod if needed (default at full size), "
+                             "use it only if already built (auto, default with --smoke), "
+                             "or run Ratline's side only (skip)")
     parser.add_argument("--log-dir", type=Path, default=REPO / "bench" / "out",
                         help="logs of every process a benchmark starts")
     return parser.parse_args(argv)
@@ -59,6 +66,14 @@ def _growth(sizes: Sizes, settings: Settings, log_dir: Path) -> list[dict[str, A
                          sizes.growth_proxies, 0, mode="sotw")
         runs.append(run_scale(size, settings, log_dir / "growth", new_proxy_samples=1))
     return runs
+
+
+def _servers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The control planes of the side-by-side section (see --istiod)."""
+    choice = args.istiod or ("auto" if args.smoke else "build")
+    if choice == "skip" or (choice == "auto" and not istiod_build.is_built()):
+        return ("ratline",)
+    return SIDE_BY_SIDE_SERVERS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
+        "sidebyside": lambda: run_sidebyside(list(sizes.sidebyside), settings, args.log_dir,
+                                             _servers(args)),
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)

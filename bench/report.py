@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.report_sidebyside import sidebyside_md
 from bench.streams import streams_md
 
 ISTIO_PERF = "https://istio.io/v1.13/docs/ops/deployment/performance-and-scalability/"
@@ -265,6 +266,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _scale_rows(results["scale"])
     if "growth" in results:
         lines += _growth(results["growth"])
+    if "sidebyside" in results:
+        lines += sidebyside_md(results["sidebyside"])
     if "profile" in results:
         lines += _profile(results["profile"])
     if "streams" in results:
