@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from bench.profile_push import profile_endpoint_push
 from bench.report import render
 from bench.scale import ScaleSize, run_scale
 from bench.sidebyside import SERVERS as SIDE_BY_SIDE_SERVERS
-from bench.sidebyside import run_sidebyside
+from bench.sidebyside import SideBySideSize, run_sidebyside
 from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
 from ratline.settings import Settings
@@ -54,6 +55,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="sidebyside: build istiod if needed (default at full size), "
                              "use it only if already built (auto, default with --smoke), "
                              "or run Ratline's side only (skip)")
+    parser.add_argument("--sidebyside-runs", default=None, metavar="PROXIES:MODE,...",
+                        help="sidebyside: the runs to make, e.g. 500:delta,2000:sotw "
+                             "(default: the size's; mesh size stays the size's)")
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="sidebyside: times each change is made (median kept)")
+    parser.add_argument("--profile-push", action="store_true",
+                        help="sidebyside: one more endpoint and VirtualService change of "
+                             "Ratline's under py-spy (needs py-spy), after the measured ones")
     parser.add_argument("--log-dir", type=Path, default=REPO / "bench" / "out",
                         help="logs of every process a benchmark starts")
     return parser.parse_args(argv)
@@ -74,6 +83,22 @@ def _servers(args: argparse.Namespace) -> tuple[str, ...]:
     if choice == "skip" or (choice == "auto" and not istiod_build.is_built()):
         return ("ratline",)
     return SIDE_BY_SIDE_SERVERS
+
+
+def _sidebyside_sizes(args: argparse.Namespace, sizes: Sizes) -> list[SideBySideSize]:
+    base = list(sizes.sidebyside)
+    if args.sidebyside_runs:
+        template = base[0]
+        base = []
+        for item in args.sidebyside_runs.split(","):
+            proxies, _, mode = item.strip().partition(":")
+            if mode not in ("delta", "sotw") or not proxies.isdigit():
+                raise SystemExit(f"error: --sidebyside-runs: {item!r} is not PROXIES:delta "
+                                 "or PROXIES:sotw")
+            base.append(replace(template, proxies=int(proxies), mode=mode))
+    if args.repetitions:
+        base = [replace(s, repetitions=args.repetitions) for s in base]
+    return base
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
-        "sidebyside": lambda: run_sidebyside(list(sizes.sidebyside), settings, args.log_dir,
-                                             _servers(args)),
+        "sidebyside": lambda: run_sidebyside(_sidebyside_sizes(args, sizes), settings,
+                                             args.log_dir, _servers(args),
+                                             args.profile_push),
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)

@@ -103,13 +103,23 @@ def _route_names(listener_bytes: bytes) -> tuple[str, ...]:
     return names
 
 
+_eds_name_by_cluster: dict[bytes, str | None] = {}
+"""A serialized Cluster → its name if it is an EDS cluster, else None (parsed once per
+worker: every proxy of a worker is sent the very same clusters)."""
+
+
+def _eds_name(body: bytes) -> str | None:
+    try:
+        return _eds_name_by_cluster[body]
+    except KeyError:
+        cluster = cluster_pb2.Cluster.FromString(body)
+        name = cluster.name if cluster.type == cluster_pb2.Cluster.EDS else None
+        _eds_name_by_cluster[body] = name
+        return name
+
+
 def _eds_cluster_names(resources: list[Any]) -> list[str]:
-    names = []
-    for packed in resources:
-        cluster = cluster_pb2.Cluster.FromString(packed.value)
-        if cluster.type == cluster_pb2.Cluster.EDS:
-            names.append(cluster.name)
-    return names
+    return [n for n in (_eds_name(packed.value) for packed in resources) if n is not None]
 
 
 @dataclass
@@ -124,6 +134,8 @@ class ClientRecord:
     """When a response first held the current watch's marker."""
     held: dict[str, int] = field(default_factory=dict)
     """Short type → how many resources of it the proxy holds now."""
+    bytes_received: int = 0
+    """Serialized bytes of every resource received (all streams)."""
     error: str | None = None
     """A failure of the simulated proxy itself (a bug); it stops. Stream failures retry."""
     reconnects: int = 0
@@ -178,6 +190,7 @@ class SimulatedProxy:
         now = time.monotonic()
         self.record.live = True
         self.record.events.append((now, SHORT.get(type_url, type_url), version))
+        self.record.bytes_received += sum(map(len, bodies))
         watch = _watch
         if (watch is not None and self.record.watch_hit is None and type_url == watch.type_url
                 and any(watch.marker in body for body in bodies)):
@@ -284,11 +297,8 @@ class SimulatedProxy:
                 known[resource.name] = resource.version
             self.record.held[SHORT.get(type_url, type_url)] = len(known)
             if type_url == CDS:
-                new_eds = [
-                    r.name for r in response.resources
-                    if cluster_pb2.Cluster.FromString(r.resource.value).type
-                    == cluster_pb2.Cluster.EDS
-                ]
+                new_eds = [r.name for r in response.resources
+                           if _eds_name(r.resource.value) is not None]
                 if new_eds or response.removed_resources:
                     self._send(discovery_pb2.DeltaDiscoveryRequest(
                         type_url=EDS,
@@ -353,6 +363,7 @@ def _stats(proxies: list[SimulatedProxy], since: float) -> dict[str, Any]:
             "live": p.record.live,
             "watch_hit": p.record.watch_hit,
             "held": p.record.held,
+            "bytes_received": p.record.bytes_received,
         }
         for p in proxies
     }

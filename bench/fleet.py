@@ -84,6 +84,7 @@ class EnvoyFleet:
         self.proxies = [p for p in proxies if p.real]
         self.logs: dict[str, Path] = {}
         self.ready_at: dict[str, float] = {}
+        self.pids: list[int] = []
         for p in self.proxies:
             params = BootstrapParams(
                 node_id=p.node_id, cluster=f"fleet.{istiomesh.NAMESPACE}", xds_host=xds_host,
@@ -94,8 +95,9 @@ class EnvoyFleet:
             path = work / f"envoy-{p.name}.json"
             path.write_text(json.dumps(bootstrap))
             name = f"envoy-{p.name}"
-            procs.start(envoy_args(envoy, str(path), concurrency=1, log_level="error"),
-                        name=name)
+            proc = procs.start(envoy_args(envoy, str(path), concurrency=1, log_level="error"),
+                               name=name)
+            self.pids.append(proc.pid)
             self.logs[p.name] = procs.log_dir / f"{name}.log"
 
     def _admin(self, p: FleetProxy, path: str) -> bytes:

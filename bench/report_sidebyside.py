@@ -128,9 +128,37 @@ def sidebyside_md(data: dict[str, Any]) -> list[str]:
                 continue
             held = ", ".join(f"{k} {v}" for k, v in sorted(side["held_by_a_proxy"].items()))
             load = side.get("load_before")
+            kib = side.get("initial_sync_bytes_per_proxy", float("nan")) / 1024
             notes.append(
-                f"{server}: a proxy holds {held}; streams retried during the sync "
+                f"**{server}**: a proxy holds {held} ({kib:,.0f} KiB received); the fleet "
+                f"(simulated proxies and Envoys) used {side.get('initial_sync_fleet_cpu_s', 0):.1f}"
+                f" s of CPU for the initial sync; streams retried "
                 f"{side['initial_sync']['reconnects']}"
                 + (f"; load average before the run {load[0]:.1f}" if load else ""))
-        out += ["", "- " + "; ".join(notes) + ".", ""]
+        out += [""] + [f"- {n}." for n in notes] + [""]
+        for server in ("ratline",):
+            for kind, prof in (run.get(server) or {}).get("profiles", {}).items():
+                out += _profile_md(kind, prof)
     return out
+
+
+def _profile_md(kind: str, prof: dict[str, Any]) -> list[str]:
+    label = dict(CHANGES)[kind]
+    conv = prof["convergence"]
+    out = [
+        f"Ratline, {label}, under py-spy ({prof['rate_hz']} Hz, not pausing the process; "
+        f"an extra change after the measured ones): p99 {conv['p99_ms']:,.0f} ms, first "
+        f"proxy {conv['first_ms']:,.0f} ms, {prof['cp_cpu_s']:.2f} s of CPU, "
+        f"{prof['samples']:,} samples. Share of samples, own time (top of the stack) and "
+        "inclusive (Ratline's functions), and by the innermost Ratline module of a sample:",
+        "",
+        "| own % | function | inclusive % | Ratline function | % | innermost Ratline module |",
+        "|---|---|---|---|---|---|",
+    ]
+    columns = (prof["own_pct"], prof["inclusive_pct"], prof.get("by_module_pct", []))
+    for n in range(max(map(len, columns))):
+        cells = []
+        for col in columns:
+            cells += [str(col[n][1]), f"`{col[n][0]}`"] if n < len(col) else ["", ""]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]

@@ -35,6 +35,7 @@ from typing import Any
 from bench import istiod, istiod_build, istiomesh, mesh
 from bench.fleet import EnvoyFleet, FleetProxy, make_fleet
 from bench.procs import ProcessGroup, cpu_seconds, memory_kib, peak_rss_kib, wait_for
+from bench.pyspy import Profiler, summarize
 from bench.scale import Workers, latency_summary, percentile
 from bench.sds import BenchSds
 from ratline.settings import Settings
@@ -112,8 +113,10 @@ class _Ratline(_Server):
 
 
 def run_sidebyside(sizes: list[SideBySideSize], settings: Settings, log_dir: Path,
-                   servers: tuple[str, ...] = SERVERS) -> dict[str, Any]:
-    """Every size, each server in turn; builds istiod first when it is asked for."""
+                   servers: tuple[str, ...] = SERVERS, profile: bool = False) -> dict[str, Any]:
+    """Every size, each server in turn; builds istiod first when it is asked for. With
+    `profile`, one more endpoint and VirtualService change of Ratline's runs under py-spy
+    (after the measured ones, which it does not touch)."""
     binary = istiod_build.ensure_pilot_discovery() if "istiod" in servers else None
     runs = []
     for size in sizes:
@@ -123,7 +126,8 @@ def run_sidebyside(sizes: list[SideBySideSize], settings: Settings, log_dir: Pat
                   flush=True)
             load = os.getloadavg()
             run[server] = _run_one(server, size, settings, binary,
-                                   log_dir / f"sidebyside-{size.mode}-{size.proxies}-{server}")
+                                   log_dir / f"sidebyside-{size.mode}-{size.proxies}-{server}",
+                                   profile and server == "ratline")
             run[server]["load_before"] = load
         runs.append(run)
     return {
@@ -139,7 +143,7 @@ def run_sidebyside(sizes: list[SideBySideSize], settings: Settings, log_dir: Pat
 
 
 def _run_one(server: str, size: SideBySideSize, settings: Settings, binary: Path | None,
-             log_dir: Path) -> dict[str, Any]:
+             log_dir: Path, profile: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ratline-sbs-") as tmp:
         work = Path(tmp)
         config_dir = work / "config"
@@ -152,12 +156,13 @@ def _run_one(server: str, size: SideBySideSize, settings: Settings, binary: Path
             assert binary is not None or kind is _Ratline
             cp = kind(procs, binary, config_dir, work, fleet)  # type: ignore[arg-type]
             with contextlib.ExitStack() as stack:
-                return _measure(cp, size, settings, procs, work, config_dir, fleet, stack)
+                return _measure(cp, size, settings, procs, work, config_dir, fleet, stack,
+                                profile)
 
 
 def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: ProcessGroup,
              work: Path, config_dir: Path, fleet: list[FleetProxy],
-             stack: contextlib.ExitStack[Any]) -> dict[str, Any]:
+             stack: contextlib.ExitStack[Any], profile: bool) -> dict[str, Any]:
     wait_quiet(cp.pid)
     result: dict[str, Any] = {"rss_idle_mib": memory_kib(cp.pid)["rss"] / 1024}
     simulated = [p for p in fleet if not p.real]
@@ -176,6 +181,8 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
     stats = _wait_synced(workers, envoys, t0)
     synced = time.monotonic()
     result["initial_sync_cpu_s"] = cpu_seconds(cp.pid) - cpu0
+    fleet_pids = [p.pid for p in workers.procs] + envoys.pids
+    result["initial_sync_fleet_cpu_s"] = sum(map(cpu_seconds, fleet_pids))
     times = [d["synced_at"] - t0 for d in stats.values()]
     times += [t - t0 for t in envoys.ready_at.values()]
     result["initial_sync"] = {
@@ -187,11 +194,13 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
     # What one proxy holds (the same mesh must give both servers' proxies the same).
     result["held_by_a_proxy"] = max((d["held"] for d in stats.values()),
                                     key=lambda h: sum(h.values()), default={})
+    result["initial_sync_bytes_per_proxy"] = median(
+        [float(d["bytes_received"]) for d in stats.values()])
     wait_quiet(cp.pid)
     result["rss_synced_mib"] = memory_kib(cp.pid)["rss"] / 1024
     result["rss_peak_sync_mib"] = peak_rss_kib(cp.pid) / 1024
     for kind, make in istiomesh.EDITS.items():
-        reps = [_converge(cp, workers, envoys, config_dir, make(size.shape, n))
+        reps = [_converge(cp, workers, envoys, config_dir, make(size.shape, n), fleet_pids)
                 for n in range(size.repetitions)]
         ordered = sorted(reps, key=lambda r: r["all"]["p99_ms"])
         chosen = dict(ordered[len(ordered) // 2])
@@ -199,6 +208,18 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
         chosen["repetitions_cpu_s"] = [r["cp_cpu_s"] for r in reps]
         result[kind] = chosen
     result["rss_peak_mib"] = peak_rss_kib(cp.pid) / 1024
+    if profile:
+        result["profiles"] = {}
+        for kind in ("endpoint", "virtualservice"):
+            edit = istiomesh.EDITS[kind](size.shape, size.repetitions)
+            out = procs.log_dir / f"py-spy-{kind}.txt"
+            profiler = Profiler(cp.pid, out)
+            try:
+                figures = _converge(cp, workers, envoys, config_dir, edit, fleet_pids)
+            finally:
+                profiler.stop()
+            result["profiles"][kind] = {"convergence": figures["all"],
+                                        "cp_cpu_s": figures["cp_cpu_s"], **summarize(out)}
     return result
 
 
@@ -224,7 +245,7 @@ def _wait_synced(workers: Workers, envoys: EnvoyFleet, t0: float) -> dict[str, A
 
 
 def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Path,
-              edit: istiomesh.Edit) -> dict[str, Any]:
+              edit: istiomesh.Edit, fleet_pids: list[int]) -> dict[str, Any]:
     """Make one edit; per-proxy time until it has the change, and the control plane's CPU."""
     wait_quiet(cp.pid)
     workers.watch(edit.type_short, edit.marker)
@@ -232,6 +253,7 @@ def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Pat
         envoys.upstream_debug(True)
     offsets = envoys.log_offsets()
     cpu_before = cpu_seconds(cp.pid)
+    fleet_before = sum(map(cpu_seconds, fleet_pids))
     wall0, t0 = time.time(), time.monotonic()
     edit.apply(config_dir)
     hits: dict[str, float] = {}
@@ -257,6 +279,7 @@ def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Pat
         envoys.upstream_debug(False)
     wait_quiet(cp.pid)
     cpu = cpu_seconds(cp.pid) - cpu_before
+    fleet_cpu = sum(map(cpu_seconds, fleet_pids)) - fleet_before
     real_s = [t - wall0 for t in real.values()]
     everything = list(hits.values()) + real_s
     summary = latency_summary(everything)
@@ -267,6 +290,7 @@ def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Pat
         "envoys": latency_summary(real_s),
         "all": summary,
         "cp_cpu_s": cpu,
+        "fleet_cpu_s": fleet_cpu,
     }
 
 
