@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
-        "sidebyside": lambda: run_sidebyside(_sidebyside_sizes(args, sizes), settings,
-                                             args.log_dir, _servers(args),
-                                             args.profile_push),
+        "sidebyside": lambda: run_sidebyside(
+            _sidebyside_sizes(args, sizes), settings, args.log_dir, _servers(args),
+            args.profile_push, lambda part: _write(
+                {"elapsed_s": 0.0, **results, "sidebyside": part}, args.out_dir)),
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)

@@ -26,8 +26,12 @@ import contextlib
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,29 +117,43 @@ class _Ratline(_Server):
 
 
 def run_sidebyside(sizes: list[SideBySideSize], settings: Settings, log_dir: Path,
-                   servers: tuple[str, ...] = SERVERS, profile: bool = False) -> dict[str, Any]:
+                   servers: tuple[str, ...] = SERVERS, profile: bool = False,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every size, each server in turn; builds istiod first when it is asked for. With
     `profile`, one more endpoint and VirtualService change of Ratline's runs under py-spy
-    (after the measured ones, which it does not touch)."""
+    (after the measured ones, which it does not touch). A run that fails is recorded as
+    its error and the others go on; `progress` gets the figures so far after each run."""
     binary = istiod_build.ensure_pilot_discovery() if "istiod" in servers else None
-    runs = []
+    runs: list[dict[str, Any]] = []
+    section = _section(runs, servers)
     for size in sizes:
         run: dict[str, Any] = {"size": asdict(size)}
+        runs.append(run)
         for server in servers:
             print(f"bench: sidebyside {size.mode} {size.proxies} proxies: {server}…",
-                  flush=True)
+                  file=sys.stderr, flush=True)
             load = os.getloadavg()
-            run[server] = _run_one(server, size, settings, binary,
-                                   log_dir / f"sidebyside-{size.mode}-{size.proxies}-{server}",
-                                   profile and server == "ratline")
+            logs = log_dir / f"sidebyside-{size.mode}-{size.proxies}-{server}"
+            try:
+                run[server] = _run_one(server, size, settings, binary, logs,
+                                       profile and server == "ratline")
+            except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+                traceback.print_exc()
+                run[server] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             run[server]["load_before"] = load
-        runs.append(run)
+            if progress is not None:
+                progress(section)
+    return section
+
+
+def _section(runs: list[dict[str, Any]], servers: tuple[str, ...]) -> dict[str, Any]:
     return {
         "runs": runs,
         "servers": list(servers),
         "istiod": {
             "module": f"{istiod_build.ISTIO_MODULE}@{istiod_build.ISTIO_VERSION}",
             "max_requests_per_second": istiod.RATE_LIMIT,
+            "keepalive_timeout": istiod.KEEPALIVE_TIMEOUT,
             "debounce": istiod.DEBOUNCE,
         },
         "ratline_debounce": RATLINE_DEBOUNCE,
@@ -151,13 +169,12 @@ def _run_one(server: str, size: SideBySideSize, settings: Settings, binary: Path
         fleet = make_fleet(size.proxies, size.real_envoys)
         if log_dir.exists():
             shutil.rmtree(log_dir)
-        with ProcessGroup(log_dir) as procs:
+        # The SDS server outlives the Envoys it serves: the stack closes after the group.
+        with contextlib.ExitStack() as stack, ProcessGroup(log_dir) as procs:
             kind = _Istiod if server == "istiod" else _Ratline
             assert binary is not None or kind is _Ratline
             cp = kind(procs, binary, config_dir, work, fleet)  # type: ignore[arg-type]
-            with contextlib.ExitStack() as stack:
-                return _measure(cp, size, settings, procs, work, config_dir, fleet, stack,
-                                profile)
+            return _measure(cp, size, settings, procs, work, config_dir, fleet, stack, profile)
 
 
 def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: ProcessGroup,
@@ -189,6 +206,8 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
         "p50_s": percentile(times, 50), "p99_s": percentile(times, 99),
         "all_s": synced - t0, "envoys_s": max(envoys.ready_at.values(), default=t0) - t0,
         "reconnects": sum(d["reconnects"] for d in stats.values()),
+        "stream_errors": Counter(d["last_stream_error"] for d in stats.values()
+                                 if d["last_stream_error"]).most_common(5),
         "nacks_sent": sum(d["nacks"] for d in stats.values()),
     }
     # What one proxy holds (the same mesh must give both servers' proxies the same).

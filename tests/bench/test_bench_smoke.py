@@ -28,6 +28,7 @@ def test_smoke_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
     out = tmp_path / "docs"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out),
+         "--only", "dataplane,footprint,scale,growth,profile,streams",
          "--log-dir", str(tmp_path / "logs")],
         cwd=REPO, capture_output=True, text=True, timeout=230,
     )
