@@ -25,7 +25,6 @@ from typing import Any
 from bench import fortio as fortio_tool
 from bench import staticenvoy
 from bench.procs import ProcessGroup, cpu_seconds, free_port, http_get, kill_pids, wait_for
-from ratline.agent.bootstrap import envoy_args
 from ratline.settings import Settings
 
 RESPONSE_BYTES = 1024
@@ -158,16 +157,8 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
             floor_tls = ratline_tls if tls == "auto" else tls == "on"
 
             certs = staticenvoy.make_certificates(work / "certs") if floor_tls else None
-            s_listen, c_listen = free_port(), free_port()
-            floor_pids = []
-            for name, config in (
-                ("floor-server", staticenvoy.server_side(s_listen, backend, free_port(), certs)),
-                ("floor-client", staticenvoy.client_side(c_listen, s_listen, free_port(), certs)),
-            ):
-                cfg = work / f"{name}.json"
-                cfg.write_text(json.dumps(config))
-                floor_pids.append(procs.start(envoy_args(
-                    settings.envoy, str(cfg), concurrency=1, log_level="warning"), name=name).pid)
+            c_listen, floor_pids = staticenvoy.start_floor(procs, settings.envoy, work, backend,
+                                                           certs)
             floor_url = f"http://127.0.0.1:{c_listen}{path}"
             wait_for(lambda: _probe(fortio, floor_url, None, work), 30, "traffic through (c)")
 

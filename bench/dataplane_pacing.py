@@ -22,10 +22,9 @@ from typing import Any
 from bench import fortio as fortio_tool
 from bench import staticenvoy
 from bench.procs import ProcessGroup, cpu_seconds, free_port, http_get, wait_for
-from ratline.agent.bootstrap import envoy_args
 from ratline.settings import Settings
 
-SHAPES = (
+SHAPES: tuple[tuple[str, int, int, list[str]], ...] = (
     ("16 connections, 1000 rps (bench default)", 1000, 16, []),
     ("16 connections, 1000 rps, -uniform", 1000, 16, ["-uniform"]),
     ("4 connections, 1000 rps", 1000, 4, []),
@@ -39,11 +38,13 @@ PATH = "/echo?size=1024"
 
 
 def _switches(pid: int) -> int:
+    """Context switches of every thread of a process so far (each wake-up is one)."""
     total = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with open(task / "status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
     return total
 
 
@@ -72,16 +73,7 @@ def main() -> None:
                      "-redirect-port", "disabled"], name="fortio-server")
         wait_for(lambda: http_get(f"http://127.0.0.1:{backend}{PATH}"), 30, "fortio server")
         certs = staticenvoy.make_certificates(work / "certs")
-        s_listen, c_listen = free_port(), free_port()
-        pids = []
-        for name, config in (
-            ("floor-server", staticenvoy.server_side(s_listen, backend, free_port(), certs)),
-            ("floor-client", staticenvoy.client_side(c_listen, s_listen, free_port(), certs)),
-        ):
-            cfg = work / f"{name}.json"
-            cfg.write_text(json.dumps(config))
-            pids.append(procs.start(envoy_args(settings.envoy, str(cfg), concurrency=1,
-                                               log_level="warning"), name=name).pid)
+        c_listen, pids = staticenvoy.start_floor(procs, settings.envoy, work, backend, certs)
         floor = f"http://127.0.0.1:{c_listen}{PATH}"
         wait_for(lambda: http_get(floor), 30, "traffic through the floor")
         paths = {"direct": (f"http://127.0.0.1:{backend}{PATH}", []), "two Envoys": (floor, pids)}

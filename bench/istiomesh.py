@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ratline.xds.types import length_delimited, varint
+
 NAMESPACE = "default"
 ROOT_NAMESPACE = "istio-system"
 PORT = 8080
@@ -162,20 +164,7 @@ def write_mesh(config_dir: Path, shape: MeshShape) -> None:
 
 
 def _string_field(number: int, value: str) -> bytes:
-    data = value.encode()
-    return bytes([number << 3 | 2]) + _varint(len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return length_delimited(number, value.encode())
 
 
 @dataclass(frozen=True)
@@ -215,8 +204,8 @@ def virtualservice_edit(shape: MeshShape, repetition: int) -> Edit:
     weight = VS_WEIGHTS[repetition % len(VS_WEIGHTS)]
     v2 = cluster_name(host(index), "v2")
     # ClusterWeight: name (1), weight (2) as UInt32Value {value (1)}.
-    inner = b"\x08" + _varint(weight)
-    marker = _string_field(1, v2) + b"\x12" + _varint(len(inner)) + inner
+    inner = b"\x08" + varint(weight)
+    marker = _string_field(1, v2) + b"\x12" + varint(len(inner)) + inner
     return Edit("virtualservice", "RDS", f"vs-{index:05d}.yaml",
                 virtual_service(index, weight), marker, {"cluster": v2, "weight": weight})
 
