@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
+
+from bench.notes_sidebyside import SIDE_BY_SIDE_NOTES_MD
 
 CHANGES = (
     ("endpoint", "(a) one endpoint address in a ServiceEntry"),
@@ -142,11 +145,31 @@ def sidebyside_md(data: dict[str, Any]) -> list[str]:
                 f" s of CPU for the initial sync; streams retried "
                 f"{side['initial_sync']['reconnects']}"
                 + (f"; load average before the run {load[0]:.1f}" if load else ""))
-        out += [""] + [f"- {n}." for n in notes] + [""]
+        out += [""] + [f"- {n}." for n in notes] + _target_line(run) + [""]
         for server in ("ratline",):
             for kind, prof in (run.get(server) or {}).get("profiles", {}).items():
                 out += _profile_md(kind, prof)
-    return out
+    return out + SIDE_BY_SIDE_NOTES_MD
+
+
+TARGET_RATIO = 0.5
+"""Issue 14: every row at most 0.5x istiod's, measured in the same run."""
+
+
+def _target_line(run: dict[str, Any]) -> list[str]:
+    rows = [(label, b / a) for label, a, b, _ in _rows(run)
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a]
+    if not rows:
+        return []
+    above = [f"{_short(label)} {ratio:.2f}x" for label, ratio in rows if ratio > TARGET_RATIO]
+    return [f"- Target every row ≤ {TARGET_RATIO}x istiod: {len(rows) - len(above)} of "
+            f"{len(rows)} rows are; above it: " + ("; ".join(above) if above else "none") + "."]
+
+
+def _short(label: str) -> str:
+    """`(a) one endpoint ...: p50 (ms)` → `(a) p50`; `RSS idle (MiB)` → `RSS idle`."""
+    label = re.sub(r"^(\([abc]\))[^:]*: ", r"\1 ", label)
+    return re.sub(r" \((ms|s|MiB)\)$", "", label)
 
 
 def _profile_md(kind: str, prof: dict[str, Any]) -> list[str]:
