@@ -63,7 +63,8 @@ SIDE_BY_SIDE_NOTES_MD = [
     "sync lasted 10x longer, with larger responses and, in delta, 2,389 reconnects), so "
     "there the fleet took more of istiod's cores than of Ratline's. Per change it was "
     "within 2x between the two, except a VirtualService change at 2,000 SotW proxies "
-    "(23 s with istiod against 6 s), where istiod re-sends every type.",
+    "(23 s with istiod against 6 s), where istiod's full push re-sends clusters and "
+    "listeners too.",
     "- **istiod settings the comparison needed** (above): the connection rate limit and "
     "the keepalive timeout raised, the vanilla-Envoy settings of "
     "`../shared/notes/istiod-without-kubernetes.md`. Ratline's Envoys get the SDS socket "

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import istiod_build
-from bench.sizes import SMOKE
+from bench import istiod_build, sizes
 
 REPO = Path(__file__).resolve().parents[2]
 CHANGES = ("endpoint", "virtualservice", "new_service")
@@ -38,7 +37,7 @@ def test_sidebyside_smoke_run_converges_every_proxy_on_every_change(tmp_path: Pa
     servers = ["istiod", "ratline"] if istiod_build.is_built() else ["ratline"]
     assert section["servers"] == servers
     assert {(r["size"]["mode"], r["size"]["proxies"]) for r in section["runs"]} == {
-        (s.mode, s.proxies) for s in SMOKE.sidebyside}
+        (s.mode, s.proxies) for s in sizes.SMOKE.sidebyside}
     for run in section["runs"]:
         size = run["size"]
         # Every EDS cluster of the mesh: one per service, one per subset of a routed one.
