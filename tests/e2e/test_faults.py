@@ -7,6 +7,7 @@ of the mesh running and say what is wrong.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -51,18 +52,26 @@ def test_missing_command_is_reported_and_the_rest_runs(make_mesh: Any) -> None:
     assert "ghost-0" in status and "no-such-program" in status, status
 
 
-def test_gateway_port_in_use_is_named(make_mesh: Any) -> None:
+def test_gateway_port_in_use_is_named_and_heals_once_freed(make_mesh: Any) -> None:
     mesh: Mesh = make_mesh({"hello.yaml": MESH_YAML, "hello_app.py": APP.read_text()},
-                           start=False)
+                           start=False, nack_retry_max_s="2")
     port = int(mesh.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 80
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         proc = mesh.ratline("up", "-d", str(mesh.dir), timeout=120)
         mesh.run_info()
-        assert f"cannot bind '127.0.0.1:{port}': Address already in use" in proc.stderr
-        assert "istio-ingressgateway-0.istio-system rejected its LDS config" in proc.stderr
+        assert (
+            "NACK istio-ingressgateway-0.istio-system LDS: Error adding/updating listener(s) "
+            f"0.0.0.0_{port}: cannot bind '127.0.0.1:{port}': Address already in use (port "
+            f"{port} is in use by PID {os.getpid()} ("
+        ) in proc.stderr, proc.stderr
         # The sidecars are unaffected: the app answers through its own sidecar.
         inst = next(i for i in mesh.run_info()["instances"] if i["name"] == "hello-v1-0")
         inbound = inst["ports"][0]["inbound_port"]
         assert wait_status(mesh, f"http://127.0.0.1:{inbound}/").startswith("hello from")
+    # The port is free again: the rejected listener is sent again although nothing
+    # changed (no edit, no push), and the gateway serves.
+    assert wait_status(mesh, mesh.gateway_url("/"), timeout=20).startswith("hello from")
+    status = mesh.ratline("proxy-status", "--mesh", str(mesh.dir)).stdout
+    assert "NACK" not in status.upper(), status

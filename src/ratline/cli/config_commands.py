@@ -231,7 +231,7 @@ def print_findings(messages: Sequence[Mapping[str, Any]], what: str, output: str
         sys.exit(1)
 
 
-@click.command()
+@click.command(short_help="Validate config offline, or the running mesh's.")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @output_option("text")
 @mesh_option

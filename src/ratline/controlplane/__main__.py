@@ -21,6 +21,7 @@ from ratline.controlplane.admin import AdminApi
 from ratline.controlplane.app import GC_THRESHOLDS, ControlPlane
 from ratline.controlplane.ca_http import CertificateApi
 from ratline.controlplane.security import ControlPlaneSecurity, authorize_node
+from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.settings import Settings
 
 
@@ -53,7 +54,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: the mesh CA cannot start: {exc}", file=sys.stderr)
         return 2
-    admin = AdminApi(cp, token=security.admin_token)
+    telemetry = ControlPlaneTelemetry.attach(cp)
+    admin = AdminApi(cp, token=security.admin_token, telemetry=telemetry)
     credentials = security.xds_credentials() if settings.xds_tls else None
     if credentials is not None:
         trust_domain = security.certificates.trust_domain
