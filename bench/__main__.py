@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -130,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                                  if k in kept}
             results["section_s"] = {k: v for k, v in previous.get("section_s", {}).items()
                                     if k in kept}
+            results["load_before"] = {k: v for k, v in previous.get("load_before", {}).items()
+                                      if k in kept}
             if fortio is None and "dataplane" in kept:
                 software = results["machine"]["software"]
                 software["fortio"] = previous["machine"]["software"]["fortio"]
@@ -150,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)
         t = time.monotonic()
+        results.setdefault("load_before", {})[name] = os.getloadavg()[0]
         try:
             results[name] = jobs[name]()
         except Exception as exc:  # one broken benchmark must not lose the others' figures

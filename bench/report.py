@@ -287,6 +287,10 @@ def render(results: dict[str, Any]) -> str:
         "the same run.",
         "",
     ]
+    if results.get("load_before"):
+        loads = ", ".join(f"{k} {v:.1f}" for k, v in results["load_before"].items())
+        lines += [f"The machine is shared with other work: load average (1 min) as each "
+                  f"section started: {loads}.", ""]
     if "dataplane" in results:
         lines += _dataplane(results["dataplane"])
     if "footprint" in results:
