@@ -8,12 +8,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from ratline.settings import Settings
-from ratline.translate.generator import (
+from ratline.translate.generator import MeshGenerator
+from ratline.translate.proxy_resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    MeshGenerator,
 )
 from ratline.xds import types
 from tests.translate import mesh
