@@ -22,6 +22,8 @@ _COMMAND_MODULES = {
     "proxy-config": "inspect_commands",
     "status": "inspect_commands",
     "version": "inspect_commands",
+    "controlplane": "kube_commands",
+    "manifest": "kube_commands",
 }
 
 

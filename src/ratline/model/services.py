@@ -168,6 +168,7 @@ def _instance_endpoint(
         instance=inst.name,
         healthy=inst.healthy,
         has_sidecar=port.inbound_port is not None,
+        locality=inst.locality,
     )
 
 
