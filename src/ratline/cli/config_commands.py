@@ -231,16 +231,70 @@ def print_findings(messages: Sequence[Mapping[str, Any]], what: str, output: str
         sys.exit(1)
 
 
+def analyze_cluster_paths(
+    paths: Sequence[Path], kubeconfig: Path | None, context: str | None
+) -> list[ConfigMessage]:
+    """`analyze -k`: the live cluster, with PATHS' resources applied on top."""
+    import asyncio
+
+    from ratline import api
+    from ratline.kube.analysis import analyze_live_cluster
+    from ratline.kube.connection import KubeApiError, KubeConnection
+    from ratline.settings import Settings
+
+    overlay: dict[ResourceKey, Resource[Any]] = {}
+    messages: list[ConfigMessage] = []
+    for path in paths:
+        if path.is_dir():
+            result = api.load_directory(path)
+        else:
+            result = api.load_text(_read(path), str(path))
+        overlay.update((r.key, r) for r in result.resources)
+        messages.extend(result.messages)
+
+    async def run() -> list[ConfigMessage]:
+        try:
+            connection = await KubeConnection.from_kubeconfig(kubeconfig, context)
+        except Exception as exc:  # the client's config errors have no common base
+            raise click.ClickException(f"cannot load the Kubernetes credentials: {exc}") from None
+        try:
+            namespace = Settings.from_env().kube_namespace
+            return await analyze_live_cluster(connection, namespace, list(overlay.values()))
+        except (KubeApiError, TimeoutError) as exc:
+            raise click.ClickException(f"cannot read the cluster: {exc!r}") from None
+        finally:
+            await connection.close()
+
+    return _unique([*messages, *asyncio.run(run())])
+
+
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("-k", "--use-kube", is_flag=True,
+              help="Analyze the live Kubernetes cluster (PATHS are applied on top of it), "
+              "as istioctl analyze -k.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="KUBECONFIG", help="With -k: the kubeconfig (default $KUBECONFIG).")
+@click.option("--context", default=None, help="With -k: the kubeconfig context.")
 @output_option("text")
 @mesh_option
-def analyze(paths: tuple[Path, ...], output: str, mesh_dir: Path) -> None:
-    """Validate config: files and directories offline, or the running mesh without PATHS.
+def analyze(
+    paths: tuple[Path, ...],
+    use_kube: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    output: str,
+    mesh_dir: Path,
+) -> None:
+    """Validate config: files and directories offline, the running mesh without PATHS, or
+    the live Kubernetes cluster with -k.
 
     Exits 1 if any error is found.
     """
-    if paths:
+    if use_kube:
+        found = [m.to_json() for m in analyze_cluster_paths(paths, kubeconfig, context)]
+        print_findings(found, "the Kubernetes cluster", output)
+    elif paths:
         found = [m.to_json() for m in analyze_paths(paths)]
         print_findings(found, ", ".join(str(p) for p in paths), output)
     else:

@@ -39,6 +39,10 @@ MESSAGE_NAMES = {
     "RL0101": "RouteWeightsNot100",
     "RL0102": "ServiceSelectsNoWorkload",
     "RL0103": "CommandNotFound",
+    "RAT0001": "NotSupported",
+    "RAT0002": "Unresolved",
+    "RAT0003": "Conflict",
+    "RAT0004": "Defaulted",
 }
 MAX_MESSAGE = 4000
 
