@@ -123,14 +123,16 @@ def deploy_bookinfo(cluster: KubeCluster, node: FakeNode) -> dict[str, dict[str,
         json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BOOKINFO_NS}})
     )
     cluster.kubectl("apply", "-n", BOOKINFO_NS, "-f", "-", stdin=istio_file(BOOKINFO))
-    cluster.kubectl("apply", "-n", BOOKINFO_NS, "-f",
-                    str(BOOKINFO_NETWORKING / "destination-rule-all.yaml"))
+    cluster.kubectl(
+        "apply", "-n", BOOKINFO_NS, "-f", str(BOOKINFO_NETWORKING / "destination-rule-all.yaml")
+    )
     # The sample's Gateway listens on 8080, a fixed port of the shared host: port 80 here
     # (the gateway listens on 80 + RATLINE_GATEWAY_PORT_OFFSET, a free port).
     gateway = istio_file(BOOKINFO_NETWORKING / "bookinfo-gateway.yaml")
     assert "number: 8080" in gateway
-    cluster.kubectl("apply", "-n", BOOKINFO_NS, "-f", "-",
-                    stdin=gateway.replace("number: 8080", "number: 80"))
+    cluster.kubectl(
+        "apply", "-n", BOOKINFO_NS, "-f", "-", stdin=gateway.replace("number: 8080", "number: 80")
+    )
     cluster.apply(GATEWAY_MANIFEST)
     cluster.apply(FLEET_MANIFEST)
     node.run_all(BOOKINFO_NS, expected=6 + FLEET)
@@ -346,3 +348,18 @@ def fleet_credentials(
     status, answer, key = sign_csr(cp, pod_token(cluster, pod), BOOKINFO_NS, "fleet")
     assert status == 200, answer
     return answer["root_cert"].encode(), key, answer["cert_chain"].encode()
+
+
+def apply_every_sample(cluster: KubeCluster, namespace: str) -> dict[str, str]:
+    """`kubectl apply` each of Istio's Bookinfo networking samples; file → kubectl's output
+    for those refused (none expected). Samples naming their own namespace go there."""
+    refused = {}
+    for path in sorted(BOOKINFO_NETWORKING.glob("*.yaml")):
+        text = path.read_text()
+        args = ["apply", "-f", str(path)]
+        if "namespace:" not in text:
+            args += ["-n", namespace]
+        proc = cluster.kubectl(*args, check=False)
+        if proc.returncode != 0:
+            refused[path.name] = proc.stderr
+    return refused

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.helpers import free_fixed_port, kill_pids, wait_for
 from tests.kube_cluster import KubeCluster
@@ -82,36 +82,36 @@ def control_plane_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class KubeControlPlane:
-    """One `python -m ratline.controlplane --kubeconfig` process."""
+class ControlPlaneProcess:
+    """One `python -m ratline.controlplane` process, its ready file and admin API."""
 
-    def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str]) -> None:
-        self.cluster = cluster
+    def __init__(self, work: Path, env: dict[str, str], state: Path) -> None:
         self.work = work
         self.env = env
-        self.state = work / "state"
+        self.state = state
+        """The folder whose `.ratline/` holds the admin token (a mesh dir or --state-dir)."""
         self.ready_file = work / "ready.json"
         self.log = work / "controlplane.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
-    def start(self) -> KubeControlPlane:
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self.work.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
-        kubeconfig = self.cluster.kubeconfig_for(NAMESPACE, "istiod")
+        command = [
+            sys.executable,
+            "-m",
+            "ratline.controlplane",
+            *self.args(),
+            "--ready-file",
+            str(self.ready_file),
+        ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ratline.controlplane",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--state-dir",
-                    str(self.state),
-                    "--ready-file",
-                    str(self.ready_file),
-                ],
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -142,14 +142,50 @@ class KubeControlPlane:
     def admin_token(self) -> str:
         return (self.state / ".ratline" / "admin-token").read_text().strip()
 
-    def admin(self, path: str) -> Any:
+    def admin(self, path: str, body: Any = None, method: str = "GET") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             f"http://{self.info['admin']}{path}",
-            headers={"Authorization": f"Bearer {self.admin_token()}"},
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.admin_token()}",
+                "Content-Type": "application/json",
+            },
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(request, timeout=10) as resp:
             return json.loads(resp.read())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            kill_pids([self.proc.pid], timeout=10)
+            self.proc.wait(timeout=5)
+
+
+class LocalControlPlane(ControlPlaneProcess):
+    """The local mode's control plane on a mesh directory (instances from `put_instances`)."""
+
+    def __init__(self, mesh_dir: Path, work: Path, env: dict[str, str]) -> None:
+        super().__init__(work, env, mesh_dir)
+
+    def args(self) -> list[str]:
+        return ["--mesh-dir", str(self.state)]
+
+    def put_instances(self, instances: list[dict[str, Any]], runner: str = "test") -> None:
+        self.admin("/v1/instances", {"runner": runner, "instances": instances}, method="PUT")
+
+
+class KubeControlPlane(ControlPlaneProcess):
+    """The control plane against the cluster, as the `istiod` service account."""
+
+    def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str]) -> None:
+        super().__init__(work, env, work / "state")
+        self.cluster = cluster
+
+    def args(self) -> list[str]:
+        kubeconfig = self.cluster.kubeconfig_for(NAMESPACE, "istiod")
+        return ["--kubeconfig", str(kubeconfig), "--state-dir", str(self.state)]
 
     def ratline(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return ratline_cli(*args, "--mesh", str(self.state), env=self.env, check=check)
@@ -157,11 +193,6 @@ class KubeControlPlane:
     @property
     def trust_bundle(self) -> Path:
         return self.state / ".ratline" / "ca" / "trust-bundle.pem"
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            kill_pids([self.proc.pid], timeout=10)
-            self.proc.wait(timeout=5)
 
     def uninstall_webhook(self) -> None:
         """The webhook fails closed: without a control plane, Istio config cannot change."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from bench.adsclient import CHANNEL_OPTIONS, SimulatedProxy
 
 from ratline.ca.identity import CONTROL_PLANE_HOST
@@ -26,8 +27,11 @@ from tests.helpers import wait_for
 from tests.kube.bookinfo_on_kube import (
     BOOKINFO_NS,
     FLEET,
+    FLEET_MANIFEST,
+    GATEWAY_MANIFEST,
     PodProxies,
     Proxy,
+    apply_every_sample,
     deploy_bookinfo,
     fleet_credentials,
     node_id,
@@ -37,11 +41,15 @@ from tests.kube.bookinfo_on_kube import (
     undeploy_bookinfo,
 )
 from tests.kube.ratline_on_kube import (
+    BOOKINFO,
     BOOKINFO_NETWORKING,
+    NAMESPACE,
     REPO,
     KubeControlPlane,
+    LocalControlPlane,
     control_plane_env,
     install,
+    istio_file,
     ratline_cli,
 )
 from tests.kube_cluster import FakeNode, KubeCluster
@@ -153,6 +161,28 @@ def test_proxy_status_and_proxy_config_against_the_cluster(mesh: Mesh) -> None:
 
 
 # ---- changes through kubectl ---------------------------------------------------------------
+
+
+def test_every_istio_bookinfo_sample_applies_with_ratlines_crds(mesh: Mesh) -> None:
+    mesh.cluster.apply(
+        json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "samples"}})
+    )
+    try:
+        assert apply_every_sample(mesh.cluster, "samples") == {}
+        kinds = {
+            r["kind"]
+            for r in mesh.cp.admin("/v1/resources")["resources"]
+            if r["namespace"] == "samples"
+        }
+        assert {"VirtualService", "DestinationRule", "Gateway", "ServiceEntry"} <= kinds
+    finally:
+        mesh.cluster.kubectl("delete", "namespace", "samples", "--wait=false")
+        mesh.cluster.kubectl(
+            "delete",
+            "-f",
+            str(BOOKINFO_NETWORKING / "certmanager-gateway.yaml"),
+            "--ignore-not-found",
+        )
 
 
 def test_virtual_service_applied_with_kubectl_reaches_envoys_and_the_fleet(mesh: Mesh) -> None:
@@ -284,7 +314,9 @@ def test_bad_virtual_service_refused_by_kubectl_naming_the_field(mesh: Mesh) -> 
     assert after == before
     # kubectl applies each document on its own: the file's valid second one went in, with
     # the analyzer's finding as a warning.
-    assert "Warning: VirtualService bookinfo/ratings: spec.http[0].route[0].destination" in proc.stderr
+    assert (
+        "Warning: VirtualService bookinfo/ratings: spec.http[0].route[0].destination" in proc.stderr
+    )
     mesh.cluster.kubectl("delete", "virtualservice", "ratings", "-n", BOOKINFO_NS)
     assert mesh.productpage.route_clusters("http_proxy", REVIEWS) == [f"outbound|9080|v3|{REVIEWS}"]
 
@@ -319,8 +351,9 @@ spec:
         "documentationUrl": "https://istio.io/latest/docs/reference/config/analysis/ist0101/",
     } in ratings["validationMessages"]
     # Translation's own finding (the route to an undefined subset is not translated).
-    assert {"level": "WARNING", "type": {"code": "RAT0002", "name": "Unresolved"}} \
-        in ratings["validationMessages"]
+    assert {"level": "WARNING", "type": {"code": "RAT0002", "name": "Unresolved"}} in ratings[
+        "validationMessages"
+    ]
     condition = ratings["conditions"][0]
     assert condition["type"] == "Reconciled" and condition["status"] == "True"
     assert "spec.http[0].route[0].destination.subset: subset 'v4'" in condition["message"]
@@ -391,3 +424,119 @@ def test_apiserver_killed_and_restarted_mid_watch_loses_nothing(mesh: Mesh) -> N
         what="the change made after the restart",
     )
     mesh.node.set_ready(BOOKINFO_NS, pod["metadata"]["name"], True)
+
+
+# ---- the same mesh in local mode -----------------------------------------------------------
+
+
+def _with_namespace(text: str, namespace: str, drop_kinds: tuple[str, ...] = ()) -> str:
+    docs = [d for d in yaml.safe_load_all(text) if d and d.get("kind") not in drop_kinds]
+    for doc in docs:
+        doc.setdefault("metadata", {})["namespace"] = namespace
+    return yaml.safe_dump_all(docs)
+
+
+def _reported_instance(pod: dict[str, Any], outbound_port: int) -> dict[str, Any]:
+    """What a runner would report for this pod, written from the pod as kubectl shows it."""
+    meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+    owner = meta["ownerReferences"][0]["name"]
+    workload = owner.rsplit("-", 1)[0]  # the ReplicaSet's Deployment
+    router = meta.get("annotations", {}).get("inject.istio.io/templates") == "gateway"
+    ports = [
+        {
+            "container_port": p["containerPort"],
+            "app_port": p["containerPort"],
+            "name": p.get("name", ""),
+            "protocol": p.get("protocol", "TCP"),
+        }
+        for c in spec["containers"]
+        if c["name"] != "istio-proxy"
+        for p in c.get("ports", ())
+    ]
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+    return {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "workload": workload,
+        "labels": meta["labels"],
+        "service_account": spec["serviceAccountName"],
+        "address": status["podIP"],
+        "ports": ports,
+        "sidecar": None if router else {"outbound_port": outbound_port, "admin_port": 15000},
+        "kind": "router" if router else "sidecar",
+        "healthy": ready,
+        "locality": "region-a/zone-a",
+    }
+
+
+def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: Path) -> None:
+    """The Kubernetes sources and the local ones (mesh directory + a runner's report)
+    give every proxy the same xDS for the same mesh."""
+    mesh.cluster.kubectl(
+        "apply", "-n", BOOKINFO_NS, "-f", str(BOOKINFO_NETWORKING / "virtual-service-all-v1.yaml")
+    )
+    mesh.refresh_pods()
+    mesh_dir = tmp_path / "mesh"
+    mesh_dir.mkdir()
+    samples = {
+        "bookinfo.yaml": _with_namespace(istio_file(BOOKINFO), BOOKINFO_NS, ("Deployment",)),
+        "destination-rules.yaml": _with_namespace(
+            istio_file(BOOKINFO_NETWORKING / "destination-rule-all.yaml"), BOOKINFO_NS
+        ),
+        "gateway.yaml": _with_namespace(
+            istio_file(BOOKINFO_NETWORKING / "bookinfo-gateway.yaml").replace(
+                "number: 8080", "number: 80"
+            ),
+            BOOKINFO_NS,
+        ),
+        "virtual-services.yaml": _with_namespace(
+            istio_file(BOOKINFO_NETWORKING / "virtual-service-all-v1.yaml"), BOOKINFO_NS
+        ),
+        "ingress.yaml": _with_namespace(GATEWAY_MANIFEST, NAMESPACE, ("Deployment",)),
+        "fleet.yaml": _with_namespace(FLEET_MANIFEST, BOOKINFO_NS, ("Deployment",)),
+        # The API server's own Service, which every cluster has.
+        "kubernetes.yaml": yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default"},
+                "spec": {
+                    "ports": [{"name": "https", "port": 443, "targetPort": mesh.cluster.api_port}]
+                },
+            }
+        ),
+    }
+    for name, text in samples.items():
+        (mesh_dir / name).write_text(text)
+    local = LocalControlPlane(mesh_dir, tmp_path / "local", mesh.cp.env).start()
+    try:
+        outbound = int(mesh.cp.env["RATLINE_KUBE_PROXY_OUTBOUND_PORT"])
+        report = [
+            _reported_instance(p, outbound) for p in mesh.pods.values() if p["status"].get("podIP")
+        ]
+        local.put_instances(report)
+        pods = [
+            mesh.productpage.pod,
+            mesh.gateway.pod,
+            *mesh.pods_of("reviews-v2"),
+            *mesh.pods_of("fleet-")[:2],
+        ]
+        nodes = [mesh.productpage.node_id, mesh.gateway.node_id, *(node_id(p) for p in pods[2:])]
+
+        def dumps(cp: Any) -> dict[str, Any]:
+            return {
+                (node, kind): sorted(
+                    (
+                        json.dumps(r, sort_keys=True)
+                        for r in cp.admin(f"/v1/config-dump?node={node}&type={kind}")["resources"]
+                    ),
+                )
+                for node in nodes
+                for kind in ("CDS", "LDS", "RDS", "EDS")
+            }
+
+        kube = dumps(mesh.cp)
+        wait_for(lambda: dumps(local) == kube, timeout=15, what="the local control plane's push")
+        assert all(kube[(n, "CDS")] and kube[(n, "LDS")] for n in nodes)
+    finally:
+        local.stop()

@@ -195,6 +195,7 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
     # Translation's findings change with pushes, which follow these changes (the status
     # debounce is longer than the push debounce).
     store.subscribe(status.mark_dirty)
+    store.subscribe_objects(status.mark_dirty)
     registry.subscribe(status.mark_dirty)
     body = webhook_configuration(
         settings.kube_namespace,

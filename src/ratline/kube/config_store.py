@@ -72,6 +72,7 @@ class KubeConfigStore:
         self._mesh_messages: list[ConfigMessage] = []
         self._generation = 0
         self._callbacks: list[Callable[[], None]] = []
+        self._object_callbacks: list[Callable[[], None]] = []
         self._changed = asyncio.Event()
         self._rediscover = asyncio.Event()
 
@@ -112,6 +113,11 @@ class KubeConfigStore:
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    def subscribe_objects(self, callback: Callable[[], None]) -> None:
+        """Called whenever an object changes other than in its status, refused ones too
+        (which change nothing in force, so `subscribe`'s callbacks are not called)."""
+        self._object_callbacks.append(callback)
 
     async def wait_changed(self, since: str, timeout: float) -> None:
         """Return when the version differs from `since`, or after `timeout` seconds."""
@@ -242,6 +248,7 @@ class KubeConfigStore:
 
     def _on_objects(self, changes: list[Change[ClusterObject]]) -> None:
         changed = False
+        touched = False
         for change in changes:
             obj = change.new or change.old
             assert obj is not None
@@ -250,10 +257,12 @@ class KubeConfigStore:
                 self._objects.pop(key, None)
                 self._refused.pop(key, None)
                 changed |= self._resources.pop(key, None) is not None
+                touched = True
                 continue
             self._objects[key] = change.new
             if change.old is not None and change.old.same_config(change.new):
                 continue  # only the status changed (our own write, most likely)
+            touched = True
             resource, messages = to_resource(change.new)
             if resource is None:
                 self._refused[key] = messages
@@ -265,6 +274,9 @@ class KubeConfigStore:
             changed = True
         if changed:
             self._bump()
+        if touched:
+            for callback in self._object_callbacks:
+                callback()
 
     def _bump(self) -> None:
         self._sorted = None
