@@ -254,7 +254,8 @@ async def new_proxy_sync_times(xds: str, node_ids: list[str], mode: str,
                                timeout: float) -> list[float]:
     """Seconds from opening a stream to holding all four types, one new proxy at a time.
 
-    One event loop for all of them: grpc.aio does not survive several `asyncio.run`s.
+    Run it on the bench's one grpc.aio loop (`bench.aioloop.run`), never in an
+    `asyncio.run` of its own (see `bench.aioloop`).
     """
     times = []
     for node_id in node_ids:

@@ -8,7 +8,6 @@ and the time to connect and fully sync one new proxy.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import statistics
@@ -20,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import mesh
+from bench import aioloop, mesh
 from bench.adsclient import new_proxy_sync_times
 from bench.procs import ProcessGroup, cpu_seconds, http_get, memory_kib, wait_for
 from bench.sds import BenchSds
@@ -297,7 +296,7 @@ def _measure(size: ScaleSize, settings: Settings, work: Path, procs: ProcessGrou
         result["new_service"] = _converge(
             cp, workers, real_nodes, "CDS",
             lambda: cp.apply(mesh.service_yaml(size.services)), 120)
-    samples = asyncio.run(new_proxy_sync_times(
+    samples = aioloop.run(new_proxy_sync_times(
         f"{cp.xds_host}:{cp.xds_port}", [i.node_id for i in spare], size.mode, 30))
     result["new_proxy_sync_ms"] = (
         statistics.median(samples) * 1000 if samples else float("nan"))

@@ -1,4 +1,5 @@
-"""Certificates for the scale run's real Envoys: the agent's SDS server, in a thread.
+"""Certificates for the scale run's real Envoys: the agent's SDS server, on the bench's
+one grpc.aio loop (`bench.aioloop`).
 
 `ratline up` gives every sidecar certificates through the agent's SDS socket; the scale
 benchmark starts bare Envoys, so it runs the same SDS server itself, with throwaway
@@ -8,10 +9,9 @@ for the secrets of mTLS listeners and clusters.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
+from bench import aioloop
 from bench.staticenvoy import make_certificates
 from ratline.agent.sds import SdsServer, SecretStore
 
@@ -26,9 +26,6 @@ class BenchSds:
         self._key = certs["client_key"].read_text()
         self._root = certs["ca"].read_text()
         self._nodes = node_ids
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="bench-sds")
         self._server: SdsServer | None = None
 
     async def _start(self) -> None:
@@ -39,20 +36,12 @@ class BenchSds:
         await self._server.start()
 
     def __enter__(self) -> BenchSds:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        aioloop.run(self._start(), 30)
         return self
 
     async def _stop(self) -> None:
         if self._server is not None:
             await self._server.stop()
-        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in rest:
-            task.cancel()
-        await asyncio.gather(*rest, return_exceptions=True)
 
     def __exit__(self, *_exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        aioloop.run(self._stop(), 30)

@@ -11,6 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Literal
 
 STATE_DIR_NAME = ".ratline"
 """Folder inside the mesh directory where the running mesh keeps its state."""
@@ -146,3 +147,30 @@ class Settings:
 def state_dir(mesh_dir: Path) -> Path:
     """Where a mesh keeps its running state (applied config, PIDs, logs)."""
     return mesh_dir / STATE_DIR_NAME
+
+
+LOGS_DIR_NAME = "logs"
+CONTROL_PLANE_LOG = "controlplane.log"
+RUNNER_LOG = "runner.log"
+
+LogStream = Literal["app", "envoy", "access"]
+"""An instance's logs: its app's output, its Envoy's (sidecar or gateway) own log, and
+Envoy's access log."""
+
+_LOG_SUFFIXES: dict[str, str] = {"app": ".log", "envoy": ".envoy.log", "access": ".access.log"}
+
+
+def logs_dir(mesh_dir: Path) -> Path:
+    """`DIR/.ratline/logs/`: every process's output, one file each."""
+    return state_dir(mesh_dir) / LOGS_DIR_NAME
+
+
+def instance_log_name(instance: str, stream: LogStream) -> str:
+    """`hello-v1-0.log` (app), `hello-v1-0.envoy.log` (its Envoy), `hello-v1-0.access.log`."""
+    return instance + _LOG_SUFFIXES[stream]
+
+
+def instance_log(mesh_dir: Path, instance: str, stream: LogStream) -> Path:
+    """Where one instance's (or the gateway's) log of `stream` is: the one place that
+    names these files (the runner writes them, `ratline logs` reads them)."""
+    return logs_dir(mesh_dir) / instance_log_name(instance, stream)

@@ -7,6 +7,7 @@ of the mesh running and say what is wrong.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -60,8 +61,11 @@ def test_gateway_port_in_use_is_named(make_mesh: Any) -> None:
         squatter.listen()
         proc = mesh.ratline("up", "-d", str(mesh.dir), timeout=120)
         mesh.run_info()
-        assert f"cannot bind '127.0.0.1:{port}': Address already in use" in proc.stderr
-        assert "istio-ingressgateway-0.istio-system rejected its LDS config" in proc.stderr
+        assert (
+            "NACK istio-ingressgateway-0.istio-system LDS: Error adding/updating listener(s) "
+            f"0.0.0.0_{port}: cannot bind '127.0.0.1:{port}': Address already in use (port "
+            f"{port} is in use by PID {os.getpid()} ("
+        ) in proc.stderr, proc.stderr
         # The sidecars are unaffected: the app answers through its own sidecar.
         inst = next(i for i in mesh.run_info()["instances"] if i["name"] == "hello-v1-0")
         inbound = inst["ports"][0]["inbound_port"]

@@ -183,7 +183,14 @@ def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[s
 def envoy_args(
     envoy: str, config_path: str, *, concurrency: int, log_level: str, base_id: int | None = None
 ) -> list[str]:
-    """The Envoy command line for one proxy (no hot restart: several Envoys share a host)."""
+    """The Envoy command line for one proxy (no hot restart: several Envoys share a host).
+
+    `--drain-strategy immediate`, as Istio's pilot-agent passes: when a listener's filter
+    chain changes (an AuthorizationPolicy applied or deleted), the connections on the old
+    chain are closed after their next request instead of with a probability rising over
+    the drain time. With the gradual default, a gateway's pooled connection kept the old
+    policy for about a second after the sidecar had the new one.
+    """
     args = [
         envoy,
         "--config-path",
@@ -195,6 +202,8 @@ def envoy_args(
         "--disable-hot-restart",
         "--drain-time-s",
         "5",
+        "--drain-strategy",
+        "immediate",
         "--parent-shutdown-time-s",
         "10",
     ]

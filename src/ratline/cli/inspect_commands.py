@@ -15,14 +15,19 @@ import click
 from ratline import __version__
 from ratline.cli.admin_client import AdminClient
 from ratline.cli.envoy_tables import TABLES
-from ratline.cli.meshref import admin_url, mesh_option, read_run_info
+from ratline.cli.meshref import mesh_option, read_run_info
 from ratline.cli.output import echo_data, output_option, render_table
 from ratline.registry.instances import WorkloadInstance
+from ratline.runtime.local.nacks import nack_lines, proxy_name
+from ratline.runtime.local.runfile import live_runner_pid
 
 XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
 PROXY_STATUS_HEADERS = ("NAME", *XDS_TYPES, "XDS", "VERSION")
 INSTANCE_HEADERS = ("INSTANCE", "APP PID", "SIDECAR PID", "PORTS", "HTTP_PROXY", "ADMIN", "HEALTH")
 GATEWAY_HEADERS = ("GATEWAY", "PID", "LISTEN", "ADMIN", "STATE")
+
+STATUS_TIMEOUT_S = 3.0
+"""`ratline status` waits this long for the control plane before calling it not answering."""
 
 VERSION_CHARS = 8
 """Acked versions are content hashes; the table shows each type's first characters."""
@@ -31,10 +36,6 @@ Row = list[str]
 
 
 # --- proxy-status -----------------------------------------------------------------------
-
-
-def proxy_name(proxy: Mapping[str, Any]) -> str:
-    return f"{proxy.get('instance', '')}.{proxy.get('namespace', '')}"
 
 
 def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
@@ -54,19 +55,7 @@ def proxy_status_rows(answer: Mapping[str, Any]) -> list[Row]:
     return sorted(rows)
 
 
-def nack_lines(answer: Mapping[str, Any]) -> list[str]:
-    """One line per type a proxy rejected: `NACK reviews-v2-0.default RDS: <detail>`."""
-    lines = []
-    for proxy in answer.get("proxies") or ():
-        types = proxy.get("types") or {}
-        for type_name in sorted(types):
-            nack = (types.get(type_name) or {}).get("nack")
-            if nack:
-                lines.append(f"NACK {proxy_name(proxy)} {type_name}: {nack}")
-    return sorted(lines)
-
-
-@click.command("proxy-status")
+@click.command("proxy-status", short_help="Every proxy's xDS sync state and NACKs.")
 @output_option()
 @mesh_option
 def proxy_status(output: str, mesh_dir: Path) -> None:
@@ -153,7 +142,7 @@ def _show_config(kind: str, target: str, output: str, mesh_dir: Path) -> None:
     click.echo(render_table(headers, build_rows(resources)))
 
 
-@click.group("proxy-config")
+@click.group("proxy-config", short_help="What one proxy is served: clusters, listeners, routes.")
 def proxy_config() -> None:
     """What the control plane serves one proxy: clusters, listeners, routes, endpoints.
 
@@ -286,28 +275,49 @@ def render_status(run_info: Mapping[str, Any], status: Mapping[str, Any] | None)
 
 
 def _control_plane_status(mesh_dir: Path) -> dict[str, Any] | None:
-    """GET /v1/status of the mesh's control plane; None if no mesh runs or it does not answer."""
+    """GET /v1/status of the mesh's control plane (with the mesh's admin credential);
+    None if no mesh runs there or its control plane does not answer."""
     try:
-        answer: dict[str, Any] = AdminClient(admin_url(mesh_dir), timeout_s=3.0).get("/v1/status")
+        client = AdminClient.for_mesh(mesh_dir)
+        client.timeout_s = STATUS_TIMEOUT_S
+        answer: dict[str, Any] = client.get("/v1/status")
     except click.ClickException:
         return None
     return answer
 
 
-@click.command()
+def control_plane_json(
+    run_info: Mapping[str, Any], status: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`control_plane` of `ratline status -o json`: the live status when it answers, else
+    what run.json says; `pid` and `answering` are always there."""
+    recorded = dict(run_info.get("control_plane") or {})
+    if status is not None:
+        return {**status, "answering": True}
+    return {**recorded, "pid": recorded.get("pid"), "answering": False}
+
+
+@click.command(short_help="The running mesh: PIDs, ports, health, gateway.")
 @output_option()
 @mesh_option
 def status(output: str, mesh_dir: Path) -> None:
     """The running mesh: control plane, instances with their PIDs and ports, gateways."""
     run_info = read_run_info(mesh_dir)
     cp_status = _control_plane_status(mesh_dir)
+    if live_runner_pid(mesh_dir.resolve()) is None:
+        click.echo(
+            f"warning: the runner (PID {run_info.get('runner_pid')}) is gone; "
+            f"`ratline down --mesh {mesh_dir.resolve()}` stops what it left running",
+            err=True,
+        )
     if output != "table":
-        echo_data({"run": run_info, "control_plane": cp_status}, output)
+        echo_data({"run": run_info, "control_plane": control_plane_json(run_info, cp_status)},
+                  output)
         return
     click.echo(render_status(run_info, cp_status))
 
 
-@click.command()
+@click.command(short_help="Client and control plane versions.")
 @output_option()
 @mesh_option
 def version(output: str, mesh_dir: Path) -> None:

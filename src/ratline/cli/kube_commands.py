@@ -49,7 +49,7 @@ def _print_documents(documents: list[dict[str, object]]) -> None:
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False), nl=False)
 
 
-@click.group()
+@click.group(short_help="Print Kubernetes manifests: crds, rbac.")
 def manifest() -> None:
     """Print Kubernetes manifests (for `kubectl apply -f -`)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,19 +13,20 @@ from typing import Any
 
 import click
 
+from ratline.agent.envoy_binary import EnvoyUnusable, check_envoy
 from ratline.agent.process import log_tail, pid_alive
 from ratline.cli.meshref import mesh_option
+from ratline.runtime.local.leftovers import LeftoverProcesses, clean_up_after_dead_runner
+from ratline.runtime.local.nacks import current_nacks, resource_names
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
-    looks_like_ratline,
-    pids_in_run_info,
     read_run_file,
-    remove_run_file,
     run_file_path,
 )
 from ratline.runtime.local.runner import configure_logging, run_mesh
-from ratline.settings import Settings, state_dir
+from ratline.runtime.local.startup import ready_line
+from ratline.settings import RUNNER_LOG, Settings, logs_dir, state_dir
 
 POLL_S = 0.1
 DOWN_TIMEOUT_S = 60.0
@@ -37,7 +39,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.command()
+@click.command(short_help="Run a mesh from a directory of YAML (-d: in the background).")
 @click.argument(
     "mesh_dir",
     default=".",
@@ -45,26 +47,61 @@ def _settings() -> Settings:
 )
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; return once ready.")
 def up(mesh_dir: Path, detach: bool) -> None:
-    """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads."""
+    """Run the mesh described by MESH_DIR's YAML: control plane, gateway, workloads.
+
+    MESH_DIR (default: the current directory) holds Kubernetes-style YAML: Istio's
+    kinds, Services, and Workloads (the programs to run beside their sidecars), plus an
+    optional mesh.yaml (MeshConfig). Start-up ends with the URL of the ingress gateway;
+    a config a proxy rejects is shown as it happens. Logs are in MESH_DIR/.ratline/logs
+    (`ratline logs INSTANCE`). In the foreground Ctrl-C stops everything; with -d,
+    `ratline down` does.
+    """
     mesh_dir = mesh_dir.resolve()
     settings = _settings()
+    _check_mesh_dir(mesh_dir)
+    _check_envoy(settings)
     pid = live_runner_pid(mesh_dir)
     if pid is not None:
         raise click.ClickException(str(MeshAlreadyRunning(mesh_dir, pid)))
+    _clean_up_after_dead_runner(mesh_dir, force=False)
     if detach:
         _up_detached(mesh_dir, settings)
         return
     configure_logging()
     try:
         code = run_mesh(mesh_dir, settings)
-    except MeshAlreadyRunning as exc:
+    except (MeshAlreadyRunning, LeftoverProcesses) as exc:
         raise click.ClickException(str(exc)) from None
     if code:
         raise SystemExit(code)
 
 
+def _check_mesh_dir(mesh_dir: Path) -> None:
+    """Refuse a directory with nothing to run: no YAML, and nothing applied before."""
+    from ratline.config.store import APPLIED_DIR, mesh_files
+
+    if mesh_files(mesh_dir):
+        return
+    applied = state_dir(mesh_dir) / APPLIED_DIR
+    if applied.is_dir() and any(applied.iterdir()):
+        return
+    raise click.ClickException(
+        f"{mesh_dir} holds no YAML files (*.yaml, *.yml; mesh.yaml alone holds no resources): "
+        "there is nothing to run. A mesh directory holds Kubernetes-style YAML: Istio's "
+        "kinds, Services and Workloads (the processes to run); try `ratline up "
+        "examples/bookinfo` from Ratline's repository"
+    )
+
+
+def _check_envoy(settings: Settings) -> None:
+    try:
+        check_envoy(settings.envoy)
+    except EnvoyUnusable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _up_detached(mesh_dir: Path, settings: Settings) -> None:
-    log_path = state_dir(mesh_dir) / "logs" / "runner.log"
+    log_path = logs_dir(mesh_dir) / RUNNER_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         offset = log.tell()
@@ -96,9 +133,9 @@ def _up_detached(mesh_dir: Path, settings: Settings) -> None:
     # The runner outlives this command; do not let Popen's finalizer warn about it.
     runner.returncode = 0
     info = _wait_for_apps(mesh_dir, info, time.monotonic() + settings.ready_timeout_s)
-    click.echo(_describe(info, log_path))
     for line in _rejected_config(mesh_dir):
         click.echo(f"warning: {line}", err=True)
+    click.echo(_describe(info, log_path))
 
 
 def _wait_for_apps(mesh_dir: Path, info: dict[str, Any], deadline: float) -> dict[str, Any]:
@@ -117,15 +154,14 @@ def _rejected_config(mesh_dir: Path) -> list[str]:
     from ratline.cli.admin_client import AdminApiError, AdminClient
 
     try:
-        proxies = AdminClient.for_mesh(mesh_dir).get("/v1/proxy-status").get("proxies") or ()
+        client = AdminClient.for_mesh(mesh_dir)
+        nacks = current_nacks(client.get("/v1/proxy-status"))
+        lines = []
+        for nack in nacks:
+            dump = client.get("/v1/config-dump", {"node": nack.node, "type": nack.type_name})
+            lines.append(nack.line(resource_names(dump.get("resources") or ())))
     except (AdminApiError, click.ClickException, OSError):
         return []
-    lines = []
-    for proxy in proxies:
-        for short, status in (proxy.get("types") or {}).items():
-            if status.get("nack"):
-                who = f"{proxy.get('instance')}.{proxy.get('namespace')}"
-                lines.append(f"{who} rejected its {short} config: {status['nack']}")
     return lines
 
 
@@ -154,8 +190,9 @@ def _describe(info: dict[str, Any], log_path: Path) -> str:
     for inst in instances:
         if inst.get("error"):
             lines.append(f"    {inst.get('name')}: {inst.get('error')}")
-    lines.append(f"  logs           {log_path.parent}")
+    lines.append(f"  logs           {log_path.parent} (ratline logs INSTANCE)")
     lines.append(f"stop it with: ratline down --mesh {info.get('mesh_dir')}")
+    lines.append(ready_line(info))
     return "\n".join(lines)
 
 
@@ -173,7 +210,24 @@ def _stop_runner(pid: int, timeout_s: float) -> bool:
     return True
 
 
-@click.command()
+def _clean_up_after_dead_runner(mesh_dir: Path, *, force: bool) -> bool:
+    """If run.json names a runner that is gone, stop what it left running; True if there
+    was such a run.json."""
+    info = read_run_file(mesh_dir)
+    if info is None:
+        return False
+    try:
+        stopped = clean_up_after_dead_runner(mesh_dir, info, force=force)
+    except LeftoverProcesses as exc:
+        raise click.ClickException(str(exc)) from None
+    message = f"the previous runner (PID {info.get('runner_pid')}) of {mesh_dir} is gone"
+    if stopped:
+        message += "; stopped what it left running: " + ", ".join(r.describe() for r in stopped)
+    click.echo(message, err=True)
+    return True
+
+
+@click.command(short_help="Stop the running mesh (or what a dead runner left).")
 @mesh_option
 @click.option(
     "--timeout",
@@ -183,29 +237,40 @@ def _stop_runner(pid: int, timeout_s: float) -> bool:
     show_default=True,
     help="Seconds to wait for the mesh to stop.",
 )
-def down(mesh_dir: Path, timeout_s: float) -> None:
-    """Stop the running mesh: apps, sidecars, gateway, control plane."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also stop processes a dead runner left whose identity cannot be checked, and "
+    "kill what is left if the runner does not stop in time.",
+)
+def down(mesh_dir: Path, timeout_s: float, force: bool) -> None:
+    """Stop the running mesh: apps, sidecars, gateway, control plane.
+
+    If its runner died (killed, crashed), stop what it left running instead.
+    """
     mesh_dir = mesh_dir.resolve()
     info = read_run_file(mesh_dir)
     if info is None:
         click.echo(f"no mesh is running in {mesh_dir} (no {run_file_path(mesh_dir)})", err=True)
         return
-    pid = info.get("runner_pid")
-    if not isinstance(pid, int) or not pid_alive(pid) or not looks_like_ratline(pid):
-        leftovers = [p for p in pids_in_run_info(info) if pid_alive(p)]
-        remove_run_file(mesh_dir)
-        message = f"no mesh is running in {mesh_dir} (runner PID {pid} is gone; removed run.json)"
-        if leftovers:
-            message += f"; processes it started may still run: PIDs {leftovers}"
-        click.echo(message, err=True)
+    pid = live_runner_pid(mesh_dir)
+    if pid is None:
+        _clean_up_after_dead_runner(mesh_dir, force=force)
         return
     click.echo(f"stopping the mesh in {mesh_dir} (runner PID {pid})…", err=True)
-    if not _stop_runner(pid, timeout_s):
+    if _stop_runner(pid, timeout_s):
+        click.echo("mesh stopped")
+        return
+    if not force:
         raise click.ClickException(
             f"the runner (PID {pid}) did not stop within {timeout_s:g}s; see "
-            f"{state_dir(mesh_dir) / 'logs' / 'runner.log'}"
+            f"{logs_dir(mesh_dir) / RUNNER_LOG}, or kill everything with `ratline down "
+            f"--force --mesh {mesh_dir}`"
         )
-    click.echo("mesh stopped")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _clean_up_after_dead_runner(mesh_dir, force=True)
+    click.echo("mesh stopped (forced)")
 
 
 COMMANDS = [up, down]

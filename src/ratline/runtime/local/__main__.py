@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ratline.runtime.local.leftovers import LeftoverProcesses
 from ratline.runtime.local.runfile import MeshAlreadyRunning
 from ratline.runtime.local.runner import configure_logging, run_mesh
 from ratline.settings import Settings
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return run_mesh(args.mesh_dir, settings)
-    except MeshAlreadyRunning as exc:
+    except (MeshAlreadyRunning, LeftoverProcesses) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -84,3 +84,13 @@ class AdminClient:
         body = {"runner": RUNNER_NAME, "instances": [i.to_json() for i in instances]}
         data = await self._request("PUT", "/v1/instances", json=body, timeout_s=10.0)
         return int(data.get("count", 0))
+
+    async def proxy_status(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """`GET /v1/proxy-status`: every proxy's sync state, NACKs included."""
+        return await self._request("GET", "/v1/proxy-status", timeout_s=timeout_s)
+
+    async def config_dump(self, node: str, type_name: str) -> dict[str, Any]:
+        """`GET /v1/config-dump`: what the control plane serves one proxy of one type."""
+        return await self._request(
+            "GET", "/v1/config-dump", params={"node": node, "type": type_name}, timeout_s=10.0
+        )

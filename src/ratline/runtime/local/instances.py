@@ -31,7 +31,7 @@ from ratline.registry.instances import (
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy, should_restart
 from ratline.runtime.local.workloads import InstanceSpec
-from ratline.settings import Settings
+from ratline.settings import Settings, instance_log_name
 
 log = logging.getLogger("ratline.runner")
 
@@ -66,19 +66,22 @@ class InstanceDirs:
 def resolve_command(command: tuple[str, ...], mesh_dir: Path) -> list[str]:
     """`command[0]` relative to the mesh dir if it exists there, else found on PATH."""
     if not command:
-        raise CommandNotFound("empty command")
+        raise CommandNotFound("spec.command: empty")
     first = command[0]
     path = Path(first)
     if path.is_absolute():
         if not path.is_file():
-            raise CommandNotFound(f"command not found: {first}")
+            raise CommandNotFound(f"spec.command[0]: command not found: {first} (no such file)")
         return list(command)
     local = mesh_dir / path
     if local.is_file():
         return [str(local), *command[1:]]
     found = shutil.which(first)
     if found is None:
-        raise CommandNotFound(f"command not found: {first!r} (neither in {mesh_dir} nor on PATH)")
+        raise CommandNotFound(
+            f"spec.command[0]: command not found: {first!r} (neither a file in {mesh_dir} "
+            "nor a program on PATH)"
+        )
     return [found, *command[1:]]
 
 
@@ -151,7 +154,7 @@ class LocalInstance:
         self.exit_code: int | None = None
         """Set when the app exited and its restartPolicy says it stays down (a finished job)."""
         self.node_id = node_id(ProxyKind.SIDECAR, "127.0.0.1", spec.name, spec.namespace)
-        self.log_path = dirs.logs_dir / f"{spec.name}.log"
+        self.log_path = dirs.logs_dir / instance_log_name(spec.name, "app")
         params = BootstrapParams(
             node_id=self.node_id,
             cluster=f"{spec.workload.name}.{spec.namespace}",
@@ -166,7 +169,7 @@ class LocalInstance:
             label=spec.name,
             params=params,
             config_path=dirs.proxies_dir / f"{self.node_id}.json",
-            log_path=dirs.logs_dir / f"{spec.name}.envoy.log",
+            log_path=dirs.logs_dir / instance_log_name(spec.name, "envoy"),
             settings=settings,
             policy=policy,
             on_change=on_change,
@@ -225,10 +228,10 @@ class LocalInstance:
             await self.sidecar.ready.wait()
             try:
                 if not cwd.is_dir():
-                    raise CommandNotFound(f"workingDir {cwd} is not a directory")
+                    raise CommandNotFound(f"spec.workingDir: {cwd} is not a directory")
                 args = resolve_command(workload.command, self.dirs.mesh_dir)
             except CommandNotFound as exc:
-                self._fail(str(exc))
+                self._fail(f"{workload.describe()}: {exc}")
                 return
             env = app_environment(self.spec, self.ports, os.environ)
             app = ChildProcess(args, log_path=self.log_path, cwd=cwd, env=env)

@@ -7,8 +7,11 @@ probing socket is closed and before the instance's process binds it.
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterable
+
+from ratline.runtime.local.procfs import describe_port_holders
 
 _MAX_ATTEMPTS = 200
 
@@ -43,6 +46,26 @@ class PortAllocator:
     def release(self, ports: Iterable[int]) -> None:
         for port in ports:
             self._taken.discard(port)
+
+
+class PortInUse(OSError):
+    """A port the mesh must listen on is taken; the message names it and its holder."""
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    """Raise PortInUse naming `what` (`RATLINE_XDS_PORT`) and, where /proc tells, the
+    process holding it, if `port` cannot be listened on at `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"port {port} ({what}) on {host} is {describe_port_holders(port)}: stop that "
+                f"program, or choose another port with {what}"
+            ) from None
 
 
 def _probe_free_port(host: str) -> int:

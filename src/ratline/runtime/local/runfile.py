@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,10 @@ from ratline.agent.process import pid_alive
 from ratline.settings import state_dir
 
 RUN_FILE_NAME = "run.json"
+PROXIES_DIR_NAME = "proxies"
+"""Envoy bootstrap files, one per running proxy."""
+CONTROL_PLANE_READY_FILE = "controlplane.json"
+SDS_SOCKET_NAME = "sds.sock"
 
 
 class MeshAlreadyRunning(RuntimeError):
@@ -71,7 +77,7 @@ def remove_run_file(mesh_dir: Path) -> None:
         run_file_path(mesh_dir).unlink()
 
 
-def pids_in_run_info(data: dict[str, Any]) -> list[int]:
+def pids_in_run_info(data: Mapping[str, Any]) -> list[int]:
     """Every process PID a run.json names (runner, control plane, proxies, apps)."""
     pids: list[int] = []
 
@@ -87,3 +93,32 @@ def pids_in_run_info(data: dict[str, Any]) -> list[int]:
         add(instance.get("app_pid"))
         add(instance.get("proxy_pid"))
     return pids
+
+
+def remove_run_state(mesh_dir: Path, info: Mapping[str, Any] | None = None) -> None:
+    """Remove what only a running mesh needs: run.json, the control plane's ready file,
+    the proxies' bootstrap files and the SDS socket (with its private temp dir when the
+    state dir's path was too long for a socket, as `info` records it). Applied config,
+    the CA and the logs stay."""
+    state = state_dir(mesh_dir)
+    shutil.rmtree(state / PROXIES_DIR_NAME, ignore_errors=True)
+    for name in (CONTROL_PLANE_READY_FILE, SDS_SOCKET_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            (state / name).unlink()
+    socket = (info or {}).get("sds_socket")
+    if isinstance(socket, str) and socket:
+        remove_sds_socket(mesh_dir, Path(socket))
+    remove_run_file(mesh_dir)
+
+
+def remove_sds_socket(mesh_dir: Path, socket: Path) -> None:
+    """Remove an SDS socket, and the temp dir holding it if it is not in the state dir."""
+    with contextlib.suppress(FileNotFoundError):
+        socket.unlink()
+    parent = socket.parent
+    if parent != state_dir(mesh_dir) and parent.name.startswith(SDS_TEMP_PREFIX):
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+SDS_TEMP_PREFIX = "ratline-sds-"
+"""Prefix of the private temp dir of an SDS socket whose path in the state dir is too long."""

@@ -21,9 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ratline.agent.bootstrap import BootstrapParams
-from ratline.agent.process import pid_alive
-from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
+from ratline.registry.instances import WorkloadInstance
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
     ControlPlaneChild,
@@ -31,18 +29,29 @@ from ratline.runtime.local.cpchild import (
     ControlPlaneInfo,
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
+from ratline.runtime.local.gateway import (
+    GATEWAY_INSTANCE,
+    GATEWAY_NAMESPACE,
+    GATEWAY_SERVICE_ACCOUNT,
+    IngressGateway,
+)
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
-from ratline.runtime.local.ports import PortAllocator
-from ratline.runtime.local.proxies import SupervisedEnvoy
+from ratline.runtime.local.leftovers import (
+    RecordedProcess,
+    StartTimes,
+    clean_up_after_dead_runner,
+)
+from ratline.runtime.local.nack_watch import NackWatch
+from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
     live_runner_pid,
-    pids_in_run_info,
     read_run_file,
-    remove_run_file,
+    remove_run_state,
     write_run_file,
 )
 from ratline.runtime.local.security import LocalSecurity, read_admin_token
+from ratline.runtime.local.startup import ready_line
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy
 from ratline.runtime.local.workloads import (
     GATEWAY_KIND,
@@ -50,17 +59,17 @@ from ratline.runtime.local.workloads import (
     InstanceKey,
     InstanceSpec,
     desired_instances,
-    gateway_listen_ports,
     plan_reconcile,
 )
-from ratline.settings import Settings, state_dir
+from ratline.settings import (
+    CONTROL_PLANE_LOG,
+    Settings,
+    logs_dir,
+    state_dir,
+)
 
 log = logging.getLogger("ratline.runner")
 
-GATEWAY_NAME = "istio-ingressgateway"
-GATEWAY_INSTANCE = f"{GATEWAY_NAME}-0"
-GATEWAY_NAMESPACE = "istio-system"
-GATEWAY_LABELS = {"istio": "ingressgateway", "app": GATEWAY_NAME}
 WATCH_TIMEOUT_S = 30.0
 WATCH_RETRY_S = 0.5
 REPORT_COALESCE_S = 0.02
@@ -89,14 +98,12 @@ class Runner:
         self.controlplane_module = controlplane_module
         self.settings = settings
         self.state_dir = state_dir(self.mesh_dir)
-        self.logs_dir = self.state_dir / "logs"
+        self.logs_dir = logs_dir(self.mesh_dir)
         self.dirs = InstanceDirs(self.mesh_dir, self.state_dir / "proxies", self.logs_dir)
         self.policy = RestartPolicy.from_settings(settings)
         self.allocator = PortAllocator(settings.bind_address)
         self.instances: dict[InstanceKey, LocalInstance] = {}
-        self.gateway: SupervisedEnvoy | None = None
-        self.gateway_admin_port = 0
-        self.gateway_listen: list[int] = []
+        self.gateway: IngressGateway | None = None
         self.workload_errors: list[str] = []
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
@@ -104,10 +111,14 @@ class Runner:
         """Certificates and SDS for the proxies, when the control plane runs a CA."""
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.ready = False
+        self._announced = False
+        self._nack_watch = NackWatch(self._live_client)
+        self._settle_deadline = 0.0
         self._synced = False
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._start_times = StartTimes()
         self._push_lock = asyncio.Lock()
         """Reports go one at a time, each with the state current when it is sent."""
 
@@ -118,7 +129,7 @@ class Runner:
         pid = live_runner_pid(self.mesh_dir)
         if pid is not None and pid != os.getpid():
             raise MeshAlreadyRunning(self.mesh_dir, pid)
-        self._warn_stale_run_file()
+        self._clean_up_previous_run()
         for d in (self.logs_dir, self.dirs.proxies_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._write_run_file()
@@ -153,6 +164,14 @@ class Runner:
         self._stop.set()
 
     async def _start(self) -> int:
+        try:
+            for setting in ("xds_port", "admin_port", "ca_port"):
+                if getattr(self.settings, setting):
+                    check_free(self.settings.bind_address, getattr(self.settings, setting),
+                               f"RATLINE_{setting.upper()}")
+        except PortInUse as exc:
+            log.error("%s", exc)
+            return 1
         xds_port = self._port(self.settings.xds_port)
         admin_port = self._port(self.settings.admin_port)
         self.cp = ControlPlaneChild(
@@ -160,7 +179,7 @@ class Runner:
             xds_port=xds_port,
             admin_port=admin_port,
             ready_file=self.state_dir / "controlplane.json",
-            log_path=self.logs_dir / "controlplane.log",
+            log_path=self.logs_dir / CONTROL_PLANE_LOG,
             module=self.controlplane_module,
         )
         try:
@@ -180,6 +199,7 @@ class Runner:
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
+        self._spawn(self._nack_watch.run(), "NACK watch")
         return 0
 
     def _port(self, configured: int) -> int:
@@ -208,14 +228,14 @@ class Runner:
         # Drain first: every Envoy lets its in-flight requests finish before any app stops.
         envoys = [i.sidecar for i in instances]
         if self.gateway is not None:
-            envoys.append(self.gateway)
+            envoys.append(self.gateway.envoy)
         await _gather_logged(e.drain() for e in envoys)
         if instances:
             log.info("stopping %d instances", len(instances))
         await _gather_logged(i.stop_app() for i in instances)
         await _gather_logged(i.stop_sidecar() for i in instances)
         if self.gateway is not None:
-            await _gather_logged([self.gateway.stop()])
+            await _gather_logged([self.gateway.envoy.stop()])
         if self.security is not None:
             await _gather_logged([self.security.stop()])
         if self.cp is not None:
@@ -224,54 +244,28 @@ class Runner:
             await self.client.close()
         data = read_run_file(self.mesh_dir)
         if data is None or data.get("runner_pid") == os.getpid():
-            remove_run_file(self.mesh_dir)
+            remove_run_state(self.mesh_dir, data)
         log.info("mesh stopped")
 
     # -- the ingress gateway ----------------------------------------------------------
 
     def _start_gateway(self, xds_port: int) -> None:
-        self.gateway_admin_port = self.allocator.allocate()
-        gateway_node = node_id(ProxyKind.ROUTER, "127.0.0.1", GATEWAY_INSTANCE, GATEWAY_NAMESPACE)
-        params = BootstrapParams(
-            node_id=gateway_node,
-            cluster=f"{GATEWAY_NAME}.{GATEWAY_NAMESPACE}",
-            xds_host=self.settings.bind_address,
+        gateway = IngressGateway(
+            settings=self.settings,
+            policy=self.policy,
             xds_port=xds_port,
-            admin_port=self.gateway_admin_port,
-            delta=self.settings.delta_xds,
-            metadata={"NAMESPACE": GATEWAY_NAMESPACE, "WORKLOAD_NAME": GATEWAY_NAME},
-            **self._bootstrap_extra(),
+            admin_port=self.allocator.allocate(),
+            proxies_dir=self.dirs.proxies_dir,
+            logs_dir=self.logs_dir,
+            bootstrap_extra=self._bootstrap_extra(),
+            on_change=self.notify,
         )
         if self.security is not None:
             self.security.enroll(
-                gateway_node, GATEWAY_NAMESPACE, f"{GATEWAY_NAME}-service-account",
-                GATEWAY_INSTANCE,
+                gateway.node_id, GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, GATEWAY_INSTANCE
             )
-        self.gateway = SupervisedEnvoy(
-            label=GATEWAY_INSTANCE,
-            params=params,
-            config_path=self.dirs.proxies_dir / f"{gateway_node}.json",
-            log_path=self.logs_dir / f"{GATEWAY_INSTANCE}.envoy.log",
-            settings=self.settings,
-            policy=self.policy,
-            on_change=self.notify,
-        )
-        self.gateway.start()
-
-    def gateway_instance(self) -> WorkloadInstance | None:
-        if self.gateway is None:
-            return None
-        return WorkloadInstance(
-            name=GATEWAY_INSTANCE,
-            namespace=GATEWAY_NAMESPACE,
-            workload=GATEWAY_NAME,
-            labels=dict(GATEWAY_LABELS),
-            service_account=f"{GATEWAY_NAME}-service-account",
-            sidecar=SidecarPorts(outbound_port=0, admin_port=self.gateway_admin_port),
-            kind=ProxyKind.ROUTER,
-            healthy=self.gateway.ready.is_set(),
-            proxy_pid=self.gateway.pid,
-        )
+        self.gateway = gateway
+        gateway.envoy.start()
 
     # -- watching Workloads and reconciling -------------------------------------------
 
@@ -293,22 +287,23 @@ class Runner:
             await self._reconcile(data.get("resources") or [])
 
     async def _reconcile(self, resources: list[dict[str, Any]]) -> None:
-        workloads = [r.get("resource") or {} for r in resources if r.get("kind") == WORKLOAD_KIND]
+        workload_items = [r for r in resources if r.get("kind") == WORKLOAD_KIND]
+        workloads = [r.get("resource") or {} for r in workload_items]
+        sources = {
+            (str(r.get("namespace")), str(r.get("name"))): str(r["file"])
+            for r in workload_items
+            if r.get("file")
+        }
         gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
-        desired, errors = desired_instances(workloads)
+        desired, errors = desired_instances(workloads, sources)
         if errors != self.workload_errors:
             for error in errors:
                 log.error("%s", error)
             self.workload_errors = errors
-        listen = gateway_listen_ports(gateways, GATEWAY_LABELS, self.settings.gateway_port_offset)
-        for port in listen:
-            # Never hand a gateway's port to an app or a sidecar.
-            self.allocator.reserve(port)
-        if listen != self.gateway_listen:
-            self.gateway_listen = listen
-            if listen:
-                ports = ", ".join(f"{self.settings.bind_address}:{p}" for p in listen)
-                log.info("gateway %s listening on %s", GATEWAY_INSTANCE, ports)
+        if self.gateway is not None:
+            for port in self.gateway.update_listen(gateways):
+                # Never hand a gateway's port to an app or a sidecar.
+                self.allocator.reserve(port)
         running = {key: inst.spec for key, inst in self.instances.items()}
         plan = plan_reconcile(running, desired)
         stopping = [self.instances.pop(key) for key in plan.stop]
@@ -360,6 +355,11 @@ class Runner:
     def _bootstrap_extra(self) -> dict[str, Any]:
         return self.security.bootstrap_fields() if self.security is not None else {}
 
+    def _live_client(self) -> AdminClient | None:
+        """The admin client while the control plane is up."""
+        up = self.cp is not None and self.cp.info is not None
+        return self.client if up else None
+
     def _ca_address(self) -> str | None:
         info = self.cp.info if self.cp is not None else None
         return info.ca if info is not None and info.ca else None
@@ -409,8 +409,9 @@ class Runner:
 
     def reported_instances(self) -> list[WorkloadInstance]:
         reported = [inst.to_workload_instance() for inst in self.instances.values()]
-        gateway = self.gateway_instance()
-        return [*reported, gateway] if gateway is not None else reported
+        if self.gateway is None:
+            return reported
+        return [*reported, self.gateway.workload_instance()]
 
     async def _report_loop(self) -> None:
         while True:
@@ -419,6 +420,7 @@ class Runner:
             self._changed.clear()
             self._update_ready()
             self._write_run_file()
+            await self._announce_started()
             await self._push_instances()
 
     async def _push_instances(self) -> None:
@@ -430,65 +432,88 @@ class Runner:
             except ControlPlaneUnavailable as exc:
                 log.debug("report: %s", exc)
 
+    async def _announce_started(self) -> None:
+        """Once ready and every app listens (or failed, or `ready_timeout_s` passed): the
+        last line of start-up, with the URLs to open (after any config already refused)."""
+        if self._announced or not self.ready:
+            return
+        settled = all(i.healthy or i.error or i.finished for i in self.instances.values())
+        if not settled and asyncio.get_running_loop().time() < self._settle_deadline:
+            return
+        self._announced = True
+        await self._nack_watch.check()
+        log.info("%s", ready_line(self.run_info()))
+
     def _update_ready(self) -> None:
         if self.ready or not self._synced or self.gateway is None:
             return
-        if not self.gateway.ready.is_set():
+        if not self.gateway.envoy.ready.is_set():
             return
         if not all(i.sidecar.ready.is_set() or i.finished for i in self.instances.values()):
             return
         self.ready = True
+        loop = asyncio.get_running_loop()
+        self._settle_deadline = loop.time() + self.settings.ready_timeout_s
+        loop.call_later(self.settings.ready_timeout_s, self.notify)
         cp = self.cp.info if self.cp else None
         log.info(
             "mesh ready: %d instances, gateway admin %s:%d%s, control plane admin http://%s",
             len(self.instances),
             self.settings.bind_address,
-            self.gateway_admin_port,
-            f", listening on {self.gateway_listen}" if self.gateway_listen else "",
+            self.gateway.admin_port,
+            f", listening on {self.gateway.listen}" if self.gateway.listen else "",
             cp.admin if cp else "-",
         )
 
     def run_info(self) -> dict[str, Any]:
         cp = self.cp.info if self.cp is not None else None
-        gateways = []
-        if self.gateway is not None:
-            gateways.append(
-                {
-                    "name": GATEWAY_INSTANCE,
-                    "namespace": GATEWAY_NAMESPACE,
-                    "admin_port": self.gateway_admin_port,
-                    "pid": self.gateway.pid,
-                    "listen": list(self.gateway_listen),
-                    "ready": self.gateway.ready.is_set(),
-                    "restarts": self.gateway.restarts,
-                    "error": self.gateway.error,
-                    "log": str(self.gateway.log_path),
-                }
-            )
+        gateways = [self.gateway.run_info()] if self.gateway is not None else []
         return {
             "runner_pid": os.getpid(),
             "mesh_dir": str(self.mesh_dir),
+            "bind_address": self.settings.bind_address,
             "started_at": self.started_at,
             "ready": self.ready,
             "control_plane": cp.to_json() if cp is not None else None,
             "gateways": gateways,
             "instances": [self.instances[key].run_info() for key in sorted(self.instances)],
             "errors": list(self.workload_errors),
+            "processes": [r.to_json() for r in self._processes(cp)],
+            "sds_socket": str(self.security.socket_path) if self.security is not None else None,
         }
+
+    def _processes(self, cp: ControlPlaneInfo | None) -> list[RecordedProcess]:
+        """Every process this runner started that is running, with its start time: what
+        a later `ratline up` stops if this runner dies without doing it."""
+        wanted: list[tuple[int | None, str]] = [(os.getpid(), "runner")]
+        if cp is not None:
+            wanted.append((cp.pid, "control plane"))
+        if self.gateway is not None:
+            wanted.append((self.gateway.envoy.pid, f"gateway {GATEWAY_INSTANCE}"))
+        for key in sorted(self.instances):
+            inst = self.instances[key]
+            wanted.append((inst.sidecar.pid, f"sidecar {inst.name}"))
+            wanted.append((inst.app_pid, f"app {inst.name}"))
+        records = [self._start_times.record(pid, role) for pid, role in wanted]
+        self._start_times.forget_others(pid for pid, _ in wanted if pid)
+        return [r for r in records if r is not None]
 
     def _write_run_file(self) -> None:
         write_run_file(self.mesh_dir, self.run_info())
 
-    def _warn_stale_run_file(self) -> None:
+    def _clean_up_previous_run(self) -> None:
+        """Stop what a runner of this mesh that died left running (LeftoverProcesses if
+        some of it cannot be told to be its own)."""
         stale = read_run_file(self.mesh_dir)
-        if not stale:
+        if not stale or stale.get("runner_pid") == os.getpid():
             return
-        alive = [p for p in pids_in_run_info(stale) if pid_alive(p)]
-        if alive:
+        stopped = clean_up_after_dead_runner(self.mesh_dir, stale)
+        if stopped:
             log.warning(
-                "a previous runner died without cleaning up; processes it named may still "
-                "run: PIDs %s",
-                ", ".join(map(str, alive)),
+                "the previous runner (PID %s) died without stopping what it started; "
+                "stopped %s",
+                stale.get("runner_pid"),
+                ", ".join(r.describe() for r in stopped),
             )
 
 

@@ -18,11 +18,11 @@ from ratline.agent.identity import CaClient, Enrollment, WorkloadIdentities
 from ratline.agent.sds import SdsServer, SecretStore
 from ratline.ca.files import read_private
 from ratline.ca.tokens import mint_token
+from ratline.runtime.local.runfile import SDS_SOCKET_NAME, SDS_TEMP_PREFIX, remove_sds_socket
 from ratline.settings import Settings, state_dir
 
 log = logging.getLogger("ratline.runner")
 
-SOCKET_NAME = "sds.sock"
 MAX_SOCKET_PATH = 100
 """Unix socket paths are limited to 108 bytes; longer state dirs use a private temp dir."""
 
@@ -36,10 +36,10 @@ def read_admin_token(mesh_dir: Path) -> str | None:
 
 
 def sds_socket_path(mesh_dir: Path) -> Path:
-    path = state_dir(mesh_dir) / SOCKET_NAME
+    path = state_dir(mesh_dir) / SDS_SOCKET_NAME
     if len(str(path)) <= MAX_SOCKET_PATH:
         return path
-    return Path(tempfile.mkdtemp(prefix="ratline-sds-")) / SOCKET_NAME
+    return Path(tempfile.mkdtemp(prefix=SDS_TEMP_PREFIX)) / SDS_SOCKET_NAME
 
 
 class LocalSecurity:
@@ -80,3 +80,4 @@ class LocalSecurity:
     async def stop(self) -> None:
         await self.identities.stop()
         await self.sds.stop()
+        remove_sds_socket(self.mesh_dir, self.socket_path)

@@ -11,7 +11,7 @@ validated again here with it, so a document the runner cannot use is reported, n
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,6 +44,13 @@ class WorkloadSpec:
     service_account: str = "default"
     restart_policy: str = "Always"
     """Always | OnFailure | Never, as a Kubernetes Pod's."""
+    source: str = field(default="", compare=False)
+    """The file it comes from (of the mesh directory, or the one applied; "" if unknown)."""
+
+    def describe(self) -> str:
+        """`Workload default/reviews-v2 (reviews.yaml)`, for error messages."""
+        where = f" ({self.source})" if self.source else ""
+        return f"Workload {self.namespace}/{self.name}{where}"
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -111,8 +118,12 @@ def parse_workload(doc: Mapping[str, Any]) -> tuple[WorkloadSpec, int]:
 
 def desired_instances(
     workload_docs: Iterable[Mapping[str, Any]],
+    sources: Mapping[tuple[str, str], str] | None = None,
 ) -> tuple[dict[InstanceKey, InstanceSpec], list[str]]:
-    """Every replica the Workloads ask for, by key; plus an error line per unusable doc."""
+    """Every replica the Workloads ask for, by key; plus an error line per unusable doc.
+
+    `sources` names the file of each Workload by (namespace, name), for its errors.
+    """
     desired: dict[InstanceKey, InstanceSpec] = {}
     errors: list[str] = []
     for doc in workload_docs:
@@ -121,6 +132,9 @@ def desired_instances(
         except WorkloadFormatError as exc:
             errors.append(str(exc))
             continue
+        source = (sources or {}).get((spec.namespace, spec.name))
+        if source:
+            spec = replace(spec, source=source)
         for index in range(replicas):
             instance = InstanceSpec(f"{spec.name}-{index}", index, spec)
             desired[instance.key] = instance
