@@ -268,7 +268,7 @@ def analyze_cluster_paths(
     return _unique([*messages, *asyncio.run(run())])
 
 
-@click.command(short_help="Validate config: offline, the running mesh's, a cluster's (-k).")
+@click.command(short_help="Validate config offline, a running mesh's or a cluster's.")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("-k", "--use-kube", is_flag=True,
               help="Analyze the live Kubernetes cluster (PATHS are applied on top of it), "

@@ -13,7 +13,7 @@ import click
 import yaml
 
 
-@click.command()
+@click.command(short_help="Serve a Kubernetes cluster's mesh (foreground).")
 @click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False, path_type=Path),
