@@ -1,7 +1,8 @@
 """`python -m bench [--smoke|--full]`: run every benchmark, write docs/benchmarks.md + .json.
 
 Sections: 1 data plane overhead (fortio), 2 sidecar footprint, 3 control plane at scale
-(SotW and delta), 4 growth, a profile of one push, and concurrent xDS streams. fortio
+(SotW and delta), 4 growth, a profile of one push, concurrent xDS streams, and the
+control plane on a real kube-apiserver (tools from scripts/install-test-deps). fortio
 is installed into bench/.tools on first use (needs Go and the Go module proxy).
 """
 
@@ -20,6 +21,7 @@ from bench import machine
 from bench.dataplane import run_dataplane
 from bench.footprint import run_footprint
 from bench.fortio import ensure_fortio
+from bench.kube import run_kube
 from bench.notes import NOTES_MD
 from bench.profile_push import profile_endpoint_push
 from bench.report import render
@@ -28,7 +30,7 @@ from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
 from ratline.settings import Settings
 
-SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams")
+SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams", "kube")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
+        "kube": lambda: [run_kube(s, args.log_dir) for s in sizes.kube],
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)

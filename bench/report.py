@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.kube import kube_md
 from bench.streams import streams_md
 
 ISTIO_PERF = "https://istio.io/v1.13/docs/ops/deployment/performance-and-scalability/"
@@ -269,5 +270,7 @@ def render(results: dict[str, Any]) -> str:
         lines += _profile(results["profile"])
     if "streams" in results:
         lines += streams_md(results["streams"])
+    if "kube" in results:
+        lines += kube_md(results["kube"])
     lines += results.get("notes_md", [])
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.dataplane import LoadSize
+from bench.kube import KubeSize
 from bench.scale import ScaleSize
 from bench.streams import StreamsSize
 
@@ -23,6 +24,8 @@ class Sizes:
     """(services, endpoints, proxies) of the in-process push profile."""
     streams: tuple[StreamsSize, ...] = ()
     """Concurrent-stream runs: simulated proxies on a tiny mesh."""
+    kube: tuple[KubeSize, ...] = ()
+    """Runs against a real kube-apiserver: Services, pods per Service, simulated proxies."""
 
 
 SMOKE = Sizes(
@@ -35,6 +38,7 @@ SMOKE = Sizes(
     growth_endpoints_per_service=2,
     profile=(10, 20, 20),
     streams=(StreamsSize(50, timeout_s=60),),
+    kube=(KubeSize(10, 2, 10),),
 )
 
 FULL = Sizes(
@@ -49,4 +53,5 @@ FULL = Sizes(
     growth_endpoints_per_service=2,
     profile=(1000, 5000, 2000),
     streams=(StreamsSize(2000), StreamsSize(4000, workers=4)),
+    kube=(KubeSize(1000, 5, 500),),
 )

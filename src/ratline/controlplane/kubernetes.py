@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,9 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
     registry = KubeRegistry(
         connection, settings.kube_proxy_outbound_port, settings.kube_proxy_admin_port
     )
+    started = time.monotonic()
     await sync_sources(store, registry, settings.ready_timeout_s)
+    listed = time.monotonic()
     base = args.state_dir.resolve()
     trust_domain = store.mesh_config.trust_domain
     try:
@@ -168,7 +171,9 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         raise SetupError(f"the mesh CA cannot start: {exc}") from None
     cp = ControlPlane(store, registry, settings)
     cp.mtls = True
+    before_push = time.monotonic()
     cp.load()
+    first_push_s = time.monotonic() - before_push
     serving = await start_serving(
         cp,
         security,
@@ -219,6 +224,8 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         "cluster": connection.description,
         "webhook": url,
         "identity": identity,
+        "initial_list_s": round(listed - started, 3),
+        "first_push_s": round(first_push_s, 3),
     }
     _write_run_file(base, info)
     write_ready_file(args.ready_file, {**info, "errors": [str(m) for m in store.refused]})
