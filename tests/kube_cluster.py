@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.helpers import free_port, kill_pids, pid_alive, wait_for
+from tests.helpers import free_port, kill_pids, pid_alive, run_checked, wait_for
 from tests.tools import tool
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -436,20 +436,9 @@ class KubeCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "HTTP", "http"))}
         env["KUBECONFIG"] = str(kubeconfig_path or self.admin_kubeconfig)
         env["KUBECACHEDIR"] = str(self.root / "kubectl-cache")
-        proc = subprocess.run(
-            [tool("kubectl"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
+        return run_checked(
+            [tool("kubectl"), *args], stdin=stdin, check=check, timeout=timeout, env=env
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
 
     def apply(
         self, yaml_text: str, *args: str, check: bool = True

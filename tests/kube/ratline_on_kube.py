@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from tests.helpers import free_fixed_port, kill_pids, wait_for
+from tests.helpers import free_fixed_port, kill_pids, run_checked, wait_for
 from tests.kube_cluster import KubeCluster
 from tests.tools import TOOLS_DIR
 
@@ -41,19 +41,9 @@ def istio_file(path: Path) -> str:
 def ratline_cli(
     *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ratline", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
+    return run_checked(
+        [sys.executable, "-m", "ratline", *args], env=env, check=check, timeout=timeout, cwd=REPO
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ratline {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
 
 
 def install(cluster: KubeCluster, crds: str = "ratline") -> None:

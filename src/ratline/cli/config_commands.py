@@ -178,15 +178,11 @@ def delete(filenames: tuple[str, ...], ignore_not_found: bool, mesh_dir: Path) -
 # --- analyze ----------------------------------------------------------------------------
 
 
-def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
-    """Load every path (files and directories) and run the analyzers on them together.
-
-    Later paths override earlier ones resource by resource, as if applied on top (so
-    `analyze MESH_DIR change.yaml` checks the change against the mesh). The mesh config
-    (mesh.yaml) comes from the first directory given, else the defaults.
-    """
+def _load_paths(
+    paths: Sequence[Path],
+) -> tuple[dict[ResourceKey, Resource[Any]], list[ConfigMessage]]:
+    """Every path's resources (later ones override earlier ones by key) and messages."""
     from ratline import api
-    from ratline.api.schemas.meshconfig import MeshConfig
 
     by_key: dict[ResourceKey, Resource[Any]] = {}
     messages: list[ConfigMessage] = []
@@ -197,6 +193,20 @@ def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
             result = api.load_text(_read(path), str(path))
         by_key.update((r.key, r) for r in result.resources)
         messages.extend(result.messages)
+    return by_key, messages
+
+
+def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
+    """Load every path (files and directories) and run the analyzers on them together.
+
+    Later paths override earlier ones resource by resource, as if applied on top (so
+    `analyze MESH_DIR change.yaml` checks the change against the mesh). The mesh config
+    (mesh.yaml) comes from the first directory given, else the defaults.
+    """
+    from ratline import api
+    from ratline.api.schemas.meshconfig import MeshConfig
+
+    by_key, messages = _load_paths(paths)
     mesh_dir = next((p for p in paths if p.is_dir()), None)
     if mesh_dir is not None:
         mesh_config, mesh_messages = api.load_mesh_config(mesh_dir)
@@ -237,20 +247,11 @@ def analyze_cluster_paths(
     """`analyze -k`: the live cluster, with PATHS' resources applied on top."""
     import asyncio
 
-    from ratline import api
     from ratline.kube.analysis import analyze_live_cluster
     from ratline.kube.connection import KubeApiError, KubeConnection
     from ratline.settings import Settings
 
-    overlay: dict[ResourceKey, Resource[Any]] = {}
-    messages: list[ConfigMessage] = []
-    for path in paths:
-        if path.is_dir():
-            result = api.load_directory(path)
-        else:
-            result = api.load_text(_read(path), str(path))
-        overlay.update((r.key, r) for r in result.resources)
-        messages.extend(result.messages)
+    overlay, messages = _load_paths(paths)
 
     async def run() -> list[ConfigMessage]:
         try:
