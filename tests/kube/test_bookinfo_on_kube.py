@@ -158,6 +158,9 @@ def test_proxy_status_and_proxy_config_against_the_cluster(mesh: Mesh) -> None:
     assert pod in out and "istio-ingressgateway" in out
     routes = mesh.cp.ratline("proxy-config", "routes", f"{pod}.{BOOKINFO_NS}").stdout
     assert REVIEWS.split(".")[0] in routes
+    status = mesh.cp.ratline("status").stdout
+    assert "control plane (Kubernetes)" in status and "answering" in status
+    assert mesh.cp.info["webhook"] in status
 
 
 # ---- changes through kubectl ---------------------------------------------------------------

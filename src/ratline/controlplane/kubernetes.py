@@ -197,11 +197,13 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         lambda: findings(cp, store, registry),
         settings.kube_status_debounce_ms / 1000,
     )
+    # Findings change with config, and with pods appearing, going or relabelled (not with
+    # readiness: analysis reads the whole config, too much for every endpoint change).
     # Translation's findings change with pushes, which follow these changes (the status
     # debounce is longer than the push debounce).
     store.subscribe(status.mark_dirty)
     store.subscribe_objects(status.mark_dirty)
-    registry.subscribe(status.mark_dirty)
+    registry.subscribe_labels(status.mark_dirty)
     body = webhook_configuration(
         settings.kube_namespace,
         store.kinds,

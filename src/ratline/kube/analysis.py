@@ -26,15 +26,19 @@ def analyze_cluster(
     resources: Sequence[Resource[Any]], mesh_config: Any, pods: Iterable[PodLabels]
 ) -> list[ConfigMessage]:
     found = [m for m in analyze(resources, mesh_config) if m.code != SERVICE_SELECTS_NO_WORKLOAD]
-    pods = list(pods)
+    by_label: dict[tuple[str, str, str], list[Mapping[str, str]]] = {}
+    for namespace, labels in pods:
+        for key, value in labels.items():
+            by_label.setdefault((namespace, key, value), []).append(labels)
     for resource in resources:
         selector = getattr(resource.spec, "selector", None) if resource.kind == "Service" else None
         if not selector:
             continue
-        if any(
-            namespace == resource.namespace and all(labels.get(k) == v for k, v in selector.items())
-            for namespace, labels in pods
-        ):
+        # Only pods with the selector's rarest label can match: O(those), not O(pods).
+        candidates = min(
+            (by_label.get((resource.namespace, k, v), []) for k, v in selector.items()), key=len
+        )
+        if any(all(labels.get(k) == v for k, v in selector.items()) for labels in candidates):
             continue
         shown = ", ".join(f"{k}={v}" for k, v in selector.items())
         found.append(

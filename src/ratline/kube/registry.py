@@ -50,6 +50,7 @@ class KubeRegistry:
         self._list: list[WorkloadInstance] | None = None
         self._generation = 0
         self._callbacks: list[Callable[[], None]] = []
+        self._label_callbacks: list[Callable[[], None]] = []
         self.informers: list[Informer[Any]] = [
             self._informer(NODE, node_locality, self._on_nodes),
             self._informer(ENDPOINT_SLICE, endpoint_slice_readiness, self._on_slices),
@@ -78,6 +79,11 @@ class KubeRegistry:
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    def subscribe_labels(self, callback: Callable[[], None]) -> None:
+        """Called when an instance appears, goes, or changes its labels (what the
+        analyzers' Service-selects-no-pod check reads), not on readiness changes."""
+        self._label_callbacks.append(callback)
 
     def start(self) -> None:
         """Start the watches (`wait_synced` waits for their first lists)."""
@@ -150,11 +156,14 @@ class KubeRegistry:
 
     def _rebuild(self, keys: Any) -> None:
         changed = False
+        labels_changed = False
         for key in keys:
             pod = self._pods.get(key)
             old = self._instances.get(key)
             if pod is None or not is_instance(pod):
-                changed |= self._instances.pop(key, None) is not None
+                gone = self._instances.pop(key, None) is not None
+                changed |= gone
+                labels_changed |= gone
                 continue
             new = pod_instance(
                 pod,
@@ -166,8 +175,12 @@ class KubeRegistry:
             if old != new:
                 self._instances[key] = new
                 changed = True
+                labels_changed |= old is None or old.labels != new.labels
         if changed:
             self._list = None
             self._generation += 1
             for callback in self._callbacks:
+                callback()
+        if labels_changed:
+            for callback in self._label_callbacks:
                 callback()
