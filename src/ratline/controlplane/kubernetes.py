@@ -75,7 +75,7 @@ async def sync_sources(store: KubeConfigStore, registry: KubeRegistry, timeout: 
     try:
         await asyncio.wait_for(asyncio.gather(store.wait_synced(), registry.wait_synced()), timeout)
     except TimeoutError:
-        informers = [*store._informers.values(), *registry.informers]
+        informers = [*store.informers, *registry.informers]
         failing = [f"{i.resource}: {i.last_error}" for i in informers if not i.synced.is_set()]
         raise SetupError(
             f"the cluster's objects were not all listed within {timeout:.0f}s: "

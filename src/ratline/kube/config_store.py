@@ -158,6 +158,10 @@ class KubeConfigStore:
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self._informers.values())
 
+    @property
+    def informers(self) -> list[Informer[Any]]:
+        return list(self._informers.values())
+
     async def _start_informers(self) -> None:
         found = await discover(self.connection, self.kinds.values())
         served = set(found.known) | {r.kind for r in found.unknown}
