@@ -181,6 +181,7 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
                 for key, (url, host_header, pids) in paths.items():
                     results[key].append(_one_load(fortio, url, host_header, pids, size,
                                                   work / f"{key}-{run}.json"))
+            paced = _paced(fortio, paths, size, work)
         finally:
             mesh.down()
     medians = {k: _median_of(v) for k, v in results.items()}
@@ -193,7 +194,26 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
         "runs": results,
         "p99_ratio_ratline_to_floor": medians["ratline"]["p99_ms"]
         / max(medians["static_envoy"]["p99_ms"], 1e-9),
+        "paced": paced,
     }
+
+
+PACED_QPS = 200
+
+
+def _paced(fortio: str, paths: dict[str, tuple[str, str | None, list[int]]], size: LoadSize,
+           work: Path) -> dict[str, Any]:
+    """The same paths at one connection and a low rate: the latency one request sees
+    when nothing else is in flight (interleaved runs, medians, as above)."""
+    paced = LoadSize(qps=min(PACED_QPS, size.qps), connections=1, seconds=size.seconds,
+                     runs=size.runs)
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
+    for run in range(paced.runs):
+        for key, (url, host_header, pids) in paths.items():
+            runs[key].append(_one_load(fortio, url, host_header, pids, paced,
+                                       work / f"{key}-paced-{run}.json"))
+    return {"load": paced.__dict__, "paths": {k: _median_of(v) for k, v in runs.items()},
+            "runs": runs}
 
 
 def _probe(fortio: str, url: str, host: str | None, work: Path) -> bool:

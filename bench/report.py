@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from bench.kube import kube_md
+from bench.report_sidebyside import sidebyside_md
 from bench.streams import streams_md
 
 ISTIO_PERF = "https://istio.io/v1.13/docs/ops/deployment/performance-and-scalability/"
@@ -78,6 +79,27 @@ def _dataplane(dp: dict[str, Any]) -> list[str]:
         "the load generator, which inflates tails for all three paths alike.",
         "",
     ]
+    if "paced" in dp:
+        out += _paced(dp["paced"], names)
+    return out
+
+
+def _paced(paced: dict[str, Any], names: dict[str, str]) -> list[str]:
+    load = paced["load"]
+    paths = paced["paths"]
+    out = [f"One connection at {load['qps']} requests/s (the latency one request sees with "
+           f"nothing else in flight), {load['seconds']} s per run, median of {load['runs']}:",
+           ""]
+    out += _table(
+        ["path", "p50 ms", "p90 ms", "p99 ms", "max ms", "achieved rps", "errors",
+         "proxy CPU ms / 1k req"],
+        [[names[k], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"], v["qps"],
+          int(v["errors"]), v["proxy_cpu_ms_per_1k"]] for k, v in paths.items()],
+    )
+    b, c = paths["ratline"], paths["static_envoy"]
+    out += ["", f"- Ratios (b)/(c) at one connection: p50 "
+            f"{b['p50_ms'] / max(c['p50_ms'], 1e-9):.2f}x, p99 "
+            f"{b['p99_ms'] / max(c['p99_ms'], 1e-9):.2f}x.", ""]
     return out
 
 
@@ -266,6 +288,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _scale_rows(results["scale"])
     if "growth" in results:
         lines += _growth(results["growth"])
+    if "sidebyside" in results:
+        lines += sidebyside_md(results["sidebyside"])
     if "profile" in results:
         lines += _profile(results["profile"])
     if "streams" in results:
