@@ -60,7 +60,7 @@ FULL = Sizes(
     growth_endpoints_per_service=2,
     profile=(1000, 5000, 2000),
     streams=(StreamsSize(2000), StreamsSize(4000, workers=4)),
-    kube=(KubeSize(1000, 5, 500),),
+    kube=(KubeSize(1000, 5, 500, istiod=True),),
     sidebyside=tuple(SideBySideSize(proxies, mode)
                      for proxies in (500, 2000) for mode in ("delta", "sotw")),
 )
