@@ -543,3 +543,35 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
         assert all(kube[(n, "CDS")] and kube[(n, "LDS")] for n in nodes)
     finally:
         local.stop()
+
+
+# ---- MeshConfig from Istio's ConfigMap -------------------------------------------------------
+
+
+def _mesh_config_map(mesh_text: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "istio", "namespace": NAMESPACE},
+                       "data": {"mesh": mesh_text}})
+
+
+def test_mesh_config_comes_from_the_istio_config_map(mesh: Mesh) -> None:
+    def access_logged() -> bool:
+        return "envoy.access_loggers.stdout" in json.dumps(mesh.productpage.config_dump())
+
+    assert not access_logged()
+    mesh.cluster.apply(_mesh_config_map("accessLogFile: /dev/stdout\n"))
+    try:
+        wait_for(access_logged, timeout=20, what="the sidecar's access log from MeshConfig")
+        # A bad MeshConfig is refused and reported; the previous one stays in force.
+        mesh.cluster.apply(_mesh_config_map("accessLogFile: 12\n"))
+
+        def reported() -> list[dict[str, Any]]:
+            return [m for m in mesh.cp.admin("/v1/analyze")["messages"]
+                    if "ConfigMap istio-system/istio" in str(m["file"])]
+
+        found = wait_for(reported, timeout=20, what="the refused MeshConfig in analyze")
+        assert found[0]["field"] == "accessLogFile"
+        assert access_logged()
+    finally:
+        mesh.cluster.kubectl("delete", "configmap", "istio", "-n", NAMESPACE)
+    wait_for(lambda: not access_logged(), timeout=20, what="MeshConfig back to its defaults")
