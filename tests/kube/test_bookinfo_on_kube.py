@@ -556,7 +556,9 @@ def _mesh_config_map(mesh_text: str) -> str:
 
 def test_mesh_config_comes_from_the_istio_config_map(mesh: Mesh) -> None:
     def access_logged() -> bool:
-        return "envoy.access_loggers.stdout" in json.dumps(mesh.productpage.config_dump())
+        listeners = [c for c in mesh.productpage.config_dump()["configs"]
+                     if "dynamic_listeners" in c]
+        return "access_loggers.stream.v3.StdoutAccessLog" in json.dumps(listeners)
 
     assert not access_logged()
     mesh.cluster.apply(_mesh_config_map("accessLogFile: /dev/stdout\n"))

@@ -29,7 +29,7 @@ from ratline.api.kinds import KINDS, KindInfo
 from ratline.api.loader import parse_mesh_config
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.config.store import ApplyResult, DeleteResult, StoredResource
-from ratline.kube.connection import KubeConnection
+from ratline.kube.connection import KubeApiError, KubeConnection
 from ratline.kube.informer import Informer
 from ratline.kube.objects import ClusterObject, cluster_object, to_resource
 from ratline.kube.resources import CONFIG_MAP, CRD, ResourceType, discover
@@ -38,6 +38,7 @@ from ratline.kube.watch import Change
 log = logging.getLogger("ratline.kube.config")
 
 MESH_CONFIG_MAP = "istio"
+REDISCOVER_TRIES = 30
 MESH_CONFIG_KEY = "mesh"
 ORIGIN = "cluster"
 """`StoredResource.origin` of everything this store holds."""
@@ -137,9 +138,29 @@ class KubeConfigStore:
             while True:
                 await self._rediscover.wait()
                 self._rediscover.clear()
-                await self._start_informers()
+                # A CRD just Established may not be served for a moment: look again
+                # (every second, a bounded number of times) until its kind is.
+                for _ in range(REDISCOVER_TRIES):
+                    try:
+                        await self._start_informers()
+                    except KubeApiError as exc:
+                        log.warning("discovery failed: %s; retrying", exc)
+                    if not self._unserved_crd_kinds():
+                        break
+                    await asyncio.sleep(1.0)
         finally:
             await self._stop_informers()
+
+    def _unserved_crd_kinds(self) -> set[str]:
+        """Kinds Ratline reads whose CRD exists but which discovery did not find served."""
+        crds = self._informers.get("CustomResourceDefinition")
+        wanted = set(self.kinds)
+        found = set()
+        for crd in crds.objects.values() if crds is not None else ():
+            kind = ((crd.get("spec") or {}).get("names") or {}).get("kind")
+            if kind in wanted and kind not in self.types:
+                found.add(str(kind))
+        return found
 
     # ---- starting --------------------------------------------------------------------
 
