@@ -40,6 +40,21 @@ class LoadSize:
     runs: int
 
 
+TELEMETRY_OFF = """
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: metrics-off, namespace: istio-system}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS}
+      disabled: true
+"""
+"""With it (and `enableTracing: false`), the mesh counts nothing: the telemetry-off row."""
+NO_ADDONS = {"RATLINE_PROMETHEUS": "off"}
+
+
 def mesh_yaml(fortio: str) -> str:
     server_cmd = (f"exec {fortio} server -http-port $PORT -grpc-port disabled "
                   "-redirect-port disabled")
@@ -146,14 +161,21 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
         path = f"/echo?size={RESPONSE_BYTES}"
         wait_for(lambda: http_get(f"http://127.0.0.1:{backend}{path}"), 30, "fortio server")
 
-        mesh = RatlineMesh(work / "mesh", mesh_yaml(fortio), {})
+        mesh = RatlineMesh(work / "mesh", mesh_yaml(fortio), NO_ADDONS)
+        quiet = RatlineMesh(work / "mesh-off", mesh_yaml(fortio) + TELEMETRY_OFF, NO_ADDONS)
+        (quiet.dir / "mesh.yaml").write_text("enableTracing: false\n")
         try:
+            off = quiet.up()
+            off_url = f"http://127.0.0.1:{off['client']['sidecar']['outbound_port']}{path}"
+            off_pids = [int(off["client"]["proxy_pid"]), int(off["server"]["proxy_pid"])]
             instances = mesh.up()
             client, server = instances["client"], instances["server"]
             ratline_url = f"http://127.0.0.1:{client['sidecar']['outbound_port']}{path}"
             ratline_pids = [int(client["proxy_pid"]), int(server["proxy_pid"])]
+            collector = int(mesh.run_info()["runner_pid"])
             host = f"server:{SERVICE_PORT}"
             wait_for(lambda: _probe(fortio, ratline_url, host, work), 60, "traffic through (b)")
+            wait_for(lambda: _probe(fortio, off_url, host, work), 60, "traffic through (b0)")
             ratline_tls = config_dump_has_tls(int(server["sidecar"]["admin_port"]))
             floor_tls = ratline_tls if tls == "auto" else tls == "on"
 
@@ -174,16 +196,21 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
             paths: dict[str, tuple[str, str | None, list[int]]] = {
                 "direct": (f"http://127.0.0.1:{backend}{path}", None, []),
                 "ratline": (ratline_url, host, ratline_pids),
+                "ratline_telemetry_off": (off_url, host, off_pids),
                 "static_envoy": (floor_url, None, floor_pids),
             }
             results: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
             for run in range(size.runs):
                 for key, (url, host_header, pids) in paths.items():
-                    results[key].append(_one_load(fortio, url, host_header, pids, size,
-                                                  work / f"{key}-{run}.json"))
+                    results[key].append(_one_load(
+                        fortio, url, host_header, pids, size, work / f"{key}-{run}.json",
+                        collector=collector if key == "ratline" else None,
+                    ))
+            scrape_cpu_ms = _scrape_cpu_ms(collector, [client, server])
             paced = _paced(fortio, paths, size, work)
         finally:
             mesh.down()
+            quiet.down()
     medians = {k: _median_of(v) for k, v in results.items()}
     return {
         "load": size.__dict__,
@@ -194,8 +221,28 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
         "runs": results,
         "p99_ratio_ratline_to_floor": medians["ratline"]["p99_ms"]
         / max(medians["static_envoy"]["p99_ms"], 1e-9),
+        "p99_ratio_telemetry_on_to_off": medians["ratline"]["p99_ms"]
+        / max(medians["ratline_telemetry_off"]["p99_ms"], 1e-9),
+        "telemetry_p99_target": TELEMETRY_P99_TARGET,
+        "collector_cpu_ms_per_1k": medians["ratline"].get("collector_cpu_ms_per_1k", 0.0),
+        "scrape_cpu_ms_per_proxy": scrape_cpu_ms,
         "paced": paced,
     }
+
+
+TELEMETRY_P99_TARGET = 1.10
+"""Issue 11: p99 with telemetry on at most 1.10 times the same path with telemetry off."""
+
+
+def _scrape_cpu_ms(collector: int, instances: list[dict[str, Any]], scrapes: int = 20,
+                   cpu: Callable[[int], float] = cpu_seconds) -> float:
+    """The agent's CPU for one merged `/stats/prometheus` of one proxy (what a Prometheus
+    scrape costs it), averaged over `scrapes` rounds of every proxy."""
+    before = cpu(collector)
+    for _ in range(scrapes):
+        for inst in instances:
+            http_get(f"http://127.0.0.1:{inst['sidecar']['stats_port']}/stats/prometheus")
+    return (cpu(collector) - before) * 1000 / (scrapes * len(instances))
 
 
 PACED_QPS = 200
@@ -225,11 +272,17 @@ def _probe(fortio: str, url: str, host: str | None, work: Path) -> bool:
 
 
 def _one_load(fortio: str, url: str, host: str | None, pids: list[int], size: LoadSize,
-              out: Path, cpu: Callable[[int], float] = cpu_seconds) -> dict[str, float]:
+              out: Path, cpu: Callable[[int], float] = cpu_seconds,
+              collector: int | None = None) -> dict[str, float]:
     before = sum(cpu(p) for p in pids)
+    collector_before = cpu(collector) if collector is not None else 0.0
     args = fortio_tool.load_args(fortio, url, size.qps, size.connections, size.seconds, out, host)
     subprocess.run(args, capture_output=True, timeout=size.seconds + 60, check=True)
     used = sum(cpu(p) for p in pids) - before
     summary = fortio_tool.summarize(fortio_tool.read_result(out))
     summary["proxy_cpu_ms_per_1k"] = used * 1000 / max(summary["requests"], 1) * 1000
+    if collector is not None:
+        collector_used = cpu(collector) - collector_before
+        summary["collector_cpu_ms_per_1k"] = collector_used * 1000 / max(summary["requests"],
+                                                                         1) * 1000
     return summary

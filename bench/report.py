@@ -54,6 +54,7 @@ def _dataplane(dp: dict[str, Any]) -> list[str]:
         "",
     ]
     names = {"direct": "(a) client → server", "ratline": "(b) through two Ratline sidecars",
+             "ratline_telemetry_off": "(b0) as (b), telemetry off (no metrics, no tracing)",
              "static_envoy": "(c) two Envoys, static config (floor)"}
     out += _table(
         ["path", "p50 ms", "p90 ms", "p99 ms", "max ms", "achieved rps", "errors",
@@ -77,8 +78,22 @@ def _dataplane(dp: dict[str, Any]) -> list[str]:
         f"16 vCPU nodes): ≈{ISTIO_HOP_P90_MS:.2f} ms p90 and ≈{ISTIO_HOP_P99_MS:.2f} ms p99 "
         "per hop (1.7 / 2.7 ms for both sidecars). Here every process shares 2 cores with "
         "the load generator, which inflates tails for all three paths alike.",
-        "",
     ]
+    if "p99_ratio_telemetry_on_to_off" in dp:
+        off = paths["ratline_telemetry_off"]
+        tel = dp["p99_ratio_telemetry_on_to_off"]
+        target = dp["telemetry_p99_target"]
+        out += [
+            f"- Telemetry (Istio's metrics counted in Envoy, peer metadata headers, 1% "
+            f"tracing) (b)/(b0): p50 {b['p50_ms'] / max(off['p50_ms'], 1e-9):.2f}x, "
+            f"p99 {tel:.2f}x, proxy CPU "
+            f"{b['proxy_cpu_ms_per_1k'] / max(off['proxy_cpu_ms_per_1k'], 1e-9):.2f}x. "
+            f"Target ≤ {target:.2f}x at p99: " + _verdict(tel <= target, f"{tel:.2f}x"),
+            f"- Collector (the agent, in the runner) CPU: {dp['collector_cpu_ms_per_1k']:.2f} "
+            f"ms per 1,000 requests during the load (counting is in Envoy; the agent works "
+            f"per scrape: {dp['scrape_cpu_ms_per_proxy']:.2f} ms CPU per proxy scraped).",
+        ]
+    out.append("")
     if "paced" in dp:
         out += _paced(dp["paced"], names)
     return out

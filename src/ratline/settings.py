@@ -59,6 +59,13 @@ class Settings:
     push_debounce_max_ms: int = 500
     """Longest a push may be held back by a stream of events."""
 
+    nack_retry_s: float = 1.0
+    """After a proxy rejects (NACKs) config, the control plane sends it again after this
+    long, doubling while it keeps being rejected (Istio resends only on the next push)."""
+
+    nack_retry_max_s: float = 30.0
+    """Longest delay between resends of config a proxy keeps rejecting."""
+
     envoy_concurrency: int = 1
     """Worker threads per Envoy (`--concurrency`)."""
 
@@ -108,11 +115,21 @@ class Settings:
     control plane running outside the cluster)."""
 
     kube_lease_duration_s: float = 15.0
-    """Kubernetes: leader election Lease duration; the leader renews every third of it.
+    """Kubernetes: leader election Lease duration; the leader renews every fifth of it.
     Only the leader writes (status, webhook configuration); every replica serves xDS."""
 
     kube_status_debounce_ms: int = 500
     """Kubernetes: quiet time before status write-back after config changes."""
+
+    prometheus: str = ""
+    """Prometheus add-on of `ratline up`: a binary's path, "" to use `prometheus` from PATH
+    when there is one, `off` for none (`RATLINE_PROMETHEUS`)."""
+
+    prometheus_port: int = 9090
+    """Where the add-on Prometheus listens (a free port if this one is taken; 0: any)."""
+
+    prometheus_scrape_interval: str = "15s"
+    """The add-on's scrape interval (Istio's default)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

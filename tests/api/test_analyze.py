@@ -267,28 +267,32 @@ def test_conflicting_virtual_services() -> None:
         "  hosts: [reviews.default.svc.cluster.local]\n"
         "  http:\n  - route: [{destination: {host: reviews}}]\n",
     )
+    # On a gateway Istio merges VirtualServices for one host: two there are no conflict.
     on_gateway = virtual_service(
         "reviews-c",
         "  hosts: [reviews]\n  gateways: [gw]\n  http:\n"
         "  - route: [{destination: {host: reviews}}]\n",
     )
-    messages = run(first + "---\n" + second + "---\n" + on_gateway)
+    also_on_gateway = on_gateway.replace("reviews-c", "reviews-d")
+    messages = run(first + "---\n" + second + "---\n" + on_gateway + "---\n" + also_on_gateway)
     assert described(messages) == [
         (
             "IST0109",
             "warning",
             "spec.hosts[0]",
             "VirtualService default/reviews-a",
-            "host reviews.default.svc.cluster.local on gateway mesh is also routed by "
-            "VirtualService default/reviews-b; merge them into one VirtualService",
+            "host reviews.default.svc.cluster.local on the mesh gateway is also routed by "
+            "VirtualService default/reviews-b; sidecars use only the oldest: merge them into one "
+            "VirtualService",
         ),
         (
             "IST0109",
             "warning",
             "spec.hosts[0]",
             "VirtualService default/reviews-b",
-            "host reviews.default.svc.cluster.local on gateway mesh is also routed by "
-            "VirtualService default/reviews-a; merge them into one VirtualService",
+            "host reviews.default.svc.cluster.local on the mesh gateway is also routed by "
+            "VirtualService default/reviews-a; sidecars use only the oldest: merge them into one "
+            "VirtualService",
         ),
     ]
 

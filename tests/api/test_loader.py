@@ -251,12 +251,12 @@ ENVELOPE_CASES = [
         "must be a mapping",
     ),
     (
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {}\n",
-        ResourceKey("Pod", "default", "a"),
+        "apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: {name: a}\nspec: {}\n",
+        ResourceKey("Frobnicator", "default", "a"),
         "kind",
-        "unknown kind 'Pod'; accepted kinds: AuthorizationPolicy, DestinationRule, Gateway, "
-        "Namespace, PeerAuthentication, RequestAuthentication, Service, ServiceAccount, "
-        "ServiceEntry, Sidecar, VirtualService, Workload, WorkloadEntry",
+        "unknown kind 'Frobnicator'; accepted kinds: AuthorizationPolicy, DestinationRule, "
+        "Gateway, Namespace, PeerAuthentication, RequestAuthentication, Service, ServiceAccount, "
+        "ServiceEntry, Sidecar, Telemetry, VirtualService, Workload, WorkloadEntry",
     ),
     (
         "apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: a}\nspec: {}\n",
@@ -318,7 +318,8 @@ ENVELOPE_CASES = [
         "spec: {servers: [{port: {number: 80, name: http, protocol: SMTP}, hosts: ['*']}]}\n",
         ResourceKey("Gateway", "default", "a"),
         "spec.servers[0].port.protocol",
-        "must be one of: HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, REDIS, MYSQL, TCP, TLS, UDP",
+        "must be one of: HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, HTTP_PROXY, MONGO, REDIS, MYSQL, TCP, "
+        "TLS, UDP",
     ),
     (
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\n"

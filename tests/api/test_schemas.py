@@ -179,7 +179,6 @@ spec:
       localityLbSetting:
         enabled: true
         distribute: [{from: us-west/zone1/*, to: {"us-west/zone1/*": 80, "us-west/zone2/*": 20}}]
-        failover: [{from: us-east, to: eu-west}]
       warmupDurationSecs: 10s
     connectionPool:
       tcp: {maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: {time: 7200s, interval: 75s}}

@@ -41,8 +41,10 @@ def test_smoke_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
     assert data["errors"] == {}
     assert data["machine"]["cores"] >= 1 and data["machine"]["memory_mib"] > 0
     paths = data["dataplane"]["paths"]
-    for key in ("direct", "ratline", "static_envoy"):
+    for key in ("direct", "ratline", "ratline_telemetry_off", "static_envoy"):
         assert paths[key]["requests"] > 0 and paths[key]["errors"] == 0, (key, paths[key])
+    assert data["dataplane"]["p99_ratio_telemetry_on_to_off"] > 0
+    assert "Telemetry" in report and "Collector" in report
     assert {r["scoped"] for r in data["footprint"]["sidecars"]} == {False, True}
     assert {run["size"]["mode"] for run in data["scale"]} == {"sotw", "delta"}
     for run in data["scale"]:

@@ -69,6 +69,15 @@ class Mesh:
         path.write_text(yaml_text)
         return self.ratline("apply", "-f", str(path), "--mesh", str(self.dir), check=False)
 
+    def apply_ok(self, yaml_text: str, name: str) -> Path:
+        """Apply `yaml_text` (written as `name` beside the mesh) and fail on any error."""
+        proc = self.apply(yaml_text, name)
+        assert proc.returncode == 0 and "Error" not in proc.stderr, proc.stderr
+        return self.dir.parent / name
+
+    def delete_file(self, path: Path) -> None:
+        self.ratline("delete", "-f", str(path), "--mesh", str(self.dir), check=False)
+
     def gateway_url(self, path: str = "/") -> str:
         port = int(self.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 80
         return f"http://127.0.0.1:{port}{path}"
@@ -96,6 +105,9 @@ def _pids(info: dict[str, Any]) -> set[int]:
     cp = info.get("control_plane") or {}
     if cp.get("pid"):
         pids.add(int(cp["pid"]))
+    for addon in (info.get("addons") or {}).values():
+        if addon.get("pid"):
+            pids.add(int(addon["pid"]))
     for group in ("instances", "gateways"):
         for item in info.get(group) or ():
             for key in ("app_pid", "proxy_pid", "pid"):
@@ -104,10 +116,25 @@ def _pids(info: dict[str, Any]) -> set[int]:
     return pids
 
 
+def version_subsets(host: str, name: str | None = None) -> str:
+    """A DestinationRule with subsets v1 and v2 (by the `version` label) for `host`."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name or host}}}
+spec:
+  host: {host}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+"""
+
+
 def mesh_env(gateway_port: int, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["RATLINE_GATEWAY_PORT_OFFSET"] = str(gateway_port - 80)
     env["PYTHONUNBUFFERED"] = "1"
+    env["RATLINE_PROMETHEUS"] = "off"  # the tests that want the add-on say so
     env.update(overrides)
     return env
 

@@ -52,9 +52,9 @@ def test_missing_command_is_reported_and_the_rest_runs(make_mesh: Any) -> None:
     assert "ghost-0" in status and "no-such-program" in status, status
 
 
-def test_gateway_port_in_use_is_named(make_mesh: Any) -> None:
+def test_gateway_port_in_use_is_named_and_heals_once_freed(make_mesh: Any) -> None:
     mesh: Mesh = make_mesh({"hello.yaml": MESH_YAML, "hello_app.py": APP.read_text()},
-                           start=False)
+                           start=False, nack_retry_max_s="2")
     port = int(mesh.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 80
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -70,3 +70,8 @@ def test_gateway_port_in_use_is_named(make_mesh: Any) -> None:
         inst = next(i for i in mesh.run_info()["instances"] if i["name"] == "hello-v1-0")
         inbound = inst["ports"][0]["inbound_port"]
         assert wait_status(mesh, f"http://127.0.0.1:{inbound}/").startswith("hello from")
+    # The port is free again: the rejected listener is sent again although nothing
+    # changed (no edit, no push), and the gateway serves.
+    assert wait_status(mesh, mesh.gateway_url("/"), timeout=20).startswith("hello from")
+    status = mesh.ratline("proxy-status", "--mesh", str(mesh.dir)).stdout
+    assert "NACK" not in status.upper(), status

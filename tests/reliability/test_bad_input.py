@@ -58,7 +58,7 @@ BAD: dict[str, bytes] = {
         f"  - name: r{i}\n    route:\n    - destination: {{host: hello}}\n"
         for i in range(200_000))).encode(),
     "conflicting resources": (GOOD + "---\n" + GOOD.replace('"yes"', '"no"')).encode(),
-    "wrong kind": b"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+    "wrong kind": b"apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x}\n",
 }
 
 

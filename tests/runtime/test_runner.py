@@ -30,7 +30,9 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 APP = Path(__file__).parent / "fixtures" / "hello_app.py"
 FAKE_CP = "tests.runtime.fake_controlplane"
-SETTINGS = Settings(restart_backoff_initial_s=0.1, restart_backoff_max_s=1.0, ready_timeout_s=20)
+SETTINGS = Settings(
+    restart_backoff_initial_s=0.1, restart_backoff_max_s=1.0, ready_timeout_s=20, prometheus="off"
+)
 
 
 def workload(

@@ -18,6 +18,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import json_format
 
+from ratline.agent.bootstrap import http2_options
 from ratline.translate.generator import ProxyResources
 
 
@@ -49,7 +50,8 @@ def static_bootstrap(resources: ProxyResources, admin_port: int = 0) -> dict[str
         for chain in listener.filter_chains:
             for network_filter in chain.filters:
                 hcm = hcm_pb2.HttpConnectionManager()
-                network_filter.typed_config.Unpack(hcm)
+                if not network_filter.typed_config.Unpack(hcm):
+                    continue  # tcp_proxy, RBAC: nothing to inline
                 if hcm.HasField("rds"):
                     name = hcm.rds.route_config_name
                     hcm.route_config.CopyFrom(routes[name])
@@ -61,7 +63,19 @@ def static_bootstrap(resources: ProxyResources, admin_port: int = 0) -> dict[str
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
-        "static_resources": {"clusters": clusters, "listeners": listeners},
+        "static_resources": {"clusters": [*clusters, _xds_cluster()], "listeners": listeners},
+    }
+
+
+def _xds_cluster() -> dict[str, Any]:
+    """The bootstrap's `xds-grpc` cluster (where the embedded trace store would be), here
+    pointing nowhere: spans sent there are dropped."""
+    return {
+        "name": "xds-grpc",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": http2_options(),
+        "load_assignment": {"cluster_name": "xds-grpc", "endpoints": []},
     }
 
 

@@ -7,7 +7,8 @@ from envoy.config.cluster.v3 import cluster_pb2
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.api.schemas.networking import OutlierDetection
 from ratline.model.snapshot import Resolution
-from ratline.translate.clusters import apply_outlier_detection, inbound_clusters, outbound_clusters
+from ratline.translate.cluster_policy import apply_outlier_detection
+from ratline.translate.clusters import inbound_clusters, outbound_clusters
 from ratline.translate.common import Findings
 from tests.translate import mesh
 
@@ -43,8 +44,10 @@ def test_registry_services_use_eds_over_ads() -> None:
 
 def test_load_balancer_from_destination_rule_with_subset_override() -> None:
     clusters = _clusters()
-    assert clusters[f"outbound|9080||{REVIEWS}"].lb_policy == cluster_pb2.Cluster.RANDOM
-    assert clusters[f"outbound|9080|v1|{REVIEWS}"].lb_policy == cluster_pb2.Cluster.RANDOM
+    # Port 9080 has a port-level setting (a connection pool only): as in Istio it replaces
+    # the rule's loadBalancer for that port, so RANDOM does not apply there.
+    assert clusters[f"outbound|9080||{REVIEWS}"].lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
+    assert clusters[f"outbound|9080|v1|{REVIEWS}"].lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
     assert clusters[f"outbound|9080|v2|{REVIEWS}"].lb_policy == cluster_pb2.Cluster.ROUND_ROBIN
     # no DestinationRule: Istio's default, LEAST_REQUEST
     details = clusters["outbound|9080||details.default.svc.cluster.local"]
@@ -77,7 +80,11 @@ spec:
     detection = cluster.outlier_detection
     assert detection.consecutive_gateway_failure.value == 3
     assert detection.enforcing_consecutive_gateway_failure.value == 100
-    assert detection.enforcing_consecutive_5xx.value == 0
+    # consecutive5xxErrors unset: Envoy's default (5, enforced), as Istio leaves it
+    assert not detection.HasField("consecutive_5xx")
+    assert not detection.HasField("enforcing_consecutive_5xx")
+    assert detection.enforcing_success_rate.value == 0
+    assert cluster.common_lb_config.healthy_panic_threshold.value == 0
     assert detection.interval.seconds == 5
     assert detection.base_ejection_time.seconds == 30
 
@@ -89,7 +96,7 @@ def test_consecutive_5xx_errors_are_enforced() -> None:
     assert cluster.outlier_detection.enforcing_consecutive_5xx.value == 100
 
 
-def test_unsupported_policy_is_reported_not_fatal() -> None:
+def test_consistent_hash_is_a_ring_hash() -> None:
     config = """
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -101,10 +108,10 @@ spec:
 """
     findings = Findings()
     clusters = {c.name: c for c in outbound_clusters(mesh.snapshot(config), findings)}
-    assert "outbound|9080||details.default.svc.cluster.local" in clusters
-    assert [m.field for m in findings.messages] == [
-        "spec.trafficPolicy.loadBalancer.consistentHash"
-    ]
+    details = clusters["outbound|9080||details.default.svc.cluster.local"]
+    assert details.lb_policy == cluster_pb2.Cluster.RING_HASH
+    assert details.ring_hash_lb_config.minimum_ring_size.value == 1024
+    assert findings.messages == []
 
 
 def test_dns_service_is_strict_dns_with_inline_endpoints() -> None:

@@ -38,3 +38,20 @@ def test_validation_catches_a_route_to_a_missing_cluster(tmp_path: Path) -> None
     result = validate(ENVOY, write_bootstrap(tmp_path / "envoy.json", broken))
     assert result.returncode != 0
     assert missing in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("instance", ["productpage-v1-0", "istio-ingressgateway-0"])
+def test_envoy_validates_every_supported_traffic_field(tmp_path: Path, instance: str) -> None:
+    """The fixture that sets every supported VirtualService/DestinationRule field (see
+    tests/api/test_traffic_support.py) translates to config Envoy accepts (mTLS off; the
+    file-based DR tls certificates of the fixture do not exist here)."""
+    from tests.api.test_traffic_support import SUPPORTED
+
+    config = SUPPORTED.replace(
+        "      tls:\n        mode: MUTUAL", "      tls:\n        mode: DISABLE"
+    )
+    generator = MeshGenerator(mesh.snapshot(config), Settings.from_env())
+    resources = generator.protos_for(mesh.node(instance))
+    assert resources is not None
+    result = validate(ENVOY, write_bootstrap(tmp_path / "envoy.json", resources))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.translate.common import Findings
-from ratline.translate.http_routes import DEFAULT_RETRY_ON
+from ratline.translate.route_features import DEFAULT_RETRY_ON
 from ratline.translate.routes import (
     GatewayServer,
     ProxyScope,
@@ -66,7 +67,11 @@ def test_service_without_virtual_service_gets_the_default_route_and_retries() ->
     retry = route.route.retry_policy
     assert retry.num_retries.value == 2
     assert retry.retry_on == DEFAULT_RETRY_ON
+    # 503 too, as Istio before 1.24 (see docs/differences.md)
     assert list(retry.retriable_status_codes) == [503]
+    assert [p.name for p in retry.retry_host_predicate] == [
+        "envoy.retry_host_predicates.previous_hosts"
+    ]
 
 
 def test_header_match_and_weighted_subsets() -> None:
@@ -112,13 +117,16 @@ def test_redirect_and_direct_response() -> None:
     assert direct.direct_response.body.inline_string == "teapot"
 
 
-def test_unsupported_features_are_findings_and_the_route_stays() -> None:
+def test_fault_is_the_fault_filter_config_of_its_route() -> None:
     config, findings = _sidecar()
     routes = _hosts(config)[f"{RATINGS}:9080"].routes
     assert routes[3].route.cluster == f"outbound|9080||{RATINGS}"
-    fields = [m.field for m in findings.messages]
-    assert fields == ["spec.http[3].fault"]
-    assert "not yet supported" in findings.messages[0].message
+    fault = fault_pb2.HTTPFault()
+    routes[3].typed_per_filter_config["envoy.filters.http.fault"].Unpack(fault)
+    assert fault.abort.http_status == 500
+    assert fault.abort.percentage.numerator == 100_000  # 10 % as parts per million
+    assert not fault.HasField("delay")
+    assert findings.messages == []
 
 
 def test_zero_attempts_disable_retries() -> None:

@@ -8,7 +8,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from ratline.xds.cache import group_by_type, pack, set_version
 from ratline.xds.delta import DeltaStream
-from ratline.xds.protocol import DeltaRequest, SotwRequest, SyncState
+from ratline.xds.protocol import DeltaRequest, SotwRequest, SyncState, nack_retry_delay
 from ratline.xds.resource_set import ResourceSet
 from ratline.xds.sotw import SotwStream
 from ratline.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources, VersionedResource
@@ -115,7 +115,7 @@ def test_sotw_unknown_node_waits_then_sends_on_config() -> None:
     assert [r.name for r in response.resources] == ["a"]
 
 
-def test_sotw_nack_recorded_not_resent_until_config_changes() -> None:
+def test_sotw_nack_recorded_and_resent_on_the_next_push() -> None:
     stream = SotwStream()
     stream.set_resources(config(cluster("a")))
     [first] = sotw_initial(stream, CLUSTER)
@@ -132,8 +132,11 @@ def test_sotw_nack_recorded_not_resent_until_config_changes() -> None:
     assert status.acked_version == first.version
     assert status.nack is not None and status.nack.message == "bad cluster"
 
-    # Same config again: nothing to send (no NACK loop).
-    assert stream.set_resources(config(cluster("a"), cluster("bad"))) == []
+    # The next push resends it unchanged (its cause may be gone), as Istio does.
+    [again] = stream.set_resources(config(cluster("a"), cluster("bad")))
+    assert again.version == bad.version and again.nonce != bad.nonce
+    assert [r.name for r in again.resources] == ["a", "bad"]
+    stream.handle_request(SotwRequest(CLUSTER, first.version, again.nonce, error_detail="still"))
 
     # Fixed: sent, and the ACK clears the NACK.
     [fixed] = stream.set_resources(config(cluster("a"), cluster("bad", timeout_s=3)))
@@ -319,6 +322,55 @@ def test_delta_nack_rejected_resources_resent_with_next_change() -> None:
     # An unrelated change re-sends the forgotten ones too.
     [next_] = stream.set_resources(config(cluster("a", 4), cluster("b"), cluster("bad")))
     assert [r.name for r in next_.resources] == ["a", "b", "bad"]
+
+
+def test_sotw_accepted_config_is_not_resent_by_a_push() -> None:
+    stream = SotwStream()
+    stream.set_resources(config(route("r")))
+    [first] = sotw_initial(stream, ROUTE, "r")
+    stream.handle_request(SotwRequest(ROUTE, first.version, first.nonce, ("r",)))
+    assert stream.nacked() == []
+    assert stream.set_resources(config(route("r"))) == []
+
+
+def test_sotw_nacked_routes_resent_whole_on_the_next_push() -> None:
+    stream = SotwStream()
+    stream.set_resources(config(route("r"), route("s")))
+    [first] = sotw_initial(stream, ROUTE, "r", "s")
+    stream.handle_request(SotwRequest(ROUTE, first.version, first.nonce, ("r", "s")))
+    [changed] = stream.set_resources(config(route_with_host("r"), route("s")))
+    assert [r.name for r in changed.resources] == ["r"]
+    stream.handle_request(
+        SotwRequest(ROUTE, first.version, changed.nonce, ("r", "s"), error_detail="no")
+    )
+    assert stream.nacked() == [ROUTE]
+    [again] = stream.set_resources(config(route_with_host("r"), route("s")))
+    assert [r.name for r in again.resources] == ["r", "s"]
+    stream.handle_request(SotwRequest(ROUTE, again.version, again.nonce, ("r", "s")))
+    assert stream.nacked() == []
+    assert stream.status()[ROUTE].state is SyncState.SYNCED
+
+
+def test_delta_nacked_resources_resent_on_the_next_push_unchanged() -> None:
+    stream = DeltaStream()
+    stream.set_resources(config(cluster("a")))
+    [first] = stream.handle_request(DeltaRequest(CLUSTER)).responses
+    delta_ack(stream, first)
+    [bad] = stream.set_resources(config(cluster("a"), cluster("bad")))
+    delta_ack(stream, bad, error="port in use")
+    assert stream.nacked() == [CLUSTER]
+    # Nothing changed, yet the push carries the rejected resource again (only it).
+    [again] = stream.set_resources(config(cluster("a"), cluster("bad")))
+    assert [r.name for r in again.resources] == ["bad"]
+    delta_ack(stream, again)
+    assert stream.nacked() == []
+    assert stream.status()[CLUSTER].state is SyncState.SYNCED
+    assert stream.set_resources(config(cluster("a"), cluster("bad"))) == []
+
+
+def test_nack_retry_delay_doubles_up_to_the_maximum() -> None:
+    assert [nack_retry_delay(n, 1.0, 30.0) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert nack_retry_delay(10_000, 0.5, 5.0) == 5.0
 
 
 def test_delta_ack_of_response_sent_before_nack_keeps_stale() -> None:

@@ -55,6 +55,29 @@ async def until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
+class Responses:
+    """Reads a stream's responses in the background (cancelling a read ends the call), so
+    a test can wait for the next one or check that none comes."""
+
+    def __init__(self, call: object) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read(call))
+
+    async def _read(self, call: object) -> None:
+        while True:
+            self._queue.put_nowait(await call.read())  # type: ignore[attr-defined]
+
+    async def next(self, timeout_s: float = 3.0) -> object:
+        return await asyncio.wait_for(self._queue.get(), timeout_s)
+
+    async def none_for(self, seconds: float) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(self._queue.get(), seconds)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
 async def test_sotw_ack_status_and_coalesced_notifications(
     source: CountingSource,
     server: XdsServer,
@@ -86,7 +109,7 @@ async def test_sotw_ack_status_and_coalesced_notifications(
     assert status is not None and status.type_status("CDS") is not None
     assert status.types[CLUSTER].state is SyncState.STALE
 
-    # A NACK is recorded, nothing is re-sent.
+    # A NACK is recorded and answered with nothing at once (the same would be rejected).
     await call.write(
         discovery_pb2.DiscoveryRequest(
             type_url=CLUSTER,
@@ -96,11 +119,69 @@ async def test_sotw_ack_status_and_coalesced_notifications(
         )
     )
     await until(lambda: server.proxy_status("node-1").types[CLUSTER].nack is not None)  # type: ignore[union-attr]
+    responses = Responses(call)
+    await responses.none_for(0.2)
+    # The next push sends it again, unchanged: its cause may have gone away (as Istio).
     server.notify(["node-1"])
-    await until(lambda: source.calls == calls_before + 2)
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(call.read(), 0.2)
+    again = await responses.next()
+    assert sorted(r.value for r in again.resources) == sorted(r.value for r in second.resources)
+    await call.write(
+        discovery_pb2.DiscoveryRequest(
+            type_url=CLUSTER, version_info=again.version_info, response_nonce=again.nonce
+        )
+    )
+    await until(lambda: server.proxy_status("node-1").synced)  # type: ignore[union-attr]
+    # Once ACKed, a push without changes sends nothing.
+    calls = source.calls
+    server.notify(["node-1"])
+    await until(lambda: source.calls == calls + 1)
+    await responses.none_for(0.2)
+    responses.close()
     call.cancel()
+
+
+async def test_a_nacked_config_is_resent_by_the_server_itself_until_accepted(
+    source: CountingSource,
+) -> None:
+    """No push at all: the stream resends after a NACK, with a growing delay, and stops
+    once the proxy accepts."""
+    server = XdsServer(source, nack_retry_s=0.05, nack_retry_max_s=0.2)
+    await server.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            node = base_pb2.Node(id="node-3")
+            await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=CLUSTER))
+            responses = Responses(call)
+            response = await responses.next()
+            for _ in range(3):
+                await call.write(
+                    discovery_pb2.DiscoveryRequest(
+                        type_url=CLUSTER,
+                        response_nonce=response.nonce,
+                        error_detail={"message": "port in use"},
+                    )
+                )
+                resent = await responses.next()
+                assert [r.value for r in resent.resources] == [
+                    r.value for r in response.resources
+                ]
+                assert resent.nonce != response.nonce
+                response = resent
+            await call.write(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=CLUSTER,
+                    version_info=response.version_info,
+                    response_nonce=response.nonce,
+                )
+            )
+            await until(lambda: server.proxy_status("node-3").synced)  # type: ignore[union-attr]
+            # Accepted: no more resends (several retry periods pass in silence).
+            await responses.none_for(0.6)
+            responses.close()
+            call.cancel()
+    finally:
+        await server.stop()
 
 
 async def test_delta_stream_sends_changes_only(

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ratline.observability.istio_metrics import BUCKETS
+from ratline.translate.telemetry_envoy import STAT_PREFIX
+
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
 """The agent's SDS server on a Unix socket (workload cert `default`, trust bundle `ROOTCA`)."""
@@ -35,7 +38,7 @@ class BootstrapParams:
     """Reach the control plane over mTLS (needs `sds_socket` for the proxy's certificate)."""
 
 
-def _http2_options() -> dict[str, Any]:
+def http2_options() -> dict[str, Any]:
     return {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -64,7 +67,7 @@ def sds_cluster(socket_path: str) -> dict[str, Any]:
         "name": SDS_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": _http2_options(),
+        "typed_extension_protocol_options": http2_options(),
         "load_assignment": {
             "cluster_name": SDS_CLUSTER,
             "endpoints": [
@@ -137,13 +140,7 @@ def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[s
                     "name": XDS_CLUSTER,
                     "type": "STATIC",
                     "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/"
-                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
-                    },
+                    "typed_extension_protocol_options": http2_options(),
                     "load_assignment": {
                         "cluster_name": XDS_CLUSTER,
                         "endpoints": [
@@ -164,6 +161,12 @@ def _base_bootstrap(p: BootstrapParams, config_source: dict[str, Any]) -> dict[s
                         ],
                     },
                 }
+            ]
+        },
+        "stats_config": {
+            # Istio's buckets for its histograms (Envoy's defaults, written out).
+            "histogram_bucket_settings": [
+                {"match": {"prefix": f"{STAT_PREFIX}."}, "buckets": list(BUCKETS)}
             ]
         },
         "layered_runtime": {
@@ -206,6 +209,9 @@ def envoy_args(
         "immediate",
         "--parent-shutdown-time-s",
         "10",
+        # Access logs reach their file within 1 s (Envoy's default is 10 s), as Istio's agent
+        "--file-flush-interval-msec",
+        "1000",
     ]
     if base_id is not None:
         args += ["--base-id", str(base_id)]

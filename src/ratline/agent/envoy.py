@@ -69,6 +69,7 @@ class EnvoyProcess:
         admin_host: str = "127.0.0.1",
         concurrency: int = 1,
         log_level: str = "warning",
+        access_log_path: Path | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.config_path = config_path
@@ -77,6 +78,7 @@ class EnvoyProcess:
         self.process = ChildProcess(
             envoy_args(envoy, str(config_path), concurrency=concurrency, log_level=log_level),
             log_path=log_path,
+            stdout_path=access_log_path,
         )
 
     @property

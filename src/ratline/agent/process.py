@@ -28,9 +28,12 @@ class ChildProcess:
         log_path: Path,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        stdout_path: Path | None = None,
     ) -> None:
         self.args = list(args)
         self.log_path = log_path
+        self.stdout_path = stdout_path
+        """Where stdout goes when not with stderr to `log_path` (an Envoy's access log)."""
         self.cwd = cwd
         self.env = dict(env) if env is not None else None
         self.started_at: float | None = None
@@ -67,14 +70,16 @@ class ChildProcess:
 
     async def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(self.log_path, "ab"))
+            out = files.enter_context(open(self.stdout_path, "ab")) if self.stdout_path else log
             self._proc = await asyncio.create_subprocess_exec(
                 *self.args,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=log if self.stdout_path else subprocess.STDOUT,
                 start_new_session=True,
             )
         self.started_at = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any
 from ratline.api.envelope import Resource, ResourceKey
 from ratline.api.errors import ConfigMessage, Severity
 from ratline.api.hosts import MESH_GATEWAY, fqdn, host_matches, hosts_overlap, resolve_gateway
+from ratline.api.kinds import known_kind
 from ratline.api.schemas.core import ServiceSpec
 from ratline.api.schemas.networking import (
     Destination,
@@ -31,12 +32,14 @@ from ratline.api.schemas.networking import (
     WorkloadEntrySpec,
 )
 from ratline.api.schemas.workload import WorkloadSpec
+from ratline.api.traffic_support import unsupported_fields
 
 REFERENCED_RESOURCE_NOT_FOUND = "IST0101"
 CONFLICTING_VIRTUAL_SERVICES = "IST0109"
 ROUTE_WEIGHTS_NOT_100 = "RL0101"
 SERVICE_SELECTS_NO_WORKLOAD = "RL0102"
 COMMAND_NOT_FOUND = "RL0103"
+LOCALITY_FAILOVER_WITHOUT_OUTLIER = "RL0105"
 
 INGRESS_GATEWAY_NAMESPACE = "istio-system"
 INGRESS_GATEWAY_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}
@@ -57,6 +60,8 @@ def analyze(
     for resource in resources:
         spec = resource.spec
         report = _Reporter(resource, messages)
+        if isinstance(spec, VirtualServiceSpec | DestinationRuleSpec | GatewaySpec):
+            messages.extend(unsupported_fields(resource))
         if isinstance(spec, VirtualServiceSpec):
             _check_virtual_service(spec, resource.namespace, index, report)
         elif isinstance(spec, DestinationRuleSpec):
@@ -67,6 +72,8 @@ def analyze(
             _check_service(spec, resource.namespace, index, report)
         elif isinstance(spec, WorkloadSpec):
             _check_workload(spec, mesh_dir, report)
+        else:
+            _check_opaque(resource, report)
     _check_conflicts(resources, messages)
     return messages
 
@@ -218,9 +225,36 @@ def _check_virtual_service(
             )
 
 
+def _policies(spec: DestinationRuleSpec) -> Iterator[tuple[str, Any]]:
+    """Every traffic policy of a rule (top, subsets, port levels) with its field path."""
+    tops = [("spec.trafficPolicy", spec.traffic_policy)]
+    tops += [
+        (f"spec.subsets[{i}].trafficPolicy", s.traffic_policy) for i, s in enumerate(spec.subsets)
+    ]
+    for path, policy in tops:
+        if policy is None:
+            continue
+        yield path, policy
+        for i, level in enumerate(policy.port_level_settings):
+            yield f"{path}.portLevelSettings[{i}]", level
+
+
 def _check_destination_rule(
     spec: DestinationRuleSpec, namespace: str, index: _Index, report: _Reporter
 ) -> None:
+    for path, policy in _policies(spec):
+        setting = policy.load_balancer.locality_lb_setting if policy.load_balancer else None
+        if (
+            setting is not None
+            and (setting.failover or setting.failover_priority)
+            and (policy.outlier_detection is None)
+        ):
+            report(
+                f"{path}.loadBalancer.localityLbSetting",
+                "failover needs outlierDetection (without it Envoy never fails over)",
+                LOCALITY_FAILOVER_WITHOUT_OUTLIER,
+                Severity.WARNING,
+            )
     host = fqdn(spec.host, namespace)
     if not index.any_service_overlapping(host):
         report(
@@ -280,8 +314,16 @@ def _check_workload(spec: WorkloadSpec, mesh_dir: Path | None, report: _Reporter
         )
 
 
+def _check_opaque(resource: Resource[Any], report: _Reporter) -> None:
+    """A kind accepted without a schema: say what Ratline does not do with it."""
+    info = known_kind(resource.api_version, resource.kind)
+    if info is not None and info.unsupported is not None:
+        report("kind", info.unsupported, info.unsupported_code, Severity.WARNING)
+
+
 def _check_conflicts(resources: Sequence[Resource[Any]], messages: list[ConfigMessage]) -> None:
-    """IST0109: several VirtualServices for one host on one gateway (or the mesh)."""
+    """IST0109: several VirtualServices for one host bound to the mesh (sidecars use the
+    oldest; on gateways Istio merges them, so that is no conflict)."""
     owners: dict[tuple[str, str], list[tuple[Resource[Any], int]]] = defaultdict(list)
     for r in resources:
         spec = r.spec
@@ -289,11 +331,11 @@ def _check_conflicts(resources: Sequence[Resource[Any]], messages: list[ConfigMe
             continue
         gateways = spec.gateways or (MESH_GATEWAY,)
         for gateway in gateways:
-            gw_namespace, gw_name = resolve_gateway(gateway, r.namespace)
-            gw_key = gw_name if gw_name == MESH_GATEWAY else f"{gw_namespace}/{gw_name}"
+            if resolve_gateway(gateway, r.namespace)[1] != MESH_GATEWAY:
+                continue  # on gateways Istio merges VirtualServices for one host
             for k, host in enumerate(spec.hosts):
-                owners[(gw_key, fqdn(host, r.namespace))].append((r, k))
-    for (gateway, host), users in owners.items():
+                owners[(MESH_GATEWAY, fqdn(host, r.namespace))].append((r, k))
+    for (_gateway, host), users in owners.items():
         distinct: dict[ResourceKey, tuple[Resource[Any], int]] = {}
         for resource, k in users:
             distinct.setdefault(resource.key, (resource, k))
@@ -303,8 +345,8 @@ def _check_conflicts(resources: Sequence[Resource[Any]], messages: list[ConfigMe
             others = ", ".join(str(o) for o in distinct if o != key)
             messages.append(
                 ConfigMessage(
-                    f"host {host} on gateway {gateway} is also routed by {others}; "
-                    "merge them into one VirtualService",
+                    f"host {host} on the mesh gateway is also routed by {others}; sidecars "
+                    "use only the oldest: merge them into one VirtualService",
                     resource.source,
                     key,
                     f"spec.hosts[{k}]",

@@ -16,7 +16,7 @@ from ratline.api import names
 from ratline.api.envelope import DEFAULT_NAMESPACE, Resource, ResourceKey, Source
 from ratline.api.errors import ConfigMessage
 from ratline.api.field_errors import errors_by_field
-from ratline.api.kinds import KINDS, KindInfo, UnknownKindError, lookup
+from ratline.api.kinds import KindInfo, UnknownKindError, known_kind, lookup
 
 _ENVELOPE_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _IGNORED_METADATA = frozenset(
@@ -65,7 +65,7 @@ def parse_document(
         )
         return None, problems.messages
     kind_value = data.get("kind")
-    known = KINDS.get(kind_value) if isinstance(kind_value, str) else None
+    known = known_kind(data.get("apiVersion"), kind_value)
     metadata = data.get("metadata")
     name, namespace = _identity(metadata, namespaced=known.namespaced if known else True)
     if isinstance(kind_value, str) and kind_value and name is not None:
@@ -85,6 +85,8 @@ def parse_document(
         return None, problems.messages
     allowed = _ENVELOPE_FIELDS | info.other_fields
     for key in data:
+        if info.opaque:
+            break  # kept as written: Ratline reads only its metadata
         if key not in allowed or (key == "spec" and not info.has_spec):
             problems.add(str(key), "unknown field")
     spec = _validate_spec(data, info, problems)
@@ -220,7 +222,7 @@ def _string_map(
 
 
 def _validate_spec(data: Mapping[Any, Any], info: KindInfo, problems: _Problems) -> Any:
-    if not info.has_spec:
+    if not info.has_spec or info.opaque:
         return info.spec_model()
     if "spec" not in data:
         problems.add("spec", "required")

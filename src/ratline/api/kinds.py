@@ -2,6 +2,11 @@
 
 `lookup(api_version, kind)` is how the loader finds the model for a document; unknown
 kinds and versions get a message listing what is accepted.
+
+Kinds Ratline has a schema for are in `KINDS`. Kinds of the Kubernetes and Istio APIs it
+has none for yet are accepted as they are (`OPAQUE_KINDS`: a file holding one is not
+refused, the analyzers report what Ratline does not do with it); giving such a kind a
+schema is adding its `KindInfo` to `_ALL`, which then takes precedence.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ratline.api.schemas.security import (
     PeerAuthenticationSpec,
     RequestAuthenticationSpec,
 )
+from ratline.api.schemas.telemetry import TelemetrySpec
 from ratline.api.schemas.workload import WorkloadSpec
 
 NameRule = Literal["subdomain", "label", "label1035"]
@@ -37,6 +43,7 @@ NETWORKING_VERSIONS = (
     "networking.istio.io/v1alpha3",
 )
 SECURITY_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
+TELEMETRY_VERSIONS = ("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1")
 RATLINE_VERSIONS = ("ratline.dev/v1alpha1",)
 
 
@@ -53,6 +60,20 @@ class KindInfo:
     name_rule: NameRule = "subdomain"
     other_fields: frozenset[str] = frozenset()
     """Top-level fields besides apiVersion/kind/metadata/spec that are accepted and ignored."""
+    unsupported: str | None = None
+    """For a kind accepted without a schema (its spec is kept, not read): what Ratline does
+    not do with it, as the analyzers report it."""
+    unsupported_code: str = ""
+
+    @property
+    def opaque(self) -> bool:
+        """Accepted as written, with no schema (any top-level field, the spec unread)."""
+        return self.unsupported is not None
+
+
+def _group(api_version: str) -> str:
+    """`networking.istio.io` of `networking.istio.io/v1`; `` for the core group (`v1`)."""
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
 
 
 _ALL: tuple[KindInfo, ...] = (
@@ -65,6 +86,7 @@ _ALL: tuple[KindInfo, ...] = (
     KindInfo("PeerAuthentication", SECURITY_VERSIONS, PeerAuthenticationSpec),
     KindInfo("AuthorizationPolicy", SECURITY_VERSIONS, AuthorizationPolicySpec),
     KindInfo("RequestAuthentication", SECURITY_VERSIONS, RequestAuthenticationSpec),
+    KindInfo("Telemetry", TELEMETRY_VERSIONS, TelemetrySpec),
     KindInfo("Service", ("v1",), ServiceSpec, name_rule="label1035"),
     KindInfo(
         "ServiceAccount",
@@ -78,7 +100,78 @@ _ALL: tuple[KindInfo, ...] = (
 )
 
 KINDS: Mapping[str, KindInfo] = {info.kind: info for info in _ALL}
-"""Every accepted kind, by kind name."""
+"""Every kind with a schema, by kind name."""
+
+NOT_SUPPORTED_KIND = "RAT0001"
+"""Finding code of an Istio kind accepted without being translated (as translation's
+`RAT0001`: valid Istio config Ratline does not translate yet)."""
+NOT_RUN_LOCALLY = "RL0104"
+"""Finding code of a Kubernetes kind the local runtime does not run (it runs Workloads)."""
+
+_LOCAL_RUNTIME = (
+    "{kind} is accepted but the local runtime does not run it; describe the processes "
+    "to run as Workload (ratline.dev/v1alpha1) resources"
+)
+_NOT_TRANSLATED = "{kind} is not yet supported by Ratline; accepted and ignored"
+
+
+def _kubernetes(
+    group_versions: tuple[str, ...], kinds: tuple[str, ...], namespaced: bool = True
+) -> tuple[KindInfo, ...]:
+    return tuple(
+        KindInfo(
+            kind,
+            group_versions,
+            NoSpec,
+            namespaced=namespaced,
+            unsupported=_LOCAL_RUNTIME.format(kind=kind),
+            unsupported_code=NOT_RUN_LOCALLY,
+        )
+        for kind in kinds
+    )
+
+
+def _istio(group_versions: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[KindInfo, ...]:
+    return tuple(
+        KindInfo(
+            kind,
+            group_versions,
+            NoSpec,
+            unsupported=_NOT_TRANSLATED.format(kind=kind),
+            unsupported_code=NOT_SUPPORTED_KIND,
+        )
+        for kind in kinds
+    )
+
+
+_OPAQUE: tuple[KindInfo, ...] = (
+    *_kubernetes(("apps/v1",), ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")),
+    *_kubernetes(
+        ("v1",),
+        ("Pod", "ReplicationController", "ConfigMap", "Secret", "PersistentVolumeClaim"),
+    ),
+    *_kubernetes(("batch/v1",), ("Job", "CronJob")),
+    *_kubernetes(("autoscaling/v1", "autoscaling/v2"), ("HorizontalPodAutoscaler",)),
+    *_kubernetes(("policy/v1",), ("PodDisruptionBudget",)),
+    *_kubernetes(("networking.k8s.io/v1",), ("Ingress", "NetworkPolicy")),
+    *_kubernetes(("rbac.authorization.k8s.io/v1",), ("Role", "RoleBinding")),
+    *_kubernetes(
+        ("rbac.authorization.k8s.io/v1",), ("ClusterRole", "ClusterRoleBinding"), namespaced=False
+    ),
+    *_istio(("networking.istio.io/v1alpha3",), ("EnvoyFilter",)),
+    *_istio(NETWORKING_VERSIONS, ("WorkloadGroup",)),
+    *_istio(("networking.istio.io/v1beta1",), ("ProxyConfig",)),
+    *_istio(("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"), ("Telemetry",)),
+    *_istio(("extensions.istio.io/v1alpha1",), ("WasmPlugin",)),
+)
+
+OPAQUE_KINDS: Mapping[tuple[str, str], KindInfo] = {
+    (_group(version), info.kind): info
+    for info in _OPAQUE
+    if info.kind not in KINDS
+    for version in info.api_versions
+}
+"""(API group, kind) → a kind accepted without a schema; a kind of `KINDS` never is."""
 
 
 class UnknownKindError(ValueError):
@@ -89,9 +182,25 @@ class UnknownKindError(ValueError):
         self.field = field
 
 
+def known_kind(api_version: object, kind: object) -> KindInfo | None:
+    """The KindInfo of a document's kind as far as it can be told (never raises)."""
+    if not isinstance(kind, str):
+        return None
+    if isinstance(api_version, str):
+        opaque = OPAQUE_KINDS.get((_group(api_version), kind))
+        if opaque is not None and api_version in opaque.api_versions:
+            return opaque
+    return KINDS.get(kind)
+
+
 def lookup(api_version: str, kind: str) -> KindInfo:
     """The KindInfo for `kind` at `api_version`; raises UnknownKindError otherwise."""
     info = KINDS.get(kind)
+    opaque = OPAQUE_KINDS.get((_group(api_version), kind))
+    if opaque is not None and (info is None or api_version not in info.api_versions):
+        if api_version in opaque.api_versions:
+            return opaque
+        info = opaque
     if info is None:
         raise UnknownKindError(
             f"unknown kind {kind!r}; accepted kinds: {', '.join(sorted(KINDS))}", "kind"
@@ -105,9 +214,11 @@ def lookup(api_version: str, kind: str) -> KindInfo:
     return info
 
 
-def type_name(kind: str) -> str:
-    """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`."""
-    info = KINDS.get(kind)
-    api_version = info.api_versions[0] if info else ""
-    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+def type_name(kind: str, api_version: str | None = None) -> str:
+    """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`,
+    `deployment.apps`."""
+    info = known_kind(api_version, kind) if api_version else None
+    if info is None:
+        info = KINDS.get(kind) or next((i for i in _OPAQUE if i.kind == kind), None)
+    group = _group(info.api_versions[0]) if info else ""
     return f"{kind.lower()}.{group}" if group else kind.lower()

@@ -34,8 +34,9 @@ MESH_PROCESS_LOGS = {"controlplane": CONTROL_PLANE_LOG, "runner": RUNNER_LOG}
 GATEWAY_PROXY = "istio-ingressgateway"
 
 ACCESS_LOG_HINT = (
-    "access logging is off; turn it on with `accessLogFile: /dev/stdout` in the mesh "
-    "directory's mesh.yaml (Istio's meshConfig.accessLogFile)"
+    "access logging is off or nothing was logged yet; turn it on with `accessLogFile: "
+    "/dev/stdout` in the mesh directory's mesh.yaml (Istio's meshConfig.accessLogFile) or a "
+    "Telemetry resource's accessLogging"
 )
 
 
@@ -188,9 +189,11 @@ def logs(
         name, path = log_path_for(mesh_dir, instance, stream)
     except LookupError as exc:
         raise click.ClickException(f"{exc} (mesh {mesh_dir})") from None
+    if stream == "access" and not follow_ and (not path.is_file() or path.stat().st_size == 0):
+        # The file is the proxy's stdout: it exists (empty) while access logging is off.
+        what = f"no {path}" if not path.is_file() else f"{path} is empty"
+        raise click.ClickException(f"no access log for {name} ({what}): {ACCESS_LOG_HINT}")
     if not path.is_file():
-        if stream == "access":
-            raise click.ClickException(f"no access log for {name} (no {path}): {ACCESS_LOG_HINT}")
         error = instance_error(mesh_dir, name)
         if error:
             raise click.ClickException(f"no log for {name}: it did not start: {error}")

@@ -25,6 +25,9 @@ _COMMAND_MODULES = {
     "version": "inspect_commands",
     "controlplane": "kube_commands",
     "manifest": "kube_commands",
+    "prometheus-config": "observe_commands",
+    "traces": "observe_commands",
+    "dashboard": "observe_commands",
 }
 """Every command and its module, in the order `ratline --help` lists them (a user's)."""
 
@@ -41,7 +44,10 @@ class _LazyGroup(click.Group):
         return next((c for c in module.COMMANDS if c.name == cmd_name), None)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100},
+)
 @click.version_option(__version__, prog_name="ratline")
 def cli() -> None:
     """Ratline: a service mesh with real Envoy sidecars that speaks Istio's YAML.

@@ -19,6 +19,7 @@ from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.ca_http import admin_auth_middleware
 from ratline.controlplane.http_serving import serve
 from ratline.controlplane.status import proxy_status_json
+from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.registry.instances import InstanceDecoder
 from ratline.registry.registry import ReportedInstances
 from ratline.xds.types import SHORT_NAMES
@@ -50,11 +51,14 @@ class AdminApi:
         cp: ControlPlane,
         token: str | None = None,
         findings: Callable[[], list[ConfigMessage]] | None = None,
+        telemetry: ControlPlaneTelemetry | None = None,
     ) -> None:
         self.cp = cp
         self.token = token
         self.findings = findings or self._local_findings
         """What `/v1/analyze` reports (Kubernetes mode checks Services against pods)."""
+        self.telemetry = telemetry
+        """Metrics, service discovery, traces (routes of their own), when attached."""
         """The admin credential every request but /healthz must carry (None: open)."""
         self.address = ""
         self._runner: web.AppRunner | None = None
@@ -74,6 +78,8 @@ class AdminApi:
         app.router.add_get("/v1/proxy-status", self.proxy_status)
         app.router.add_get("/v1/config-dump", self.config_dump)
         app.router.add_get("/v1/analyze", self.analyze)
+        if self.telemetry is not None:
+            self.telemetry.add_routes(app, lambda: self.address)
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -142,7 +148,16 @@ class AdminApi:
             return _errors(exc.messages, 507)
         except ConfigError as exc:
             log.warning("apply refused: %s", exc)
+            if self.telemetry is not None:
+                self.telemetry.refused(m.resource.kind if m.resource else "" for m in exc.messages)
             return _errors(exc.messages, 400)
+        warnings = list(result.warnings)
+        seen = {str(m) for m in warnings}
+        touched = result.created + result.configured + result.unchanged
+        for finding in self.cp.translation_findings(touched):
+            if str(finding) not in seen:
+                seen.add(str(finding))
+                warnings.append(finding)
         return web.json_response(
             {
                 "created": [str(k) for k in result.created],
@@ -150,7 +165,7 @@ class AdminApi:
                 "unchanged": [str(k) for k in result.unchanged],
                 "applied": [str(k) for k in result.created + result.configured],
                 "types": _types(result.created + result.configured + result.unchanged),
-                "warnings": [m.to_json() for m in result.warnings],
+                "warnings": [m.to_json() for m in warnings],
             }
         )
 

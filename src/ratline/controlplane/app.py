@@ -17,10 +17,13 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ratline import __version__
+from ratline.api.envelope import ResourceKey
+from ratline.api.errors import ConfigMessage
 from ratline.config.store import ConfigStore, mesh_files
 from ratline.controlplane.config_source import PackedConfig
 from ratline.model.build import build_snapshot
@@ -56,7 +59,9 @@ class ControlPlane:
         self.settings = settings
         self.mesh_dir = mesh_dir.resolve() if mesh_dir is not None else None
         """The mesh directory in local mode (analysis resolves Workload commands in it)."""
-        self.xds = XdsServer(self)
+        self.xds = XdsServer(
+            self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
+        )
         self.started_at = time.time()
         self.xds_address = ""
         self.snapshot: MeshSnapshot | None = None
@@ -80,6 +85,21 @@ class ControlPlane:
         if config is None:
             return None
         return config.resources_for(node_id)
+
+    def translation_findings(self, keys: Iterable[ResourceKey]) -> list[ConfigMessage]:
+        """Push the config now and translate it for every proxy; the findings (RAT000x:
+        not supported, unresolved, conflicts) about these resources, as `apply` shows them.
+
+        The translation is the push's own (memoized in its generator): the xDS server
+        reuses it rather than doing it again."""
+        self._push_now()
+        generator = self._generator
+        if generator is None:
+            return []
+        for node_id in generator.snapshot.instances:
+            generator.protos_for(node_id)
+        wanted = set(keys)
+        return [m for m in generator.messages if m.resource in wanted]
 
     # ---- lifecycle ---------------------------------------------------------------------
 

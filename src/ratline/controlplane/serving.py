@@ -23,6 +23,7 @@ from ratline.controlplane.admin import AdminApi
 from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.ca_http import Authenticator, CertificateApi
 from ratline.controlplane.security import ControlPlaneSecurity, authorize_node
+from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.settings import Settings
 
 log = logging.getLogger("ratline.controlplane")
@@ -52,7 +53,8 @@ async def start_serving(
     findings: Callable[[], list[ConfigMessage]] | None = None,
 ) -> Serving:
     """Start xDS, the CSR endpoint and the admin API (ports None: the settings')."""
-    admin = AdminApi(cp, token=security.admin_token, findings=findings)
+    telemetry = ControlPlaneTelemetry.attach(cp)
+    admin = AdminApi(cp, token=security.admin_token, findings=findings, telemetry=telemetry)
     credentials = security.xds_credentials() if settings.xds_tls else None
     if credentials is not None:
         trust_domain = security.certificates.trust_domain

@@ -14,35 +14,25 @@ from typing import Any
 
 from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn
+from ratline.api.protocols import service_port_protocol
 from ratline.model.snapshot import Endpoint, Resolution, Service, ServicePort
 from ratline.registry.instances import InstancePort, WorkloadInstance
 
-_PROTOCOL_PREFIXES = (
-    "http2",
-    "https",
-    "http",
-    "grpc-web",
-    "grpc",
-    "tcp",
-    "tls",
-    "mongo",
-    "mysql",
-    "redis",
-)
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+SUBZONE_LABEL = "topology.istio.io/subzone"
+ISTIO_LOCALITY_LABEL = "istio-locality"
+"""`region.zone.subzone` in one label, as Istio reads it on a pod."""
 
 
-def infer_protocol(name: str | None, app_protocol: str | None, declared: str | None) -> str:
-    """Istio's protocol selection: appProtocol, else the port name's prefix, else TCP."""
-    for candidate in (app_protocol, name):
-        if not candidate:
-            continue
-        lowered = candidate.lower()
-        for prefix in _PROTOCOL_PREFIXES:
-            if lowered == prefix or lowered.startswith(prefix + "-"):
-                return prefix.upper().replace("GRPC-WEB", "GRPC-WEB")
-    if declared and declared.upper() in ("HTTP", "HTTP2", "GRPC", "HTTPS", "TLS"):
-        return declared.upper()
-    return "TCP"
+def locality_of(labels: Mapping[str, str]) -> str:
+    """A workload's `region/zone/subzone` from its labels ("" when it has none)."""
+    combined = labels.get(ISTIO_LOCALITY_LABEL)
+    if combined:
+        parts = combined.split(".")
+    else:
+        parts = [labels.get(name, "") for name in (REGION_LABEL, ZONE_LABEL, SUBZONE_LABEL)]
+    return "/".join(parts).rstrip("/")
 
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -116,8 +106,12 @@ def build_services(
         ports: list[ServicePort] = []
         endpoints: dict[int, tuple[Endpoint, ...]] = {}
         for sp in spec.ports or ():
-            protocol = infer_protocol(sp.name, sp.app_protocol, sp.protocol)
-            ports.append(ServicePort(sp.name or "", sp.port, protocol, sp.target_port))
+            chosen = service_port_protocol(sp.port, sp.name, sp.protocol, sp.app_protocol)
+            ports.append(
+                ServicePort(
+                    sp.name or "", sp.port, chosen.protocol, sp.target_port, chosen.declared
+                )
+            )
             eps: list[Endpoint] = []
             if selector:
                 for inst in _candidates(by_label, res.namespace, selector):
@@ -168,7 +162,7 @@ def _instance_endpoint(
         instance=inst.name,
         healthy=inst.healthy,
         has_sidecar=port.inbound_port is not None,
-        locality=inst.locality,
+        locality=locality_of(inst.labels) or inst.locality,
     )
 
 
@@ -186,7 +180,7 @@ def _workload_entry_endpoint(we: Resource[Any], port_name: str | None, port: int
         healthy=True,
         weight=spec.weight or 1,
         has_sidecar=False,
-        locality=spec.locality or "",
+        locality=spec.locality or locality_of(dict(spec.labels or {})),
     )
 
 
@@ -204,7 +198,7 @@ def _service_entry_services(
         "NONE": Resolution.NONE,
     }[spec.resolution or "NONE"]
     ports = tuple(
-        ServicePort(p.name or "", p.number, infer_protocol(p.name, None, p.protocol), p.target_port)
+        ServicePort(p.name or "", p.number, p.protocol, p.target_port)
         for p in spec.ports or ()
     )
     selector = dict(spec.workload_selector.labels) if spec.workload_selector else None
@@ -225,7 +219,7 @@ def _service_entry_services(
                         service_account=we_spec.service_account or "",
                         instance=f"{res.name}-{we_spec.address}",
                         weight=we_spec.weight or 1,
-                        locality=we_spec.locality or "",
+                        locality=we_spec.locality or locality_of(dict(we_spec.labels or {})),
                     )
                 )
             if selector is not None:
@@ -254,6 +248,7 @@ def _service_entry_services(
                 endpoints=endpoints,
                 export_to=tuple(spec.export_to or ("*",)),
                 origin="ServiceEntry",
+                addresses=tuple(spec.addresses),
             )
         )
     return out

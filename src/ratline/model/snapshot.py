@@ -34,8 +34,11 @@ class ServicePort:
     name: str
     port: int
     protocol: str = "TCP"
-    """Istio protocol: HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, … (from appProtocol or the name)."""
+    """Istio protocol (`ratline.api.protocols`): HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, …
+    (a Service's from appProtocol or the port name, a ServiceEntry's as declared)."""
     target_port: int | str | None = None
+    declared: bool = True
+    """False for a Service port whose protocol nothing declared (TCP here; Istio sniffs)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Service:
     export_to: tuple[str, ...] = ("*",)
     origin: str = "Service"
     """The kind that declared it: Service or ServiceEntry."""
+    addresses: tuple[str, ...] = ()
+    """A ServiceEntry's `addresses` (IPs or CIDRs); Services have no cluster IP here."""
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.port == number), None)

@@ -35,12 +35,45 @@ class InstancePort:
 
 
 @dataclass(frozen=True)
+class LocalOutbound:
+    """A local port on which an instance's sidecar listens for one service port.
+
+    Local mode has no iptables to capture a connection to a service's address: an app
+    reaches a TCP (or TLS, HTTP/2, gRPC) service port through its sidecar's port for it,
+    which the runtime chose and told the app (`<SVC>_SERVICE_HOST`/`_PORT`).
+    """
+
+    hostname: str
+    """The service: `tcp-echo.default.svc.cluster.local`, or a ServiceEntry host."""
+    port: int
+    """The service port."""
+    local_port: int
+    """Where the sidecar listens for it (on the bind address)."""
+
+
+@dataclass(frozen=True)
 class SidecarPorts:
     """The ports of an instance's own Envoy."""
 
     outbound_port: int
     """The HTTP proxy listener (the app's `HTTP_PROXY`)."""
     admin_port: int
+    stats_port: int = 0
+    """The agent's merged metrics port for this proxy (Istio's 15020); 0: none."""
+    outbound: tuple[LocalOutbound, ...] = ()
+    """Local outbound listeners, one per service port the app may call that way."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SidecarPorts:
+        return cls(
+            outbound_port=int(data["outbound_port"]),
+            admin_port=int(data["admin_port"]),
+            stats_port=int(data.get("stats_port") or 0),
+            outbound=tuple(
+                LocalOutbound(str(o["hostname"]), int(o["port"]), int(o["local_port"]))
+                for o in data.get("outbound") or ()
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +119,7 @@ class WorkloadInstance:
             service_account=data.get("service_account", "default"),
             address=data.get("address", "127.0.0.1"),
             ports=tuple(InstancePort(**p) for p in data.get("ports") or ()),
-            sidecar=SidecarPorts(**sidecar) if sidecar else None,
+            sidecar=SidecarPorts.from_json(sidecar) if sidecar else None,
             kind=ProxyKind(data.get("kind", "sidecar")),
             healthy=bool(data.get("healthy", True)),
             app_pid=data.get("app_pid"),

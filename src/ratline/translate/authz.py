@@ -132,7 +132,9 @@ def _ext_authz(
     grpc = getattr(provider, "envoy_ext_authz_grpc", None)
     if http is None and grpc is None:
         unresolved(
-            findings, policy, "spec.provider.name",
+            findings,
+            policy,
+            "spec.provider.name",
             f"no ext_authz extension provider {name!r} in the mesh config; policy ignored",
         )
         return None
@@ -196,7 +198,8 @@ def _custom_filters(
     for policy in policies:
         if policy.spec.provider.name != provider:
             findings.add(
-                policy, "spec.provider.name",
+                policy,
+                "spec.provider.name",
                 f"only one CUSTOM provider per workload ({provider!r} is in use); policy ignored",
             )
         else:
@@ -206,7 +209,11 @@ def _custom_filters(
         return [], []
     ext_filter, cluster = built
     shadow = _rbac_rules(
-        kept, rbac_pb2.RBAC.DENY, port, findings, lenient=True,
+        kept,
+        rbac_pb2.RBAC.DENY,
+        port,
+        findings,
+        lenient=True,
         name_prefix=f"{EXT_AUTHZ_POLICY_PREFIX}-",
     )
     config = rbac_filter_pb2.RBAC(

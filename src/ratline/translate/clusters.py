@@ -11,21 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.extensions.clusters.dynamic_forward_proxy.v3 import cluster_pb2 as dfp_cluster_pb2
 from envoy.extensions.common.dynamic_forward_proxy.v3 import dns_cache_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import wrappers_pb2
 
 from ratline.api.envelope import Resource
-from ratline.api.schemas.networking import (
-    ConnectionPoolSettings,
-    LoadBalancerSettings,
-    OutlierDetection,
-)
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service, ServicePort
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate import names, tls
+from ratline.translate import cluster_policy, names, tls
 from ratline.translate.common import Findings, ads_config_source, duration, pack_any
 from ratline.translate.endpoints import load_assignment, subset_endpoints
 from ratline.translate.policy import (
@@ -44,16 +39,9 @@ MAX_CIRCUIT = 4_294_967_295
 HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 """Service port protocols whose upstream connections speak HTTP/2."""
 
-HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+HTTP_PROTOCOL_OPTIONS = cluster_policy.HTTP_PROTOCOL_OPTIONS
 
-_SIMPLE_LB = {
-    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
-    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
-    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
-    "RANDOM": cluster_pb2.Cluster.RANDOM,
-}
-DEFAULT_LB = cluster_pb2.Cluster.LEAST_REQUEST
-"""Istio's default load balancer (UNSPECIFIED) since 1.14."""
+DEFAULT_LB = cluster_policy.DEFAULT_LB
 
 
 def _max_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
@@ -85,87 +73,22 @@ def _base_cluster(
     return cluster
 
 
-def apply_load_balancer(
-    cluster: cluster_pb2.Cluster,
-    lb: LoadBalancerSettings | None,
-    rule: Resource[Any] | None,
-    where: str,
-    findings: Findings,
-) -> None:
-    """Set the cluster's LB policy from a DestinationRule's loadBalancer."""
-    if lb is None:
-        return
-    if lb.simple is not None and lb.simple != "UNSPECIFIED":
-        if lb.simple in _SIMPLE_LB:
-            cluster.lb_policy = _SIMPLE_LB[lb.simple]
-        elif rule is not None:
-            findings.not_supported(rule, f"{where}.loadBalancer.simple", f"{lb.simple}")
-    if rule is not None:
-        if lb.consistent_hash is not None:
-            findings.not_supported(rule, f"{where}.loadBalancer.consistentHash", "consistentHash")
-        if lb.locality_lb_setting is not None:
-            findings.not_supported(
-                rule, f"{where}.loadBalancer.localityLbSetting", "localityLbSetting"
-            )
-
-
-def apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings) -> None:
-    """Connect timeout and circuit-breaker limits from a connectionPool."""
-    limits = cluster.circuit_breakers.thresholds[0]
-    if pool.tcp is not None:
-        if pool.tcp.connect_timeout is not None:
-            cluster.connect_timeout.CopyFrom(duration(pool.tcp.connect_timeout))
-        if pool.tcp.max_connections is not None:
-            limits.max_connections.value = pool.tcp.max_connections
-    if pool.http is not None:
-        if pool.http.http1_max_pending_requests is not None:
-            limits.max_pending_requests.value = pool.http.http1_max_pending_requests
-        if pool.http.http2_max_requests is not None:
-            limits.max_requests.value = pool.http.http2_max_requests
-        if pool.http.max_retries is not None:
-            limits.max_retries.value = pool.http.max_retries
-
-
-def apply_outlier_detection(cluster: cluster_pb2.Cluster, od: OutlierDetection) -> None:
-    """Outlier detection as Istio maps it: only the error kinds set are enforced."""
-    out = outlier_detection_pb2.OutlierDetection()
-    five_xx = od.consecutive_5xx_errors
-    if five_xx is None:
-        five_xx = od.consecutive_errors
-    if five_xx is not None:
-        out.consecutive_5xx.value = five_xx
-        out.enforcing_consecutive_5xx.value = 100 if five_xx > 0 else 0
-    else:
-        out.enforcing_consecutive_5xx.value = 0
-    if od.consecutive_gateway_errors is not None:
-        out.consecutive_gateway_failure.value = od.consecutive_gateway_errors
-        out.enforcing_consecutive_gateway_failure.value = 100
-    if od.interval is not None:
-        out.interval.CopyFrom(duration(od.interval))
-    if od.base_ejection_time is not None:
-        out.base_ejection_time.CopyFrom(duration(od.base_ejection_time))
-    if od.max_ejection_percent is not None:
-        out.max_ejection_percent.value = od.max_ejection_percent
-    if od.min_health_percent is not None:
-        cluster.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent)
-    cluster.outlier_detection.CopyFrom(out)
-
-
 def apply_policy(
     cluster: cluster_pb2.Cluster,
     policy: EffectivePolicy,
     rule: Resource[Any] | None,
     findings: Findings,
     tls_handled: bool = False,
+    port_protocol: str = "HTTP",
+    mesh_config: Any = None,
 ) -> None:
     """Apply the traffic policy in force for this cluster's port and subset."""
-    apply_load_balancer(cluster, policy.load_balancer, rule, policy.field_path, findings)
-    if policy.connection_pool is not None:
-        apply_connection_pool(cluster, policy.connection_pool)
-    if policy.outlier_detection is not None:
-        apply_outlier_detection(cluster, policy.outlier_detection)
-    if policy.tls is not None and policy.tls.mode != "DISABLE" and rule is not None and (
-        not tls_handled
+    cluster_policy.apply_policy(cluster, policy, rule, findings, port_protocol, mesh_config)
+    if (
+        policy.tls is not None
+        and policy.tls.mode != "DISABLE"
+        and rule is not None
+        and (not tls_handled)
     ):
         findings.not_supported(rule, f"{policy.field_path}.tls", f"tls mode {policy.tls.mode}")
 
@@ -264,7 +187,15 @@ def service_clusters(
             cluster = _service_port_cluster(service, port, subset, connect_timeout_s)
             if not cluster.HasField("cluster_type"):  # forward proxy clusters take no policy
                 policy = effective_policy(rule, port.port, subset.name if subset else "")
-                apply_policy(cluster, policy, rule, findings, tls_handled=mtls)
+                apply_policy(
+                    cluster,
+                    policy,
+                    rule,
+                    findings,
+                    tls_handled=mtls,
+                    port_protocol=port.protocol,
+                    mesh_config=snapshot.mesh_config,
+                )
                 if mtls:
                     tls.apply_client_tls(
                         cluster, snapshot, service, policy.tls, rule, policy.field_path, findings

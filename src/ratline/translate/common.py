@@ -5,7 +5,7 @@ extension configs, and the collector of findings (features translated partly or 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,14 @@ def ads_config_source() -> config_source_pb2.ConfigSource:
         ads=config_source_pb2.AggregatedConfigSource(),
         resource_api_version=config_source_pb2.ApiVersion.V3,
     )
+
+
+def age_key(resource: Resource[Any]) -> tuple[bool, str, str, str]:
+    """Istio's order among equals: oldest first (creationTimestamp when the resource has
+    one), then by namespace and name."""
+    metadata = resource.raw.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    return (created is None, str(created or ""), resource.namespace, resource.name)
 
 
 def labels_match(selector: Any, labels: Any) -> bool:

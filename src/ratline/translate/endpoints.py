@@ -1,7 +1,9 @@
 """EDS: the ClusterLoadAssignment of every EDS cluster (one per service port and subset).
 
-Endpoints are the registry's, for that port, filtered by the subset's labels. Unhealthy
-endpoints stay in the assignment marked UNHEALTHY, so Envoy's stats show them.
+Endpoints are the registry's, for that port, filtered by the subset's labels, grouped by
+locality (with priorities and weights for the client's locality where a DestinationRule's
+locality load balancing asks for them). Unhealthy endpoints stay in the assignment marked
+UNHEALTHY, so Envoy's stats show them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from google.protobuf import wrappers_pb2
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service
 from ratline.translate import names
 from ratline.translate.common import labels_match
-from ratline.translate.policy import destination_rule_for, subsets_of
+from ratline.translate.locality import (
+    NOWHERE,
+    ClientLocality,
+    depends_on_client,
+    effective_setting,
+    localize,
+    priority_labels,
+)
+from ratline.translate.policy import destination_rule_for, effective_policy, subsets_of
 
 
 def locality(value: str) -> base_pb2.Locality:
@@ -56,9 +66,14 @@ def load_assignment(
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
     for where in sorted(by_locality):
         group = sorted(by_locality[where], key=lambda e: (e.address, e.port, e.instance))
+        lb_endpoints = [lb_endpoint(e) for e in group]
         assignment.endpoints.append(
             endpoint_components_pb2.LocalityLbEndpoints(
-                locality=locality(where), lb_endpoints=[lb_endpoint(e) for e in group]
+                locality=locality(where),
+                lb_endpoints=lb_endpoints,
+                load_balancing_weight=wrappers_pb2.UInt32Value(
+                    value=sum(e.load_balancing_weight.value for e in lb_endpoints)
+                ),
             )
         )
         if takes_mtls is not None:
@@ -78,22 +93,62 @@ def subset_endpoints(
 
 
 def service_load_assignments(
-    snapshot: MeshSnapshot, service: Service, takes_mtls: TlsPredicate | None = None
+    snapshot: MeshSnapshot,
+    service: Service,
+    takes_mtls: TlsPredicate | None = None,
+    client: ClientLocality = NOWHERE,
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    """The load assignments of one EDS service: per port, the whole set and each subset."""
+    """The load assignments of one EDS service: per port, the whole set and each subset,
+    as a client at `client` sees them (locality priorities and weights, see
+    `translate.locality`)."""
     if service.resolution is not Resolution.EDS:
         return []
     rule = destination_rule_for(snapshot, service)
     result = []
     for port in service.ports:
         endpoints = service.endpoints.get(port.port, ())
-        name = names.outbound_cluster(port.port, "", service.hostname)
-        result.append(load_assignment(name, endpoints, takes_mtls))
-        for subset in subsets_of(rule):
-            name = names.outbound_cluster(port.port, subset.name, service.hostname)
-            chosen = subset_endpoints(endpoints, subset.labels)
-            result.append(load_assignment(name, chosen, takes_mtls))
+        labels_of = {(e.address, e.port): e.labels for e in endpoints}
+        for subset in (None, *subsets_of(rule)):
+            subset_name = subset.name if subset is not None else ""
+            name = names.outbound_cluster(port.port, subset_name, service.hostname)
+            chosen = endpoints if subset is None else subset_endpoints(endpoints, subset.labels)
+            assignment = load_assignment(name, chosen, takes_mtls)
+            policy = effective_policy(rule, port.port, subset_name)
+            setting = effective_setting(policy.load_balancer, snapshot.mesh_config)
+            result.append(
+                localize(assignment, setting, policy.outlier_detection, client, labels_of)
+            )
     return result
+
+
+def depends_on_client_locality(snapshot: MeshSnapshot, service: Service) -> bool:
+    """Whether some load assignment of `service` differs by the client's locality."""
+    if service.resolution is not Resolution.EDS:
+        return False
+    rule = destination_rule_for(snapshot, service)
+    for port in service.ports:
+        for subset in (None, *subsets_of(rule)):
+            policy = effective_policy(rule, port.port, subset.name if subset else "")
+            setting = effective_setting(policy.load_balancer, snapshot.mesh_config)
+            if depends_on_client(setting, policy.outlier_detection):
+                return True
+    return False
+
+
+def failover_priority_labels(snapshot: MeshSnapshot) -> frozenset[str]:
+    """Every label some failoverPriority of the snapshot's DestinationRules names."""
+    found: set[str] = set()
+    settings = [getattr(snapshot.mesh_config, "locality_lb_setting", None)]
+    for rule in snapshot.destination_rules:
+        policies = [rule.spec.traffic_policy, *(s.traffic_policy for s in rule.spec.subsets)]
+        for policy in policies:
+            if policy is None:
+                continue
+            for level in (policy, *policy.port_level_settings):
+                settings.append(getattr(level.load_balancer, "locality_lb_setting", None))
+    for setting in settings:
+        found.update(priority_labels(setting))
+    return frozenset(found)
 
 
 def outbound_load_assignments(

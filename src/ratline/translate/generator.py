@@ -15,8 +15,8 @@ may not import the xDS server's package. `ProxyResources.shared` marks what is s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -25,67 +25,44 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
+from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
+from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS, is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
-from ratline.translate import authz, clusters, endpoints, listeners, routes, tls
-from ratline.translate.common import Findings, labels_match, type_url
+from ratline.translate import (
+    authz,
+    clusters,
+    endpoints,
+    l4_listeners,
+    listeners,
+    names,
+    routes,
+    telemetry,
+    telemetry_envoy,
+    tls,
+)
+from ratline.translate.common import CONFLICT, Findings, labels_match
+from ratline.translate.http_routes import gateway_ref
+from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
+from ratline.translate.policy import hosts_intersection, visible_to
+from ratline.translate.proxy_resources import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    OutboundPart,
+    ProxyResources,
+)
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
-
-OutboundPart = tuple[
-    tuple[cluster_pb2.Cluster, ...], tuple[endpoint_pb2.ClusterLoadAssignment, ...]
-]
-"""Outbound clusters and load assignments (of one service, or of what a scope sees)."""
-
-CLUSTER_TYPE = type_url(cluster_pb2.Cluster)
-ENDPOINT_TYPE = type_url(endpoint_pb2.ClusterLoadAssignment)
-LISTENER_TYPE = type_url(listener_pb2.Listener)
-ROUTE_TYPE = type_url(route_pb2.RouteConfiguration)
+from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
+from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols translated so far (TLS termination comes later)."""
-
-
-@dataclass(frozen=True)
-class ProxyResources:
-    """One proxy's Envoy resources as messages (before packing).
-
-    Clusters and load assignments come in two parts: `shared`, the outbound ones every
-    proxy of the same egress scope has (the very same tuples, so packing and diffing them
-    is done once for all), and the proxy's own (inbound and policy clusters).
-    """
-
-    own_clusters: tuple[cluster_pb2.Cluster, ...] = ()
-    own_endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
-    listeners: tuple[listener_pb2.Listener, ...] = ()
-    routes: tuple[route_pb2.RouteConfiguration, ...] = ()
-    shared: Mapping[str, tuple[Message, ...]] = field(default_factory=dict)
-    """Type URL → the shared part of that type (clusters and load assignments)."""
-
-    @property
-    def clusters(self) -> tuple[cluster_pb2.Cluster, ...]:
-        """Every cluster: the shared ones, then the proxy's own."""
-        return self.shared.get(CLUSTER_TYPE, ()) + self.own_clusters  # type: ignore[return-value]
-
-    @property
-    def endpoints(self) -> tuple[endpoint_pb2.ClusterLoadAssignment, ...]:
-        """Every load assignment: the shared ones, then the proxy's own."""
-        return self.shared.get(ENDPOINT_TYPE, ()) + self.own_endpoints  # type: ignore[return-value]
-
-    def parts(self) -> dict[str, tuple[tuple[Message, ...], tuple[Message, ...]]]:
-        """Type URL → (shared messages, the proxy's own), without copying either."""
-        return {
-            CLUSTER_TYPE: (self.shared.get(CLUSTER_TYPE, ()), self.own_clusters),
-            ENDPOINT_TYPE: (self.shared.get(ENDPOINT_TYPE, ()), self.own_endpoints),
-            LISTENER_TYPE: ((), self.listeners),
-            ROUTE_TYPE: ((), self.routes),
-        }
-
-    def by_type(self) -> dict[str, tuple[Message, ...]]:
-        """Type URL → every message of that type."""
-        return {url: shared + own for url, (shared, own) in self.parts().items()}
+L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
+"""Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
 
 
 def listen_port(server_port: int, settings: Settings) -> int:
@@ -137,9 +114,15 @@ class MeshGenerator:
         self._outbound: tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]] | None = None
         """The all-visible pair (gateways, proxies without a Sidecar), once built."""
         self._outbound_by_scope: dict[
-            EgressScope, tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]
+            tuple[EgressScope, ClientLocality],
+            tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]],
         ] = {}
-        """Egress scope (its visibility part) → the pair every proxy of that scope shares."""
+        """(Egress scope (its visibility part), client locality) → the pair every proxy of
+        that scope and locality shares (the locality is NOWHERE unless it matters)."""
+        self._localized: frozenset[str] | None = None
+        """Hostnames whose load assignments depend on the client's locality."""
+        self._by_service_client: dict[tuple[str, ClientLocality], tuple[Any, ...]] = {}
+        self._priority_labels: frozenset[str] | None = None
         self._sidecars = SidecarIndex(snapshot, self._findings)
         self._by_service: dict[str, OutboundPart] = {}
         """Hostname → that service's outbound clusters and load assignments."""
@@ -151,6 +134,14 @@ class MeshGenerator:
             # never endpoints: with the config unchanged they are the same.
             self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
+        self._inbound_services: dict[tuple[str, str, int], list[str]] | None = None
+        self._inbound_protocols: l4_listeners.InboundProtocols | None = None
+        self._mesh_routing: dict[str, dict[str, Resource[Any]]] = {}
+        """Namespace → hostname → the VirtualService routing it for sidecars there."""
+        self._service_routes: dict[
+            tuple[ProxyScope, str, int], route_pb2.RouteConfiguration | None
+        ] = {}
+        """(proxy scope, hostname, port) → RDS of that service port's local listener."""
 
     @property
     def messages(self) -> list[ConfigMessage]:
@@ -167,7 +158,8 @@ class MeshGenerator:
                 return None
             router = instance.kind is ProxyKind.ROUTER
             scope = EVERYTHING if router else self.egress_scope(instance)
-            shared_clusters, shared_endpoints = self.outbound(scope)
+            client = self.client_locality(instance)
+            shared_clusters, shared_endpoints = self.outbound(scope, client)
             found = self._unchanged_earlier(instance)
             if found is None:
                 found = self._gateway(instance) if router else self._sidecar(instance)
@@ -187,15 +179,42 @@ class MeshGenerator:
         """What a proxy may see (`EVERYTHING` for gateways and without a Sidecar)."""
         return self._sidecars.scope_for(instance)
 
+    def localized_services(self) -> frozenset[str]:
+        """The services whose load assignments differ by client locality (locality
+        failover needs outlier detection; distribute does not)."""
+        if self._localized is None:
+            rules = self.snapshot.destination_rules
+            mesh_setting = getattr(self.snapshot.mesh_config, "locality_lb_setting", None)
+            if not rules and not getattr(mesh_setting, "distribute", None):
+                self._localized = frozenset()
+            else:
+                self._localized = frozenset(
+                    hostname
+                    for hostname, service in self.snapshot.services.items()
+                    if endpoints.depends_on_client_locality(self.snapshot, service)
+                )
+        return self._localized
+
+    def client_locality(self, instance: WorkloadInstance) -> ClientLocality:
+        """What of a proxy's locality its load assignments depend on (NOWHERE: nothing)."""
+        if not self.localized_services():
+            return NOWHERE
+        if self._priority_labels is None:
+            self._priority_labels = endpoints.failover_priority_labels(self.snapshot)
+        wanted = self._priority_labels
+        labels = frozenset((k, v) for k, v in instance.labels.items() if k in wanted)
+        return ClientLocality(locality_of(instance.labels), labels)
+
     def outbound(
-        self, scope: EgressScope = EVERYTHING
+        self, scope: EgressScope = EVERYTHING, client: ClientLocality = NOWHERE
     ) -> tuple[tuple[cluster_pb2.Cluster, ...], tuple[Any, ...]]:
-        """The clusters and load assignments of the services a scope sees (built once per
-        scope: proxies of equal scopes get the very same tuples)."""
+        """The clusters and load assignments of the services a scope sees, for a client
+        locality (built once per pair: proxies of equal ones get the very same tuples)."""
         key = scope.visibility
-        pair = self._outbound_by_scope.get(key)
+        pair = self._outbound_by_scope.get((key, client))
         if pair is None:
             visible = None if key.unrestricted else key.sees
+            localized = self.localized_services()
             scoped_clusters = [clusters.blackhole_cluster(), clusters.passthrough_cluster()]
             scoped_endpoints: list[endpoint_pb2.ClusterLoadAssignment] = []
             for hostname in sorted(self.snapshot.services):
@@ -203,30 +222,46 @@ class MeshGenerator:
                 if visible is None or visible(service):
                     service_clusters, assignments = self.service_outbound(service)
                     scoped_clusters.extend(service_clusters)
+                    if hostname in localized:
+                        assignments = self._client_assignments(service, client)
                     scoped_endpoints.extend(assignments)
             pair = (tuple(scoped_clusters), tuple(scoped_endpoints))
-            self._outbound_by_scope[key] = pair
-            if key.unrestricted:
+            self._outbound_by_scope[(key, client)] = pair
+            if key.unrestricted and client == NOWHERE:
                 self._outbound = pair
         return pair
 
+    def _client_assignments(self, service: Service, client: ClientLocality) -> tuple[Any, ...]:
+        found = self._by_service_client.get((service.hostname, client))
+        if found is None:
+            found = tuple(
+                endpoints.service_load_assignments(
+                    self.snapshot, service, self._mtls_predicate(), client
+                )
+            )
+            self._by_service_client[(service.hostname, client)] = found
+        return found
+
+    def _mtls_predicate(self) -> Callable[[Endpoint], bool] | None:
+        if self._takes_mtls is None and self.mtls:
+            self._takes_mtls = tls.endpoint_tls_predicate(self.snapshot)
+        return self._takes_mtls
+
     def service_outbound(self, service: Service) -> OutboundPart:
-        """One service's outbound clusters and load assignments, translated once per
-        snapshot, or taken from the previous generator when nothing they read changed:
-        the config, mTLS, the Service (with its endpoints) and the instances behind it."""
+        """One service's outbound clusters and load assignments (as a client without a
+        locality sees them), translated once per snapshot, or taken from the previous
+        generator when nothing they read changed: the config, mTLS, the Service (with its
+        endpoints) and the instances behind it."""
         found = self._by_service.get(service.hostname)
         if found is None:
             found = self._earlier_outbound(service)
             if found is None:
-                if self._takes_mtls is None and self.mtls:
-                    self._takes_mtls = tls.endpoint_tls_predicate(self.snapshot)
+                takes_mtls = self._mtls_predicate()
                 found = (
                     tuple(
                         clusters.service_clusters(self.snapshot, service, self._findings, self.mtls)
                     ),
-                    tuple(
-                        endpoints.service_load_assignments(self.snapshot, service, self._takes_mtls)
-                    ),
+                    tuple(endpoints.service_load_assignments(self.snapshot, service, takes_mtls)),
                 )
             self._by_service[service.hostname] = found
         return found
@@ -265,75 +300,293 @@ class MeshGenerator:
             self._sidecar_routes[scope] = config
         return config
 
+    # ---- telemetry -----------------------------------------------------------------------
+
+    def services_of_port(self, instance: WorkloadInstance, inbound_port: int) -> list[str]:
+        """The services whose endpoints include this instance's inbound port."""
+        if self._inbound_services is None:
+            self._inbound_services = telemetry.inbound_service_index(self.snapshot)
+        return self._inbound_services.get((instance.name, instance.namespace, inbound_port), [])
+
+    def _telemetry(
+        self, instance: WorkloadInstance
+    ) -> tuple[telemetry.ProxyTelemetry, PeerMetadata, tuple[cluster_pb2.Cluster, ...]]:
+        """The proxy's resolved telemetry, identity, and clusters to its trace collectors."""
+        resolved = telemetry.resolve(self.snapshot, instance, self._findings)
+        return (
+            resolved,
+            telemetry.identity(self.snapshot, instance),
+            telemetry_envoy.collector_clusters(self.snapshot, resolved),
+        )
+
+    def _hcm_telemetry(
+        self,
+        instance: WorkloadInstance,
+        resolved: telemetry.ProxyTelemetry,
+        own: PeerMetadata,
+        *,
+        client: bool,
+        services: list[str] | None = None,
+    ) -> HcmTelemetry:
+        return hcm_telemetry(
+            client=client,
+            own=own,
+            node_id=instance.node_id,
+            telemetry=resolved,
+            services=services or (),
+        )
+
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
         egress = self.egress_scope(instance)
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
+        resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
         if instance.sidecar is not None:
+            scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners.append(
-                listeners.http_proxy_listener(address, instance.sidecar.outbound_port, mesh)
+                listeners.http_proxy_listener(
+                    address,
+                    instance.sidecar.outbound_port,
+                    mesh,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
             )
-            out_routes.append(
-                self.sidecar_routes(ProxyScope.of(instance.namespace, instance.labels, egress))
-            )
+            out_routes.append(self.sidecar_routes(scope))
+            local_listeners, local_routes = self._local_outbound(instance, scope)
+            out_listeners += local_listeners
+            out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
             if port.inbound_port is not None:
                 security = self._security(instance, port.container_port)
-                inbound = listeners.inbound_listener(address, port, mesh, security.filters)
+                if is_http(self._inbound_protocol(instance, port)):
+                    served = self.services_of_port(instance, port.inbound_port)
+                    inbound = listeners.inbound_listener(
+                        address,
+                        port,
+                        mesh,
+                        security.filters,
+                        self._hcm_telemetry(instance, resolved, own, client=False, services=served),
+                    )
+                else:
+                    extra = l4_listeners.network_security_filters(
+                        security.filters,
+                        f"inbound_{port.container_port}",
+                        None,
+                        self._findings,
+                        f"inbound port {port.container_port}",
+                    )
+                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra)
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
         return ProxyResources(
             own_clusters=tuple(clusters.inbound_clusters(instance))
-            + self._security(instance, 0).clusters,
+            + self._security(instance, 0).clusters
+            + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
 
+    def _inbound_protocol(self, instance: WorkloadInstance, port: Any) -> str:
+        if self._inbound_protocols is None:
+            self._inbound_protocols = l4_listeners.InboundProtocols(self.snapshot)
+        return self._inbound_protocols.protocol(instance, port)
+
+    def mesh_routing(self, namespace: str) -> dict[str, Resource[Any]]:
+        """Hostname → the VirtualService routing it for sidecars in `namespace` (memoized)."""
+        found = self._mesh_routing.get(namespace)
+        if found is None:
+            found = routes.mesh_virtual_services(self.snapshot, namespace, self._findings)
+            self._mesh_routing[namespace] = found
+        return found
+
+    def _local_outbound(
+        self, instance: WorkloadInstance, scope: ProxyScope
+    ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
+        """A sidecar's local listener per reported service port it may see (and the RDS of
+        the HTTP/2 and gRPC ones)."""
+        assert instance.sidecar is not None
+        found_listeners: list[listener_pb2.Listener] = []
+        found_routes: list[route_pb2.RouteConfiguration] = []
+        targets = l4_listeners.outbound_targets(self.snapshot, instance.sidecar.outbound)
+        for target in targets:
+            service = target.service
+            if not visible_to(service.export_to, service.namespace, instance.namespace):
+                continue
+            if not scope.egress.sees(service):
+                continue
+            if is_http(target.port.protocol):
+                config = self._service_route_config(scope, service.hostname, target.port.port)
+                if config is None:
+                    continue
+                found_routes.append(config)
+            ctx = L4Context(
+                snapshot=self.snapshot,
+                gateway=names.MESH_GATEWAY,
+                port=target.port.port,
+                proxy_namespace=instance.namespace,
+                proxy_labels=instance.labels,
+                findings=self._findings,
+                service=service,
+            )
+            found_listeners.append(
+                l4_listeners.local_outbound_listener(
+                    self.settings.bind_address,
+                    target,
+                    ctx,
+                    self.mesh_routing(instance.namespace).get(service.hostname),
+                    self.snapshot.mesh_config,
+                )
+            )
+        return found_listeners, found_routes
+
+    def _service_route_config(
+        self, scope: ProxyScope, hostname: str, port: int
+    ) -> route_pb2.RouteConfiguration | None:
+        if not self._label_scoped:
+            scope = ProxyScope(scope.namespace, egress=scope.egress)
+        key = (scope, hostname, port)
+        if key not in self._service_routes:
+            self._service_routes[key] = l4_listeners.service_route_config(
+                self.sidecar_routes(scope), hostname, port
+            )
+        return self._service_routes[key]
+
     def gateway_servers(self, instance: WorkloadInstance) -> dict[int, list[GatewayServer]]:
         """The HTTP servers of the Gateways selecting this proxy, by listen port."""
-        by_port: dict[int, list[GatewayServer]] = {}
+        return self._gateway_servers(instance)[0]
+
+    def _gateway_servers(
+        self, instance: WorkloadInstance
+    ) -> tuple[dict[int, list[GatewayServer]], dict[int, list[GatewayServer]]]:
+        """(HTTP servers, TCP and TLS-passthrough servers) of the Gateways selecting this
+        proxy, by listen port. One port serves one kind: a later server of the other kind
+        on it is reported and left out."""
+        http: dict[int, list[GatewayServer]] = {}
+        l4: dict[int, list[GatewayServer]] = {}
         for gateway in self.snapshot.gateways:
             if not labels_match(gateway.spec.selector, instance.labels):
                 continue
             for index, server in enumerate(gateway.spec.servers):
+                where = f"spec.servers[{index}]"
                 protocol = server.port.protocol.upper()
-                if protocol not in HTTP_SERVER_PROTOCOLS:
-                    self._findings.not_supported(
-                        gateway, f"spec.servers[{index}].port.protocol", f"protocol {protocol}"
+                mode = server.tls.mode if server.tls is not None else None
+                if protocol in HTTP_SERVER_PROTOCOLS:
+                    kind, other = http, l4
+                    if mode is not None:
+                        what = f"tls mode {mode} (TLS termination at a gateway)"
+                        self._findings.not_supported(gateway, f"{where}.tls.mode", what)
+                elif protocol in L4_SERVER_PROTOCOLS or (
+                    protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"
+                ):
+                    kind, other = l4, http
+                elif protocol in TLS_PROTOCOLS:
+                    what = f"tls mode {mode or 'unset'} (TLS termination at a gateway)"
+                    self._findings.add(
+                        gateway,
+                        f"{where}.tls.mode",
+                        f"{what} is not yet supported by Ratline; the {protocol} server is ignored",
                     )
                     continue
-                if server.tls is not None:
-                    self._findings.not_supported(gateway, f"spec.servers[{index}].tls", "tls")
+                else:
+                    self._findings.not_supported(
+                        gateway, f"{where}.port.protocol", f"protocol {protocol}"
+                    )
+                    continue
                 port = listen_port(server.port.number, self.settings)
-                by_port.setdefault(port, []).append(GatewayServer(gateway, server, index))
-        return by_port
+                if port in other:
+                    taken = other[port][0]
+                    message = (
+                        f"port {server.port.number} is already served by {taken.ref} "
+                        f"spec.servers[{taken.index}] with protocol "
+                        f"{taken.server.port.protocol}; ignored"
+                    )
+                    self._findings.add(gateway, f"{where}.port", message, CONFLICT)
+                    continue
+                kind.setdefault(port, []).append(GatewayServer(gateway, server, index))
+        return http, l4
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
         mesh = self.snapshot.mesh_config
+        resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
-        for port, servers in sorted(self.gateway_servers(instance).items()):
+        http_servers, l4_servers = self._gateway_servers(instance)
+        for port, servers in sorted(http_servers.items()):
             security = self._security(instance, port)
             out_listeners.append(
-                listeners.gateway_listener(self.settings.bind_address, port, mesh, security.filters)
+                listeners.gateway_listener(
+                    self.settings.bind_address,
+                    port,
+                    mesh,
+                    security.filters,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
             )
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
+        for port, servers in sorted(l4_servers.items()):
+            security = self._security(instance, port)
+            stat_prefix = f"outbound_{names.gateway_listener(port)}"
+            extra = l4_listeners.network_security_filters(
+                security.filters, stat_prefix, servers[0].gateway, self._findings, "spec.servers"
+            )
+            tls_passthrough = servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
+            out_listeners.append(
+                l4_listeners.gateway_l4_listener(
+                    self.settings.bind_address,
+                    port,
+                    self._gateway_chains(instance, servers, tls_passthrough),
+                    tls_passthrough,
+                    mesh,
+                    extra,
+                )
+            )
         return ProxyResources(
-            own_clusters=self._security(instance, 0).clusters,
+            own_clusters=self._security(instance, 0).clusters + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
         )
 
+    def _gateway_chains(
+        self, instance: WorkloadInstance, servers: list[GatewayServer], tls_passthrough: bool
+    ) -> list[L4Chain]:
+        """The `tls:` (passthrough) or `tcp:` rules of the VirtualServices bound to these
+        servers whose hosts the servers expose, server by server."""
+        chains: list[L4Chain] = []
+        for server in servers:
+            bound = [
+                vs
+                for vs in self.snapshot.virtual_services
+                if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
+                and _exposes(server, vs)
+            ]
+            ctx = L4Context(
+                snapshot=self.snapshot,
+                gateway=server.ref,
+                port=server.server.port.number,
+                proxy_namespace=instance.namespace,
+                proxy_labels=instance.labels,
+                findings=self._findings,
+            )
+            section = "tls" if tls_passthrough else "tcp"
+            chains += rule_chains(ctx, bound, section)
+        return first_match_wins(chains, None)
+
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
+
+
+def _exposes(server: GatewayServer, vs: Resource[Any]) -> bool:
+    """Whether one of the VirtualService's hosts is among the server's (for its namespace)."""
+    hosts = routes.server_hosts(server, vs.namespace)
+    return any(hosts_intersection(h, s) is not None for h in vs.spec.hosts for s in hosts)
 
 
 def _name(message: Message) -> str:

@@ -1,39 +1,34 @@
-"""One Istio HTTPRoute (a VirtualService `http[]` rule) → Envoy routes, one function per feature.
+"""One Istio HTTPRoute (a VirtualService `http[]` rule) → Envoy routes, as Istio's pilot
+translates it.
 
-Implemented: match, route destinations and weights, rewrite, redirect, directResponse,
-timeout, retries (Istio's default policy when none is set), mirror, headers. Fault
-injection, CORS and delegation are reported as not yet supported. A rule gives one Envoy
-route per match (Istio ORs the matches of a rule), or one catch-all route without matches.
+A rule gives one Envoy route per match block that can hold on this proxy and port (Istio
+ORs the blocks of a rule and ANDs the conditions of a block), or one catch-all route
+without matches; translation of a VirtualService stops at the first catch-all route,
+since nothing after it can match. The features of the route itself (fault, CORS, retries,
+mirrors, redirects, headers, hash policies) are built by `translate.route_features`.
 """
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
-from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from envoy.type.v3 import percent_pb2
+from envoy.type.matcher.v3 import metadata_pb2, regex_pb2, value_pb2
 
 from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, resolve_gateway
+from ratline.api.schemas.common import PRESENT_REGEX
 from ratline.api.schemas.networking import (
     Destination,
-    HeaderOperations,
-    Headers,
-    HTTPDirectResponse,
     HTTPMatchRequest,
-    HTTPRedirect,
-    HTTPRetry,
-    HTTPRewrite,
     HTTPRoute,
+    HTTPRouteDestination,
     StringMatch,
 )
-from ratline.model.snapshot import MeshSnapshot
+from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.translate import names
 from ratline.translate.common import (
     DEFAULTED,
@@ -43,20 +38,24 @@ from ratline.translate.common import (
     labels_match,
     pack_any,
 )
-from ratline.translate.policy import destination_rule_for, subset_named
+from ratline.translate.jwt import JWT_FILTER, PAYLOAD_KEY
+from ratline.translate.policy import consistent_hash, destination_rule_for, subset_named
+from ratline.translate.route_features import (
+    CORS_FILTER,
+    FAULT_FILTER,
+    REDIRECT_CODES,
+    apply_headers,
+    cors_policy,
+    direct_response_action,
+    fault_config,
+    hash_policy,
+    mirror_policy,
+    redirect_action,
+    retry_policy,
+    string_matcher,
+)
 
-DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-DEFAULT_RETRY_ATTEMPTS = 2
-DEFAULT_RETRIABLE_CODES = (503,)
-HOST_SELECTION_RETRY_ATTEMPTS = 5
-
-_REDIRECT_CODES = {
-    301: rc.RedirectAction.MOVED_PERMANENTLY,
-    302: rc.RedirectAction.FOUND,
-    303: rc.RedirectAction.SEE_OTHER,
-    307: rc.RedirectAction.TEMPORARY_REDIRECT,
-    308: rc.RedirectAction.PERMANENT_REDIRECT,
-}
+_CLAIM = re.compile(r"^@request\.auth\.claims(?:\.(.+)|((?:\[[^\[\]]+\])+))$")
 
 
 @dataclass(frozen=True)
@@ -90,40 +89,64 @@ def gateway_ref(name: str, namespace: str) -> str:
 # ---- match -------------------------------------------------------------------------------
 
 
-def string_matcher(match: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher:
-    """An Istio StringMatch as an Envoy StringMatcher (RE2 for regex)."""
-    matcher = string_pb2.StringMatcher(ignore_case=ignore_case)
-    if match.exact is not None:
-        matcher.exact = match.exact
-    elif match.prefix is not None:
-        matcher.prefix = match.prefix
-    elif match.regex is not None:
-        matcher.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=match.regex))
-    return matcher
-
-
-def _is_empty(match: StringMatch) -> bool:
-    return match.exact is None and match.prefix is None and match.regex is None
+def _present(match: StringMatch | None) -> bool:
+    """An empty StringMatch, or Istio's regex `*`, only asks for presence."""
+    return match is None or (
+        match.exact is None
+        and match.prefix is None
+        and (match.regex is None or match.regex == PRESENT_REGEX)
+    )
 
 
 def header_matcher(name: str, match: StringMatch, invert: bool = False) -> rc.HeaderMatcher:
-    """Match a header's value; an empty StringMatch only checks the header is present."""
+    """Match a header's value; an empty StringMatch only checks the header is present.
+
+    Inverted value matches (`withoutHeaders`) treat a missing header as empty, so a request
+    without the header matches them, as in Istio."""
     matcher = rc.HeaderMatcher(name=name, invert_match=invert)
-    if _is_empty(match):
+    if _present(match):
         matcher.present_match = True
     else:
         matcher.string_match.CopyFrom(string_matcher(match))
+        matcher.treat_missing_header_as_empty = invert
+    return matcher
+
+
+def claim_path(name: str) -> list[str] | None:
+    """`@request.auth.claims.a.b` or `@request.auth.claims[a][b]` → [a, b]; else None."""
+    found = _CLAIM.match(name)
+    if found is None:
+        return None
+    if found.group(1) is not None:
+        return found.group(1).split(".")
+    return re.findall(r"\[([^\[\]]+)\]", found.group(2))
+
+
+def claim_matcher(
+    path: list[str], match: StringMatch, invert: bool
+) -> metadata_pb2.MetadataMatcher:
+    """A JWT claim (verified by RequestAuthentication) equal to, or a list containing, a value."""
+    matcher = metadata_pb2.MetadataMatcher(filter=JWT_FILTER, invert=invert)
+    for key in (PAYLOAD_KEY, *path):
+        matcher.path.add(key=key)
+    if _present(match):
+        matcher.value.present_match = True
+    else:
+        one = value_pb2.ValueMatcher(string_match=string_matcher(match))
+        listed = value_pb2.ValueMatcher()
+        listed.list_match.one_of.CopyFrom(one)
+        matcher.value.or_match.value_matchers.extend([one, listed])
     return matcher
 
 
 def match_applies(ctx: RouteContext, match: HTTPMatchRequest) -> bool:
-    """Whether a match can hold on this proxy and port (port, gateways, source)."""
+    """Istio's: the port must be this one; with `gateways` only they count, else the
+    source labels and namespace must be the proxy's."""
     if match.port is not None and match.port != ctx.port:
         return False
     if match.gateways:
         refs = {gateway_ref(g, ctx.virtual_service.namespace) for g in match.gateways}
-        if ctx.gateway not in refs:
-            return False
+        return ctx.gateway in refs
     if match.source_namespace is not None and match.source_namespace != ctx.proxy_namespace:
         return False
     return not match.source_labels or labels_match(match.source_labels, ctx.proxy_labels)
@@ -131,33 +154,36 @@ def match_applies(ctx: RouteContext, match: HTTPMatchRequest) -> bool:
 
 def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     """An Envoy RouteMatch for one Istio HTTPMatchRequest (None: everything)."""
-    result = rc.RouteMatch()
-    uri = match.uri if match is not None else None
-    if uri is None or _is_empty(uri):
-        result.prefix = "/"
-    elif uri.exact is not None:
-        result.path = uri.exact
-    elif uri.prefix is not None:
-        result.prefix = uri.prefix
-    else:
-        result.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=uri.regex or ""))
+    result = rc.RouteMatch(prefix="/")
     if match is None:
         return result
-    if match.ignore_uri_case:
-        result.case_sensitive.value = False
-    for pseudo, value in ((":scheme", match.scheme), (":method", match.method)):
+    uri = match.uri
+    if uri is not None and uri.exact is not None:
+        result.path = uri.exact
+    elif uri is not None and uri.prefix is not None:
+        result.prefix = uri.prefix
+    elif uri is not None and uri.regex is not None:
+        result.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=uri.regex))
+    result.case_sensitive.value = not match.ignore_uri_case
+    for headers, invert in ((match.headers, False), (match.without_headers, True)):
+        for name in sorted(headers):
+            claims = claim_path(name)
+            if claims is not None:
+                result.dynamic_metadata.append(claim_matcher(claims, headers[name], invert))
+            else:
+                result.headers.append(header_matcher(name, headers[name], invert))
+    result.headers.sort(key=lambda h: h.name)
+    for pseudo, value in (
+        (":method", match.method),
+        (":authority", match.authority),
+        (":scheme", match.scheme),
+    ):
         if value is not None:
             result.headers.append(header_matcher(pseudo, value))
-    if match.authority is not None:
-        result.headers.append(header_matcher(":authority", match.authority))
-    for name in sorted(match.headers):
-        result.headers.append(header_matcher(name, match.headers[name]))
-    for name in sorted(match.without_headers):
-        result.headers.append(header_matcher(name, match.without_headers[name], invert=True))
     for name in sorted(match.query_params):
         value = match.query_params[name]
         query = rc.QueryParameterMatcher(name=name)
-        if _is_empty(value):
+        if _present(value):
             query.present_match = True
         else:
             query.string_match.CopyFrom(string_matcher(value))
@@ -165,11 +191,38 @@ def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     return result
 
 
+def is_catch_all(route: rc.Route) -> bool:
+    """Istio's test: a `/` prefix (or `.*` regex) with no header, parameter or claim match."""
+    match = route.match
+    which = match.WhichOneof("path_specifier")
+    catch_all = (which == "prefix" and match.prefix == "/") or (
+        which == "safe_regex" and match.safe_regex.regex == ".*"
+    )
+    return (
+        catch_all
+        and not match.headers
+        and not match.query_parameters
+        and not match.dynamic_metadata
+    )
+
+
 # ---- destinations ------------------------------------------------------------------------
 
 
-def destination_cluster(ctx: RouteContext, destination: Destination, field_path: str) -> str:
-    """The cluster name of a destination; flags unknown hosts, ports and subsets."""
+@dataclass(frozen=True)
+class ResolvedDestination:
+    """A destination's cluster, and the service and port behind it (when known)."""
+
+    cluster: str
+    service: Service | None
+    port: int
+    subset: str
+
+
+def resolve_destination(
+    ctx: RouteContext, destination: Destination, field_path: str
+) -> ResolvedDestination:
+    """The cluster of a destination; flags unknown hosts, ports and subsets."""
     vs = ctx.virtual_service
     host = fqdn(destination.host, vs.namespace)
     service = ctx.snapshot.services.get(host)
@@ -177,7 +230,8 @@ def destination_cluster(ctx: RouteContext, destination: Destination, field_path:
     subset = destination.subset or ""
     if service is None:
         ctx.findings.add(vs, field_path, f"host {host} is not in the registry", UNRESOLVED)
-        return names.outbound_cluster(port or ctx.port, subset, host)
+        port = port or ctx.port
+        return ResolvedDestination(names.outbound_cluster(port, subset, host), None, port, subset)
     if port is None:
         if len(service.ports) == 1:
             port = service.ports[0].port
@@ -192,181 +246,63 @@ def destination_cluster(ctx: RouteContext, destination: Destination, field_path:
     if subset and subset_named(destination_rule_for(ctx.snapshot, service), subset) is None:
         message = f"subset {subset} of {host} is not defined by any DestinationRule"
         ctx.findings.add(vs, field_path, message, UNRESOLVED)
-    return names.outbound_cluster(port, subset, host)
+    return ResolvedDestination(names.outbound_cluster(port, subset, host), service, port, subset)
+
+
+def destination_cluster(ctx: RouteContext, destination: Destination, field_path: str) -> str:
+    return resolve_destination(ctx, destination, field_path).cluster
+
+
+def destination_hash(ctx: RouteContext, resolved: ResolvedDestination) -> Any:
+    """The consistentHash of the destination's DestinationRule for its port and subset."""
+    if resolved.service is None:
+        return None
+    rule = destination_rule_for(ctx.snapshot, resolved.service)
+    return consistent_hash(rule, resolved.port, resolved.subset)
 
 
 def apply_destinations(
-    ctx: RouteContext, route: rc.Route, http: HTTPRoute, field_path: str
-) -> None:
-    """`cluster` for one destination, `weighted_clusters` for several (weights as given)."""
+    ctx: RouteContext, route: rc.Route, http: HTTPRoute, field_path: str, authority: str | None
+) -> bool:
+    """`cluster` for one destination, `weighted_clusters` for several (weight 0 left out).
+
+    Returns whether the route hashes consistently (one destination with consistentHash)."""
     action = route.route
-    entries = [
-        (d, destination_cluster(ctx, d.destination, f"{field_path}.route[{i}].destination"))
+    entries: list[tuple[HTTPRouteDestination, ResolvedDestination]] = [
+        (d, resolve_destination(ctx, d.destination, f"{field_path}.route[{i}].destination"))
         for i, d in enumerate(http.route)
     ]
-    weighted = [(d, c) for d, c in entries if d.weight]
-    if len(entries) > 1 and not weighted:
+    if len(entries) > 1 and not any(d.weight for d, _ in entries):
         message = "no weights: traffic split evenly"
         ctx.findings.add(ctx.virtual_service, f"{field_path}.route", message, DEFAULTED)
         weighted = entries
-    elif len(entries) == 1:
+    elif len(entries) > 1:
+        weighted = [(d, r) for d, r in entries if d.weight]
+    else:
         weighted = entries
-    if len(weighted) == 1:
-        only, cluster = weighted[0]
-        action.cluster = cluster
+    hashes = []
+    for _, resolved in weighted:
+        consistent = destination_hash(ctx, resolved)
+        if consistent is not None:
+            hashes.append(consistent)
+            action.hash_policy.append(hash_policy(consistent))
+    if len(entries) == 1:
+        only, resolved = entries[0]
+        action.cluster = resolved.cluster
         if only.headers is not None:
             apply_headers(route, only.headers)
-        return
-    for dest, cluster in weighted:
-        entry = action.weighted_clusters.clusters.add(name=cluster)
+            dest_authority = only.headers.authority
+            if dest_authority and not authority:
+                action.host_rewrite_literal = dest_authority
+        return bool(hashes)
+    for dest, resolved in weighted:
+        entry = action.weighted_clusters.clusters.add(name=resolved.cluster)
         entry.weight.value = dest.weight or 1
         if dest.headers is not None:
             apply_headers(entry, dest.headers)
-
-
-# ---- route action features ---------------------------------------------------------------
-
-
-def apply_rewrite(
-    action: rc.RouteAction, rewrite: HTTPRewrite, match: HTTPMatchRequest | None
-) -> None:
-    """Path (prefix or regex) and authority rewrites before forwarding."""
-    if rewrite.uri is not None:
-        uri_regex = match is not None and match.uri is not None and match.uri.regex is not None
-        if uri_regex:
-            action.regex_rewrite.pattern.regex = ".*"
-            action.regex_rewrite.substitution = rewrite.uri
-        else:
-            action.prefix_rewrite = rewrite.uri
-    elif rewrite.uri_regex_rewrite is not None:
-        action.regex_rewrite.pattern.regex = rewrite.uri_regex_rewrite.match
-        action.regex_rewrite.substitution = rewrite.uri_regex_rewrite.rewrite
-    if rewrite.authority is not None:
-        action.host_rewrite_literal = rewrite.authority
-
-
-def apply_timeout(action: rc.RouteAction, timeout: float | None) -> None:
-    """The request timeout; Istio's default is none at all (0s)."""
-    action.timeout.CopyFrom(duration(timeout if timeout is not None else 0.0))
-
-
-def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
-    """Istio's retry policy: 2 attempts on connection errors and 503 unless set; 0 = none."""
-    if retries is not None and retries.attempts == 0:
-        return None
-    policy = rc.RetryPolicy(host_selection_retry_max_attempts=HOST_SELECTION_RETRY_ATTEMPTS)
-    policy.num_retries.value = DEFAULT_RETRY_ATTEMPTS if retries is None else retries.attempts
-    predicate = policy.retry_host_predicate.add(name="envoy.retry_host_predicates.previous_hosts")
-    predicate.typed_config.CopyFrom(pack_any(previous_hosts_pb2.PreviousHostsPredicate()))
-    retry_on = retries.retry_on if retries is not None and retries.retry_on else DEFAULT_RETRY_ON
-    conditions, codes = [], []
-    for item in (part.strip() for part in retry_on.split(",")):
-        if item.isdigit():
-            codes.append(int(item))
-        elif item:
-            conditions.append(item)
-    if retries is None or not retries.retry_on:
-        codes = list(DEFAULT_RETRIABLE_CODES)
-    if codes and "retriable-status-codes" not in conditions:
-        conditions.append("retriable-status-codes")
-    policy.retry_on = ",".join(conditions)
-    policy.retriable_status_codes.extend(codes)
-    if retries is not None:
-        if retries.per_try_timeout is not None:
-            policy.per_try_timeout.CopyFrom(duration(retries.per_try_timeout))
-        if retries.backoff is not None:
-            policy.retry_back_off.base_interval.CopyFrom(duration(retries.backoff))
-        if retries.retry_ignore_previous_hosts is False:
-            del policy.retry_host_predicate[:]
-    return policy
-
-
-def apply_mirror(ctx: RouteContext, action: rc.RouteAction, http: HTTPRoute, path: str) -> None:
-    """Copy a share of requests to mirror destinations (responses are dropped)."""
-    mirrors: list[tuple[Destination, float]] = []
-    if http.mirror is not None:
-        share = 100.0
-        if http.mirror_percentage is not None:
-            share = http.mirror_percentage.value
-        elif http.mirror_percent is not None:
-            share = float(http.mirror_percent)
-        mirrors.append((http.mirror, share))
-    for mirror in http.mirrors:
-        share = mirror.percentage.value if mirror.percentage is not None else 100.0
-        mirrors.append((mirror.destination, share))
-    for index, (destination, share) in enumerate(mirrors):
-        policy = action.request_mirror_policies.add(
-            cluster=destination_cluster(ctx, destination, f"{path}.mirrors[{index}]")
-        )
-        if share < 100.0:
-            policy.runtime_fraction.default_value.CopyFrom(
-                percent_pb2.FractionalPercent(
-                    numerator=round(share * 10_000),
-                    denominator=percent_pb2.FractionalPercent.MILLION,
-                )
-            )
-
-
-def redirect_action(redirect: HTTPRedirect) -> rc.RedirectAction:
-    """An Istio HTTPRedirect (301 unless redirectCode says otherwise)."""
-    action = rc.RedirectAction()
-    if redirect.uri is not None:
-        action.path_redirect = redirect.uri
-    if redirect.authority is not None:
-        action.host_redirect = redirect.authority
-    if redirect.port is not None:
-        action.port_redirect = redirect.port
-    if redirect.scheme is not None:
-        action.scheme_redirect = redirect.scheme
-    action.response_code = _REDIRECT_CODES.get(redirect.redirect_code or 301, 0)
-    return action
-
-
-def direct_response_action(response: HTTPDirectResponse) -> rc.DirectResponseAction:
-    """Answer with a fixed status and body."""
-    action = rc.DirectResponseAction(status=response.status)
-    if response.body is not None:
-        if response.body.string is not None:
-            action.body.inline_string = response.body.string
-        elif response.body.bytes is not None:
-            action.body.inline_bytes = base64.b64decode(response.body.bytes)
-    return action
-
-
-def _header_options(operations: HeaderOperations) -> list[base_pb2.HeaderValueOption]:
-    result = []
-    overwrite = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-    append = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
-    for mapping, mode in ((operations.set, overwrite), (operations.add, append)):
-        for name in sorted(mapping):
-            result.append(
-                base_pb2.HeaderValueOption(
-                    header=base_pb2.HeaderValue(key=name, value=mapping[name]), append_action=mode
-                )
-            )
-    return result
-
-
-def apply_headers(target: Any, headers: Headers) -> None:
-    """Header set/add/remove on a Route or a weighted cluster entry."""
-    if headers.request is not None:
-        target.request_headers_to_add.extend(_header_options(headers.request))
-        target.request_headers_to_remove.extend(headers.request.remove)
-    if headers.response is not None:
-        target.response_headers_to_add.extend(_header_options(headers.response))
-        target.response_headers_to_remove.extend(headers.response.remove)
-
-
-def flag_unsupported(ctx: RouteContext, http: HTTPRoute, path: str) -> None:
-    """Report the parts of a rule Ratline does not translate yet."""
-    if http.fault is not None:
-        ctx.flag(f"{path}.fault", "fault injection")
-    if http.cors_policy is not None:
-        ctx.flag(f"{path}.corsPolicy", "corsPolicy")
-    if http.delegate is not None:
-        ctx.flag(f"{path}.delegate", "delegate")
-    if http.retries is not None and http.retries.retry_remote_localities is not None:
-        ctx.flag(f"{path}.retries.retryRemoteLocalities", "retryRemoteLocalities")
+            if dest.headers.authority:
+                entry.host_rewrite_literal = dest.headers.authority
+    return False
 
 
 # ---- one rule ----------------------------------------------------------------------------
@@ -377,43 +313,112 @@ def _route_name(http: HTTPRoute, match: HTTPMatchRequest | None) -> str:
     return ".".join(parts)
 
 
-def envoy_routes(ctx: RouteContext, http: HTTPRoute, index: int) -> list[rc.Route]:
-    """The Envoy routes of one rule on this port and proxy (none if no match applies)."""
-    path = f"spec.http[{index}]"
-    flag_unsupported(ctx, http, path)
-    matches: list[HTTPMatchRequest | None] = list(http.match) or [None]
+def mesh_retry_policy(snapshot: MeshSnapshot) -> Any:
+    """MeshConfig `defaultHttpRetryPolicy` (None: Istio's built-in default)."""
+    return getattr(snapshot.mesh_config, "default_http_retry_policy", None)
+
+
+def _forward(ctx: RouteContext, route: rc.Route, http: HTTPRoute, path: str) -> None:
+    """The route action of a rule that forwards: destinations, rewrite, timeout, retries,
+    mirrors."""
+    action = route.route
+    timeout = duration(http.timeout if http.timeout is not None else 0.0)
+    action.timeout.CopyFrom(timeout)
+    action.max_grpc_timeout.CopyFrom(timeout)
+    authority = http.headers.authority if http.headers is not None else None
+    if http.rewrite is not None:
+        if http.rewrite.uri_regex_rewrite is not None:
+            action.regex_rewrite.pattern.regex = http.rewrite.uri_regex_rewrite.match
+            action.regex_rewrite.substitution = http.rewrite.uri_regex_rewrite.rewrite
+        elif http.rewrite.uri is not None:
+            action.prefix_rewrite = http.rewrite.uri
+        authority = http.rewrite.authority or authority
+    if authority:
+        action.host_rewrite_literal = authority
+    hashed = apply_destinations(ctx, route, http, path, authority)
+    retries = http.retries if http.retries is not None else mesh_retry_policy(ctx.snapshot)
+    policy = retry_policy(retries, consistent_hash=hashed)
+    if policy is not None:
+        action.retry_policy.CopyFrom(policy)
+    mirrors: list[tuple[Destination, float | None, str]] = []
+    if http.mirror is not None:
+        share = http.mirror_percentage.value if http.mirror_percentage is not None else None
+        if share is None and http.mirror_percent is not None:
+            share = float(http.mirror_percent)
+        mirrors.append((http.mirror, share, f"{path}.mirror"))
+    for index, mirror in enumerate(http.mirrors):
+        share = mirror.percentage.value if mirror.percentage is not None else None
+        mirrors.append((mirror.destination, share, f"{path}.mirrors[{index}].destination"))
+    for destination, share, where in mirrors:
+        mirrored = mirror_policy(destination_cluster(ctx, destination, where), share)
+        if mirrored is not None:
+            action.request_mirror_policies.append(mirrored)
+
+
+def translate_route(
+    ctx: RouteContext, http: HTTPRoute, match: HTTPMatchRequest | None, path: str
+) -> rc.Route | None:
+    """One Envoy route for one match block of a rule (None when Envoy cannot express it)."""
+    route = rc.Route(name=_route_name(http, match), match=route_match(match))
+    if match is not None and match.stat_prefix:
+        route.stat_prefix = match.stat_prefix
+    if http.headers is not None:
+        apply_headers(route, http.headers)
+    if http.redirect is not None:
+        code = http.redirect.redirect_code or 301
+        if code not in REDIRECT_CODES:
+            ctx.findings.add(
+                ctx.virtual_service,
+                f"{path}.redirect.redirectCode",
+                f"redirect code {code} is not supported (Envoy sends 301, 302, 303, 307 or "
+                "308); the rule is left out",
+            )
+            return None
+        route.redirect.CopyFrom(redirect_action(http.redirect, ctx.port))
+    elif http.direct_response is not None:
+        route.direct_response.CopyFrom(direct_response_action(http.direct_response))
+    elif http.route:
+        _forward(ctx, route, http, path)
+    else:
+        return None  # an unresolved delegate (reported where delegation is resolved)
+    if http.fault is not None:
+        fault = fault_config(http.fault)
+        if fault is not None:
+            route.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack_any(fault))
+    if http.cors_policy is not None:
+        route.typed_per_filter_config[CORS_FILTER].CopyFrom(pack_any(cors_policy(http.cors_policy)))
+    return route
+
+
+def envoy_routes(ctx: RouteContext, http: HTTPRoute, path: str) -> list[rc.Route]:
+    """The Envoy routes of one rule on this port and proxy (none if no match applies),
+    ending at its first catch-all route."""
     result = []
+    matches: list[HTTPMatchRequest | None] = list(http.match) or [None]
     for match in matches:
         if match is not None and not match_applies(ctx, match):
             continue
-        route = rc.Route(name=_route_name(http, match), match=route_match(match))
-        if http.redirect is not None:
-            route.redirect.CopyFrom(redirect_action(http.redirect))
-        elif http.direct_response is not None:
-            route.direct_response.CopyFrom(direct_response_action(http.direct_response))
-        elif http.route:
-            apply_destinations(ctx, route, http, path)
-            if http.rewrite is not None:
-                apply_rewrite(route.route, http.rewrite, match)
-            apply_timeout(route.route, http.timeout)
-            policy = retry_policy(http.retries)
-            if policy is not None:
-                route.route.retry_policy.CopyFrom(policy)
-            apply_mirror(ctx, route.route, http, path)
-        else:
-            continue  # delegate: flagged above
-        if http.headers is not None:
-            apply_headers(route, http.headers)
+        route = translate_route(ctx, http, match, path)
+        if route is None:
+            continue
         result.append(route)
+        if is_catch_all(route):
+            break
     return result
 
 
-def default_route(cluster: str) -> rc.Route:
-    """Everything to one cluster, no timeout, Istio's default retries (no VirtualService)."""
+def default_route(snapshot: MeshSnapshot, service: Service, port: int) -> rc.Route:
+    """A service port without a VirtualService: everything to its cluster, no timeout, the
+    mesh's default retries, and its DestinationRule's hash policy."""
+    cluster = names.outbound_cluster(port, "", service.hostname)
     route = rc.Route(name="default", match=rc.RouteMatch(prefix="/"))
     route.route.cluster = cluster
-    apply_timeout(route.route, None)
-    policy = retry_policy(None)
-    assert policy is not None
-    route.route.retry_policy.CopyFrom(policy)
+    route.route.timeout.SetInParent()
+    route.route.max_grpc_timeout.SetInParent()
+    consistent = consistent_hash(destination_rule_for(snapshot, service), port)
+    if consistent is not None:
+        route.route.hash_policy.append(hash_policy(consistent))
+    policy = retry_policy(mesh_retry_policy(snapshot), consistent_hash=consistent is not None)
+    if policy is not None:
+        route.route.retry_policy.CopyFrom(policy)
     return route

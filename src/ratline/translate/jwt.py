@@ -138,10 +138,9 @@ def _provider(
         remote.http_uri.timeout.CopyFrom(duration(timeout))
         remote.cache_duration.CopyFrom(duration(JWKS_CACHE_S))
     else:
-        findings.not_supported(
-            policy, path, "a JWT rule without jwks or jwksUri (OIDC discovery)"
-        )
+        findings.not_supported(policy, path, "a JWT rule without jwks or jwksUri (OIDC discovery)")
         return None
+
     def header_ok(name: str, field: str) -> bool:
         if HEADER_NAME.match(name):
             return True
@@ -163,9 +162,7 @@ def _provider(
     return provider, cluster
 
 
-def jwt_config(
-    snapshot: MeshSnapshot, instance: WorkloadInstance, findings: Findings
-) -> JwtConfig:
+def jwt_config(snapshot: MeshSnapshot, instance: WorkloadInstance, findings: Findings) -> JwtConfig:
     """The jwt_authn filter (None when no RequestAuthentication applies) and its clusters."""
     config = jwt_pb2.JwtAuthentication()
     clusters: dict[str, cluster_pb2.Cluster] = {}

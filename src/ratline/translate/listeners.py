@@ -1,7 +1,8 @@
 """LDS: the sidecar's outbound HTTP proxy listener and inbound listeners, and gateway listeners.
 
 Every listener holds one HTTP connection manager. Outbound and gateway listeners fetch
-their routes over RDS; inbound listeners carry an inline route to the app's cluster.
+their routes over RDS and carry the fault and CORS filters their routes configure;
+inbound listeners carry an inline route to the app's cluster.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from ratline.registry.instances import InstancePort
-from ratline.translate import names
+from ratline.translate import names, route_features
 from ratline.translate.clusters import dns_cache_config
 from ratline.translate.common import ads_config_source, pack_any
 from ratline.translate.endpoints import socket_address
+from ratline.translate.telemetry_envoy import HcmTelemetry
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -67,25 +69,37 @@ def connection_manager(
     strip_host_port: bool = False,
     mesh_config: Any = None,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """An HCM with routes over RDS (`rds` names them) or inline, and the router filter last.
 
     `http_filters` (security: jwt_authn, RBAC, ext_authz) run before the router.
+    `telemetry` (metrics, peer metadata, access logs, tracing) replaces MeshConfig's
+    access log when given; its filters come first.
     """
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix, strip_any_host_port=strip_host_port
     )
     hcm.use_remote_address.value = use_remote_address
+    # WebSocket upgrades pass through, as on every Istio connection manager.
+    hcm.upgrade_configs.add(upgrade_type="websocket")
     if rds is not None:
         hcm.rds.route_config_name = rds
         hcm.rds.config_source.CopyFrom(ads_config_source())
     elif route_config is not None:
         hcm.route_config.CopyFrom(route_config)
+    if telemetry is not None:
+        hcm.http_filters.extend(telemetry.filters)
     if forward_proxy:
         hcm.http_filters.append(forward_proxy_filter())
     hcm.http_filters.extend(http_filters)
     hcm.http_filters.append(router_filter())
-    hcm.access_log.extend(access_logs(mesh_config))
+    if telemetry is None:
+        hcm.access_log.extend(access_logs(mesh_config))
+    else:
+        hcm.access_log.extend(telemetry.access_logs)
+        if telemetry.tracing is not None:
+            hcm.tracing.CopyFrom(telemetry.tracing)
     return hcm
 
 
@@ -104,10 +118,17 @@ def _listener(
     return listener
 
 
-def http_proxy_listener(address: str, port: int, mesh_config: Any) -> listener_pb2.Listener:
+def http_proxy_listener(
+    address: str, port: int, mesh_config: Any, telemetry: HcmTelemetry | None = None
+) -> listener_pb2.Listener:
     """`http_proxy`: the app's HTTP_PROXY, routed by Host through RDS `http_proxy`."""
     hcm = connection_manager(
-        names.HTTP_PROXY, rds=names.HTTP_PROXY, forward_proxy=True, mesh_config=mesh_config
+        names.HTTP_PROXY,
+        rds=names.HTTP_PROXY,
+        forward_proxy=True,
+        mesh_config=mesh_config,
+        http_filters=route_features.http_filters(),
+        telemetry=telemetry,
     )
     return _listener(names.HTTP_PROXY, address, port, hcm, base_pb2.OUTBOUND)
 
@@ -128,6 +149,7 @@ def inbound_listener(
     port: InstancePort,
     mesh_config: Any,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`inbound|PORT||` on the sidecar's inbound port for one container port."""
     if port.inbound_port is None:
@@ -137,6 +159,7 @@ def inbound_listener(
         route_config=inbound_route_config(port.container_port),
         mesh_config=mesh_config,
         http_filters=http_filters,
+        telemetry=telemetry,
     )
     name = names.inbound_listener(port.container_port)
     return _listener(name, address, port.inbound_port, hcm, base_pb2.INBOUND)
@@ -147,6 +170,7 @@ def gateway_listener(
     listen_port: int,
     mesh_config: Any,
     http_filters: Sequence[hcm_pb2.HttpFilter] = (),
+    telemetry: HcmTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_8080`: a gateway's HTTP listener, routed through RDS `http.8080`.
 
@@ -159,6 +183,7 @@ def gateway_listener(
         use_remote_address=True,
         strip_host_port=True,
         mesh_config=mesh_config,
-        http_filters=http_filters,
+        http_filters=[*http_filters, *route_features.http_filters()],
+        telemetry=telemetry,
     )
     return _listener(name, address, listen_port, hcm, base_pb2.OUTBOUND)

@@ -3,15 +3,18 @@ service, its subsets and the traffic policy in force for one port and subset.
 
 Istio semantics kept here: a short host resolves in the resource's namespace; a
 DestinationRule in the service's own namespace wins over one elsewhere, an exact host over
-a wildcard; a subset's traffic policy overrides the rule's, and port-level settings
-override the policy they sit in.
+a wildcard; a port-level setting replaces the load balancer, connection pool, outlier
+detection and TLS of the policy it sits in (nothing of those is inherited), and a subset's
+policy overrides the rule's field by field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic.alias_generators import to_camel
 
 from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches
@@ -74,39 +77,61 @@ class EffectivePolicy:
     connection_pool: Any = None
     outlier_detection: Any = None
     tls: Any = None
-    field_path: str = ""
-    """Where the policy was read from, for findings (`spec.subsets[0].trafficPolicy`)."""
+    tunnel: Any = None
+    proxy_protocol: Any = None
+    retry_budget: Any = None
+    paths: Mapping[str, str] = field(default_factory=dict)
+    """Field → where it was read from (`spec.subsets[0].trafficPolicy`), for findings."""
+
+    def path(self, name: str) -> str:
+        """Where `name` (a snake_case field) comes from, as a camelCase field path."""
+        base = self.paths.get(name, "spec.trafficPolicy")
+        return f"{base}.{to_camel(name)}"
+
+    @property
+    def field_path(self) -> str:
+        """Where the TLS settings come from (the policy path without the field)."""
+        return self.paths.get("tls", "spec.trafficPolicy")
 
 
-_POLICY_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
+PORT_FIELDS = ("load_balancer", "connection_pool", "outlier_detection", "tls")
+"""What a port-level setting holds; it replaces all four (no inheritance, as in Istio)."""
+OTHER_FIELDS = ("tunnel", "proxy_protocol", "retry_budget")
 
 
-def _set_fields(policy: Any) -> dict[str, Any]:
-    return {f: getattr(policy, f) for f in _POLICY_FIELDS if getattr(policy, f, None) is not None}
-
-
-def _apply(base: EffectivePolicy, policy: Any, port: int, path: str) -> EffectivePolicy:
-    """Overlay an Istio TrafficPolicy (and its settings for `port`) onto `base`."""
-    if policy is None:
-        return base
-    result = replace(base, **_set_fields(policy), field_path=path)
+def _for_port(policy: Any, port: int, path: str) -> tuple[dict[str, tuple[Any, str]], bool]:
+    """A TrafficPolicy's fields for `port`: its port-level setting for that port replaces
+    the load balancer, connection pool, outlier detection and TLS; the rest stay."""
+    fields = {name: (getattr(policy, name, None), path) for name in (*PORT_FIELDS, *OTHER_FIELDS)}
     for index, level in enumerate(getattr(policy, "port_level_settings", None) or ()):
-        level_port = getattr(getattr(level, "port", None), "number", None)
-        if level_port == port:
+        if level.port.number == port:
             level_path = f"{path}.portLevelSettings[{index}]"
-            result = replace(result, **_set_fields(level), field_path=level_path)
-    return result
+            fields.update({name: (getattr(level, name), level_path) for name in PORT_FIELDS})
+            return fields, True
+    return fields, False
 
 
 def effective_policy(rule: Resource[Any] | None, port: int, subset: str = "") -> EffectivePolicy:
-    """Rule policy, then its port-level settings, then the subset's policy and port levels."""
-    result = EffectivePolicy()
+    """Istio's merge: the rule's policy for the port, then the subset's fields that are set
+    (all four port fields when the subset has a port-level setting for this port)."""
     if rule is None:
-        return result
-    result = _apply(result, rule.spec.traffic_policy, port, "spec.trafficPolicy")
-    if subset:
-        for index, candidate in enumerate(subsets_of(rule)):
-            if candidate.name == subset:
-                path = f"spec.subsets[{index}].trafficPolicy"
-                result = _apply(result, candidate.traffic_policy, port, path)
-    return result
+        return EffectivePolicy()
+    top = rule.spec.traffic_policy
+    merged, _ = _for_port(top, port, "spec.trafficPolicy") if top is not None else ({}, False)
+    for index, candidate in enumerate(subsets_of(rule)):
+        if candidate.name != subset or candidate.traffic_policy is None:
+            continue
+        path = f"spec.subsets[{index}].trafficPolicy"
+        own, port_level = _for_port(candidate.traffic_policy, port, path)
+        for name, (value, where) in own.items():
+            if value is not None or (port_level and name in PORT_FIELDS) or not merged:
+                merged[name] = (value, where)
+    values = {name: value for name, (value, _) in merged.items()}
+    paths = {name: where for name, (_, where) in merged.items()}
+    return EffectivePolicy(**values, paths=paths)
+
+
+def consistent_hash(rule: Resource[Any] | None, port: int, subset: str = "") -> Any:
+    """The consistentHash in force for a destination (None: no session affinity)."""
+    lb = effective_policy(rule, port, subset).load_balancer
+    return getattr(lb, "consistent_hash", None)

@@ -11,7 +11,7 @@ virtual host per host both a Gateway server and a VirtualService bound to it exp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -19,12 +19,21 @@ from envoy.config.route.v3 import route_pb2
 
 from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
+from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.translate import names
-from ratline.translate.common import CONFLICT, UNRESOLVED, Findings
-from ratline.translate.http_routes import RouteContext, default_route, envoy_routes, gateway_ref
+from ratline.translate.common import CONFLICT, UNRESOLVED, Findings, age_key
+from ratline.translate.delegate import expand_rules
+from ratline.translate.http_routes import (
+    RouteContext,
+    default_route,
+    envoy_routes,
+    gateway_ref,
+    is_catch_all,
+)
 from ratline.translate.policy import CLUSTER_DOMAIN, hosts_intersection, visible_to
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope
+from ratline.translate.tcp_routes import L4Context, http_proxy_route
 
 NON_HTTP_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 """Port protocols an HTTP proxy listener cannot carry (they need CONNECT or SNI routing)."""
@@ -79,27 +88,28 @@ def mesh_virtual_services(
 ) -> dict[str, Resource[Any]]:
     """Service hostname → the VirtualService routing it for sidecars in `namespace`.
 
-    An exact host wins over a wildcard; between equals the first wins and the other is
-    reported.
+    An exact host wins over a wildcard, a longer wildcard over a shorter; between equals
+    the oldest (creationTimestamp, then namespace and name) wins and the other is reported,
+    as in Istio (which merges VirtualServices for one host only on gateways).
     """
-    chosen: dict[str, tuple[bool, Resource[Any]]] = {}
-    for vs in snapshot.virtual_services:
-        if not binds_to_mesh(vs):
+    chosen: dict[str, tuple[tuple[bool, int], Resource[Any]]] = {}
+    for vs in sorted(snapshot.virtual_services, key=age_key):
+        if not binds_to_mesh(vs) or not vs.spec.hosts:
             continue
         if not visible_to(vs.spec.export_to, vs.namespace, namespace):
             continue
         for index, host in enumerate(vs.spec.hosts):
             pattern = fqdn(host, vs.namespace)
-            exact = not pattern.startswith("*")
+            rank = (not pattern.startswith("*"), len(pattern))
             matched = [h for h in snapshot.services if host_matches(pattern, h)]
             if not matched:
                 message = f"host {pattern} is not in the registry; no route for it"
                 findings.add(vs, f"spec.hosts[{index}]", message, UNRESOLVED)
             for hostname in matched:
                 previous = chosen.get(hostname)
-                if previous is None or (exact and not previous[0]):
-                    chosen[hostname] = (exact, vs)
-                elif previous[0] == exact and previous[1].key != vs.key:
+                if previous is None or rank > previous[0]:
+                    chosen[hostname] = (rank, vs)
+                elif previous[0] == rank and previous[1].key != vs.key:
                     message = f"{hostname} is already routed by {previous[1].key}; ignored"
                     findings.add(vs, f"spec.hosts[{index}]", message, CONFLICT)
     return {hostname: vs for hostname, (_, vs) in chosen.items()}
@@ -113,7 +123,8 @@ def virtual_service_routes(
     scope: ProxyScope,
     findings: Findings,
 ) -> list[rc.Route]:
-    """Every Envoy route of one VirtualService on one port for one proxy scope."""
+    """Every Envoy route of one VirtualService (its delegates merged in) on one port for
+    one proxy scope, up to the first catch-all route."""
     ctx = RouteContext(
         snapshot=snapshot,
         virtual_service=vs,
@@ -123,13 +134,13 @@ def virtual_service_routes(
         proxy_labels=dict(scope.labels),
         findings=findings,
     )
-    if vs.spec.tcp:
-        ctx.flag("spec.tcp", "TCP routing")
-    if vs.spec.tls:
-        ctx.flag("spec.tls", "TLS routing")
     routes: list[rc.Route] = []
-    for index, http in enumerate(vs.spec.http):
-        routes.extend(envoy_routes(ctx, http, index))
+    for http, owner, path in expand_rules(snapshot, vs, findings):
+        rule_ctx = ctx if owner is vs else replace(ctx, virtual_service=owner)
+        rule_routes = envoy_routes(rule_ctx, http, path)
+        routes.extend(rule_routes)
+        if any(is_catch_all(route) for route in rule_routes):
+            break
     return routes
 
 
@@ -178,15 +189,26 @@ def sidecar_route_config(
                 name=names.virtual_host(hostname, port.port), domains=domains
             )
             vs = routed.get(hostname)
-            if vs is None:
+            if vs is not None and port.declared and is_tcp(port.protocol):
                 cluster = names.outbound_cluster(port.port, "", hostname)
-                host.routes.append(default_route(cluster))
-            else:
-                host.routes.extend(
-                    virtual_service_routes(
-                        snapshot, vs, names.MESH_GATEWAY, port.port, scope, findings
-                    )
+                ctx = L4Context(
+                    snapshot=snapshot,
+                    gateway=names.MESH_GATEWAY,
+                    port=port.port,
+                    proxy_namespace=scope.namespace,
+                    proxy_labels=dict(scope.labels),
+                    findings=findings,
+                    service=service,
                 )
+                host.routes.append(http_proxy_route(ctx, vs, cluster))
+                continue
+            vs_routes = (
+                virtual_service_routes(snapshot, vs, names.MESH_GATEWAY, port.port, scope, findings)
+                if vs is not None
+                else []
+            )
+            # No VirtualService, or none of its rules applies here: the default route.
+            host.routes.extend(vs_routes or [default_route(snapshot, service, port.port)])
     config.virtual_hosts.append(catch_all_virtual_host(snapshot, scope.egress.outbound_mode))
     return config
 
@@ -217,6 +239,11 @@ def _server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
     return result
 
 
+def server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
+    """A server's hosts that a VirtualService in `vs_namespace` may claim."""
+    return _server_hosts(server, vs_namespace)
+
+
 def gateway_domains(host: str) -> list[str]:
     """A gateway host as Envoy domains (gateway listeners strip any port from the Host)."""
     return [host]
@@ -229,12 +256,18 @@ def gateway_route_config(
     scope: ProxyScope,
     findings: Findings,
 ) -> route_pb2.RouteConfiguration:
-    """`http.PORT`: the virtual hosts of the VirtualServices bound to these servers."""
+    """`http.PORT`: the virtual hosts of the VirtualServices bound to these servers.
+
+    Several VirtualServices for one host are merged as Istio merges them on gateways: their
+    routes in order of age (creationTimestamp, then namespace and name), catch-all routes
+    moved to the end."""
     config = route_pb2.RouteConfiguration(name=names.gateway_route_config(listen_port))
     config.validate_clusters.value = False
     by_host: dict[str, list[rc.Route]] = {}
     seen: set[tuple[str, str]] = set()
-    for vs in snapshot.virtual_services:
+    for vs in sorted(snapshot.virtual_services, key=age_key):
+        if not visible_to(vs.spec.export_to, vs.namespace, scope.namespace):
+            continue
         refs = {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
         for server in servers:
             if server.ref not in refs:
@@ -252,5 +285,8 @@ def gateway_route_config(
         virtual_host = config.virtual_hosts.add(
             name=names.virtual_host(host, listen_port), domains=gateway_domains(host)
         )
-        virtual_host.routes.extend(by_host[host])
+        merged = by_host[host]
+        virtual_host.routes.extend(
+            [r for r in merged if not is_catch_all(r)] + [r for r in merged if is_catch_all(r)]
+        )
     return config

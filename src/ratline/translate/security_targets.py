@@ -81,9 +81,7 @@ def applicable(
 ) -> list[Resource[Any]]:
     """The policies of `kind` governing `instance`, in a stable order (namespace, name)."""
     found = [
-        p
-        for p in snapshot.extra.get(kind, ())
-        if policy_applies(snapshot, p, instance, findings)
+        p for p in snapshot.extra.get(kind, ()) if policy_applies(snapshot, p, instance, findings)
     ]
     return sorted(found, key=lambda p: (p.namespace, p.name))
 
@@ -130,9 +128,7 @@ def external_cluster(
     if http2:
         options = http_protocol_options_pb2.HttpProtocolOptions()
         options.explicit_http_config.http2_protocol_options.SetInParent()
-        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
-            pack_any(options)
-        )
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack_any(options))
     if tls:
         context = tls_pb2.UpstreamTlsContext(sni=address)
         context.common_tls_context.validation_context.trusted_ca.filename = SYSTEM_CA_BUNDLE

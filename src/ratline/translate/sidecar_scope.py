@@ -22,7 +22,7 @@ translated resources (see `translate.generator`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +36,14 @@ from ratline.api.hosts import (
 )
 from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.registry.instances import ProxyKind, WorkloadInstance
-from ratline.translate.common import CONFLICT, DEFAULTED, UNRESOLVED, Findings, labels_match
+from ratline.translate.common import (
+    CONFLICT,
+    DEFAULTED,
+    UNRESOLVED,
+    Findings,
+    age_key,
+    labels_match,
+)
 from ratline.translate.policy import visible_to
 
 SIDECAR_KIND = "Sidecar"
@@ -100,9 +107,7 @@ class EgressScope:
     def visibility(self) -> EgressScope:
         """The part outbound clusters and load assignments depend on (no traffic policy);
         `EVERYTHING` when the scope hides nothing (`*/*` without exportTo limits)."""
-        if self.patterns is not None and not self.export_namespace and (
-            ALL_HOSTS in self.patterns
-        ):
+        if self.patterns is not None and not self.export_namespace and (ALL_HOSTS in self.patterns):
             return EVERYTHING
         if self.outbound_mode is None:
             return self
@@ -121,13 +126,6 @@ def root_namespace(snapshot: MeshSnapshot) -> str:
     return str(getattr(snapshot.mesh_config, "root_namespace", None) or DEFAULT_ROOT_NAMESPACE)
 
 
-def _age_key(sidecar: Resource[Any]) -> tuple[bool, str, str]:
-    """Oldest first (creationTimestamp when the resource has one), then by name."""
-    metadata = sidecar.raw.get("metadata")
-    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
-    return (created is None, str(created or ""), sidecar.name)
-
-
 def _selector(sidecar: Resource[Any]) -> dict[str, str] | None:
     selector = sidecar.spec.workload_selector
     if selector is None or not selector.labels:
@@ -143,7 +141,7 @@ class SidecarIndex:
         self.findings = findings if findings is not None else Findings()
         self.root = root_namespace(snapshot)
         self._by_namespace: dict[str, list[Resource[Any]]] = {}
-        for sidecar in sorted(snapshot.extra.get(SIDECAR_KIND, ()), key=_age_key):
+        for sidecar in sorted(snapshot.extra.get(SIDECAR_KIND, ()), key=age_key):
             self._by_namespace.setdefault(sidecar.namespace, []).append(sidecar)
         self._export_matters = any(
             tuple(s.export_to) not in ((), ("*",)) for s in snapshot.services.values()
@@ -214,8 +212,10 @@ class SidecarIndex:
             for host_index, value in enumerate(listener.hosts):
                 where = f"spec.egress[{index}].hosts[{host_index}]"
                 if "/" not in value:
-                    message = (f"host {value} has no namespace/ (Istio requires "
-                               f"namespace/dnsName); read as */{value}")
+                    message = (
+                        f"host {value} has no namespace/ (Istio requires "
+                        f"namespace/dnsName); read as */{value}"
+                    )
                     self.findings.add(sidecar, where, message, DEFAULTED)
                 namespace, host = split_namespaced_host(value, proxy_namespace)
                 if namespace == NO_NAMESPACE:

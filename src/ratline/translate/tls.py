@@ -278,7 +278,8 @@ def apply_client_tls(
         return
     if tls.credential_name and rule is not None:
         findings.not_supported(
-            rule, f"{path}.credentialName",
+            rule,
+            f"{path}.credentialName",
             "credentialName (use clientCertificate, privateKey and caCertificates files)",
         )
         return

@@ -10,8 +10,11 @@ Rules (xDS protocol, v3):
 - ACK: the request carries the nonce of our latest response of that type and no
   error_detail. NACK: error_detail is set; version_info is what the client still runs.
 - A request naming an older nonce of ours is stale (state of the world) and ignored.
-- A NACK never triggers a resend: the same content would be rejected again. Content is
-  sent again only when it changes (or the client changes its subscription).
+- A NACK never triggers an immediate resend: the same content would be rejected again.
+  A NACKed type is sent again on the next push (`set_resources`), changed or not, as
+  Istio does: what made the client reject it (a port in use, a missing secret) may have
+  gone away meanwhile. `nack_retry_delay` is how long the server waits before making such
+  a push itself when nothing else does.
 - State of the world: a response carries every subscribed resource of its type (all of
   them for wildcard subscriptions), versioned by the hash of the set.
 - Delta: a response carries only resources the client lacks or has at another version,
@@ -303,6 +306,10 @@ class StreamBase:
         """Per requested type URL, in push order."""
         return {t: self._types[t].status() for t in push_ordered(self._types)}
 
+    def nacked(self) -> list[str]:
+        """Type URLs whose latest response the client rejected (and has not ACKed since)."""
+        return [t for t in push_ordered(self._types) if self._types[t].nack is not None]
+
     def _next_nonce(self) -> str:
         self._last_nonce = next(self._nonces)
         return str(self._last_nonce)
@@ -330,6 +337,12 @@ class StreamBase:
         state.acked_version = version
         state.acked_nonce = nonce
         state.last_ack_at = self._clock()
+
+
+def nack_retry_delay(retries: int, initial_s: float, max_s: float) -> float:
+    """How long to wait before resending after the `retries`-th NACK in a row (1-based):
+    `initial_s`, doubling up to `max_s`."""
+    return float(min(max_s, initial_s * 2 ** max(0, min(retries - 1, 32))))
 
 
 NOTHING = ResourceSet()

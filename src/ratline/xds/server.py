@@ -6,7 +6,10 @@ time and writes the responses, so one slow proxy never holds up another. `notify
 single "recompute" marker in the queues of the affected streams; markers arriving while
 one is pending coalesce, so a stream computes its config at most once per burst. A
 change reaches a connected proxy make-before-break (`staging`): each stage is sent once
-the proxy has ACKed the previous one, or after `STAGE_ACK_TIMEOUT_S`.
+the proxy has ACKed the previous one, or after `STAGE_ACK_TIMEOUT_S`. A push resends what
+the proxy NACKed even when it did not change (its cause may be gone), and a stream whose
+proxy NACKed pushes to itself after `protocol.nack_retry_delay`, so a rejection whose
+cause goes away heals without any other change.
 """
 
 from __future__ import annotations
@@ -19,16 +22,16 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from ratline.xds import wire
 from ratline.xds.delta import DeltaStream
-from ratline.xds.protocol import SyncState, TypeStatus
+from ratline.xds.protocol import SyncState, TypeStatus, nack_retry_delay
 from ratline.xds.sotw import SotwStream
-from ratline.xds.staging import Config, push_stages
+from ratline.xds.staging import Config, as_config, push_stages
 from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
 
 log = logging.getLogger("ratline.xds")
@@ -46,6 +49,9 @@ GRPC_SERVER_OPTIONS = [
 for that are refused at random past 1,000 (all past 3,000) and killed after 30 s by
 default, so a thousand proxies connecting at once during a busy push were turned away
 (they retry, with Envoy's back-off). Let a burst wait instead."""
+NACK_RETRY_S = 1.0
+NACK_RETRY_MAX_S = 30.0
+"""Defaults of the delays before a stream resends after NACKs in a row (doubling)."""
 MAX_QUEUED_REQUESTS = 64
 """Requests read from one stream but not yet handled; past this the reader stops reading,
 so a proxy that floods requests is held back by gRPC flow control, not by our memory."""
@@ -102,6 +108,17 @@ _RECOMPUTE = _Marker("RECOMPUTE")
 _CLOSED = _Marker("CLOSED")
 
 
+class XdsObserver(Protocol):
+    """Told what the server does, for the control plane's metrics (pilot_xds_*)."""
+
+    def sent(self, type_url: str, queued_s: float, push_s: float, write_s: float) -> None:
+        """A response went out `queued_s` after its push was asked for (0 for one that
+        answers a request), computed in `push_s` and written in `write_s`."""
+
+    def rejected(self, type_url: str) -> None:
+        """A proxy NACKed a response of this type."""
+
+
 class _Connection:
     """One ADS stream: its protocol state, its queue, who is on the other end."""
 
@@ -121,10 +138,15 @@ class _Connection:
         """Push stages still to send, each after the proxy ACKed the one before."""
         self.stage_sent_at = 0.0
         self._recompute_queued = False
+        self.recompute_asked_at = 0.0
+        self.nacks_in_a_row = 0
+        self.nack_retry: asyncio.TimerHandle | None = None
+        """The pending self-push after a NACK, if any."""
 
     def request_recompute(self) -> None:
         if not self._recompute_queued:
             self._recompute_queued = True
+            self.recompute_asked_at = time.perf_counter()
             self.queue.put_nowait(_RECOMPUTE)
 
     def take_recompute(self) -> None:
@@ -150,7 +172,28 @@ class _Connection:
             self.current = None
             return list(self.protocol.set_resources(None))
         self.stages = push_stages(self.current, resources)
+        if not self.stages and self.protocol.nacked():
+            self.stages = [as_config(resources)]  # unchanged, but resent: it was NACKed
         return self.next_stage()
+
+    def after_request(self, nacked: bool, retry_s: float, retry_max_s: float) -> None:
+        """After a NACK, push to this proxy again later (sooner the first times); once
+        nothing is NACKed any more, stop."""
+        if nacked:
+            self.nacks_in_a_row += 1
+            if self.nack_retry is not None:
+                self.nack_retry.cancel()
+            delay = nack_retry_delay(self.nacks_in_a_row, retry_s, retry_max_s)
+            loop = asyncio.get_running_loop()
+            self.nack_retry = loop.call_later(delay, self.request_recompute)
+        elif self.nacks_in_a_row and not self.protocol.nacked():
+            self.nacks_in_a_row = 0
+            self.cancel_nack_retry()
+
+    def cancel_nack_retry(self) -> None:
+        if self.nack_retry is not None:
+            self.nack_retry.cancel()
+            self.nack_retry = None
 
     def next_stage(self) -> list[Any]:
         """Send pending stages until one produces responses (to wait for) or none is left."""
@@ -186,8 +229,11 @@ class XdsServer:
         on_connect: NodeCallback | None = None,
         on_disconnect: NodeCallback | None = None,
         keep_disconnected: int = 1000,
+        nack_retry_s: float = NACK_RETRY_S,
+        nack_retry_max_s: float = NACK_RETRY_MAX_S,
     ) -> None:
         self._source = source
+        self._nack_retry = (nack_retry_s, nack_retry_max_s)
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._keep_disconnected = keep_disconnected
@@ -198,6 +244,9 @@ class XdsServer:
         """node id → its open streams, oldest first (a reconnect may overlap the old one)."""
         self._departed: OrderedDict[str, ProxyStatus] = OrderedDict()
         self.port: int | None = None
+        self.observer: XdsObserver | None = None
+        self.extra_handlers: list[grpc.GenericRpcHandler] = []
+        """More gRPC services on the xDS port (the OTLP trace receiver), set before start."""
         self.authorize: Callable[[str, tuple[str, ...]], str | None] | None = None
         """Checks a new stream's node id against its TLS peer's SPIFFE IDs; a returned
         message refuses the stream (PERMISSION_DENIED). None: every node is accepted."""
@@ -212,7 +261,7 @@ class XdsServer:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
-        server.add_generic_rpc_handlers((_ads_handler(self),))
+        server.add_generic_rpc_handlers((_ads_handler(self), *self.extra_handlers))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if credentials is not None:
             bound = server.add_secure_port(address, credentials)
@@ -275,6 +324,7 @@ class XdsServer:
         connection = _Connection(mode, context.peer())
         reader = asyncio.create_task(self._read(connection, requests))
         getter: asyncio.Future[object] | None = None
+        asked_at = push_started = 0.0
         try:
             while True:
                 wait_s = connection.stage_wait_s()
@@ -297,6 +347,7 @@ class XdsServer:
                     pass  # responses: the next stage's, above
                 elif item is _RECOMPUTE:
                     connection.take_recompute()
+                    asked_at, push_started = connection.recompute_asked_at, time.perf_counter()
                     responses = connection.begin_push(self._compute(connection))
                 else:
                     connection.request_slots.release()
@@ -312,11 +363,21 @@ class XdsServer:
                     responses = self._handle(connection, item)
                     if connection.stages and connection.stage_acked():
                         responses += connection.next_stage()
+                pushed_at = time.perf_counter()
                 for response in responses:
                     if mode == "sotw":
                         await context.write(wire.sotw_response_bytes(response))
                     else:
                         await context.write(wire.delta_response_bytes(response))
+                    if self.observer is not None:
+                        done = time.perf_counter()
+                        from_push = item is _RECOMPUTE
+                        self.observer.sent(
+                            response.type_url,
+                            done - asked_at if from_push else 0.0,
+                            pushed_at - push_started if from_push else 0.0,
+                            done - pushed_at,
+                        )
         finally:
             if getter is not None:
                 getter.cancel()
@@ -355,6 +416,7 @@ class XdsServer:
         return True
 
     def _detach(self, connection: _Connection) -> None:
+        connection.cancel_nack_retry()
         node_id = connection.node_id
         if node_id is None:
             return
@@ -396,8 +458,11 @@ class XdsServer:
             handled = protocol.handle_request(wire.sotw_request(request))
         else:
             handled = protocol.handle_request(wire.delta_request(request))
+        connection.after_request(handled.nack is not None, *self._nack_retry)
         if handled.nack is not None:
             nack = handled.nack
+            if self.observer is not None:
+                self.observer.rejected(_message(request).type_url)
             log.warning(
                 "proxy %s rejected %s version %s: %s",
                 connection.node_id,

@@ -72,21 +72,24 @@ class SotwStream(StreamBase):
                     self._sent[CLUSTER].available, self._available(CLUSTER)
                 ).changed
             also = cluster_changes if type_url == ENDPOINT else frozenset()
-            response = self._respond(state, also)
+            response = self._respond(state, also, resend=state.nack is not None)
             if response is not None:
                 responses.append(response)
         return responses
 
-    def _respond(self, state: TypeState, also: frozenset[str] = frozenset()) -> SotwResponse | None:
+    def _respond(
+        self, state: TypeState, also: frozenset[str] = frozenset(), resend: bool = False
+    ) -> SotwResponse | None:
         """The response `state` needs now, if any. `also`: names to send even if unchanged
-        (endpoints of clusters sent anew: those clusters warm until they get them)."""
+        (endpoints of clusters sent anew: those clusters warm until they get them);
+        `resend`: the whole subscribed set even if unchanged (the last one was NACKed)."""
         if self._resources is None:
             return None
         type_url = state.type_url
         available = self._available(type_url)
         subscription = state.subscription
         sent = self._sent.get(type_url)
-        whole = state.owes_response or sent is None
+        whole = state.owes_response or sent is None or resend
         names: list[str] = []
         if not whole:
             assert sent is not None

@@ -7,6 +7,7 @@ Sequences are tuples so that specs stay immutable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -149,6 +150,18 @@ def _non_empty(value: str) -> str:
 
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 
+
+def _ip_or_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block") from None
+    return value
+
+
+IpOrCidr = Annotated[str, AfterValidator(_ip_or_cidr)]
+"""An IPv4/IPv6 address or CIDR block (`10.0.0.0/8`, `192.168.1.7`)."""
+
 _NOT_RE2 = (
     ("(?=", "lookahead"),
     ("(?!", "negative lookahead"),
@@ -180,6 +193,17 @@ def _re2_regex(value: str) -> str:
 
 Re2Regex = Annotated[str, AfterValidator(_re2_regex)]
 """A regular expression Envoy's RE2 accepts (checked with Python's `re` plus RE2's limits)."""
+
+PRESENT_REGEX = "*"
+"""Istio reads the match regex `*` (not RE2) as "the header or parameter is present"."""
+
+
+def _re2_regex_or_present(value: str) -> str:
+    return value if value == PRESENT_REGEX else _re2_regex(value)
+
+
+Re2RegexOrPresent = Annotated[str, AfterValidator(_re2_regex_or_present)]
+"""A StringMatch regex: RE2, or Istio's `*` for "present"."""
 
 
 def only_one_of(model: BaseModel, names: tuple[str, ...], required: bool) -> None:

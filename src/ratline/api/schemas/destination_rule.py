@@ -6,9 +6,9 @@ these through `ratline.api.schemas.networking`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ratline.api.schemas.common import (
     Duration,
@@ -26,12 +26,18 @@ from ratline.api.schemas.common import (
 )
 
 
+class CookieAttribute(Spec):
+    name: NonEmptyStr
+    value: str = ""
+
+
 class HTTPCookie(Spec):
     """A cookie to hash on; Envoy generates it when absent and `ttl` is set."""
 
     name: NonEmptyStr
     path: str | None = None
     ttl: Duration | None = None
+    attributes: Seq[CookieAttribute] = ()
 
 
 class RingHash(Spec):
@@ -82,6 +88,36 @@ class LocalityLoadBalancerSetting(Spec):
     failover_priority: Seq[str] = ()
     enabled: bool | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> LocalityLoadBalancerSetting:
+        if self.distribute and self.failover:
+            raise ValueError("set only one of distribute, failover")
+        for rule in self.distribute:
+            if any(not 1 <= weight <= 100 for weight in rule.to.values()):
+                raise ValueError(f"distribute from {rule.from_!r}: weights must be 1..100")
+            if sum(rule.to.values()) != 100:
+                raise ValueError(f"distribute from {rule.from_!r}: weights must add up to 100")
+        for failover in self.failover:
+            if failover.from_ == failover.to:
+                raise ValueError(f"failover from {failover.from_!r} to itself")
+            if "/" in failover.from_ or "/" in failover.to:
+                raise ValueError("failover from/to name regions, without zones (no '/')")
+        return self
+
+
+class ZoneAwareFailover(Spec):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class ZoneAwareLoadBalancerSetting(Spec):
+    """Envoy's zone-aware routing (Istio 1.28+)."""
+
+    enabled: bool | None = None
+    failover: Seq[ZoneAwareFailover] = ()
+    failover_priority: Seq[str] = ()
+    min_cluster_size: PositiveInt | None = None
+
 
 class WarmupConfiguration(Spec):
     duration: PositiveDuration
@@ -100,6 +136,7 @@ class LoadBalancerSettings(Spec):
     simple: SimpleLB | None = None
     consistent_hash: ConsistentHashLB | None = None
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
+    zone_aware_lb_setting: ZoneAwareLoadBalancerSetting | None = None
     warmup_duration_secs: PositiveDuration | None = None
     warmup: WarmupConfiguration | None = None
 
@@ -107,6 +144,12 @@ class LoadBalancerSettings(Spec):
     def _one_policy(self) -> LoadBalancerSettings:
         only_one_of(self, ("simple", "consistent_hash"), required=False)
         return self
+
+
+def _code_range(value: int) -> int:
+    if not 100 <= value <= 599:
+        raise ValueError("must be an HTTP status code, 100..599")
+    return value
 
 
 class TcpKeepalive(Spec):
@@ -125,6 +168,13 @@ class TCPSettings(Spec):
     idle_timeout: Duration | None = None
 
 
+class ConnectionKeepalive(Spec):
+    """HTTP/2 PING frames: how often, and how long to wait for the answer."""
+
+    interval: PositiveDuration
+    timeout: PositiveDuration
+
+
 class HTTPSettings(Spec):
     """Limits on HTTP requests to the destination."""
 
@@ -136,6 +186,7 @@ class HTTPSettings(Spec):
     h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
     use_client_protocol: bool | None = None
     max_concurrent_streams: PositiveInt | None = None
+    http2_keep_alive: ConnectionKeepalive | None = None
 
 
 class ConnectionPoolSettings(Spec):
@@ -143,6 +194,9 @@ class ConnectionPoolSettings(Spec):
 
     tcp: TCPSettings | None = None
     http: HTTPSettings | None = None
+
+
+HttpCode = Annotated[int, AfterValidator(_code_range)]
 
 
 class OutlierDetection(Spec):
@@ -159,6 +213,7 @@ class OutlierDetection(Spec):
     base_ejection_time: PositiveDuration | None = None
     max_ejection_percent: IntPercent | None = None
     min_health_percent: IntPercent | None = None
+    outlier_detection_http_error_codes: Seq[HttpCode] = ()
 
 
 class ClientTLSSettings(Spec):
@@ -205,6 +260,14 @@ class ProxyProtocol(Spec):
     version: Literal["V1", "V2"] = "V1"
 
 
+class RetryBudget(Spec):
+    """A limit on concurrent retries relative to the active requests."""
+
+    percent: FloatPercent | None = None
+    min_retry_concurrency: NonNegativeInt | None = None
+    budget_interval: Duration | None = None
+
+
 class TrafficPolicy(Spec):
     """Policies applied to traffic for a destination after routing."""
 
@@ -215,6 +278,7 @@ class TrafficPolicy(Spec):
     port_level_settings: Seq[PortTrafficPolicy] = ()
     tunnel: TunnelSettings | None = None
     proxy_protocol: ProxyProtocol | None = None
+    retry_budget: RetryBudget | None = None
 
 
 class Subset(Spec):
@@ -249,8 +313,10 @@ class DestinationRuleSpec(Spec):
 
 __all__ = [
     "ClientTLSSettings",
+    "ConnectionKeepalive",
     "ConnectionPoolSettings",
     "ConsistentHashLB",
+    "CookieAttribute",
     "DestinationRuleSpec",
     "DestinationRuleWorkloadSelector",
     "HTTPCookie",
@@ -263,6 +329,7 @@ __all__ = [
     "OutlierDetection",
     "PortTrafficPolicy",
     "ProxyProtocol",
+    "RetryBudget",
     "RingHash",
     "SimpleLB",
     "Subset",
@@ -271,4 +338,5 @@ __all__ = [
     "TrafficPolicy",
     "TunnelSettings",
     "WarmupConfiguration",
+    "ZoneAwareLoadBalancerSetting",
 ]

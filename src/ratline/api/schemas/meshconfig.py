@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from ratline.api.schemas.common import (
     Duration,
+    FloatPercent,
     NonEmptyStr,
     NonNegativeInt,
     PortNumber,
@@ -41,6 +42,20 @@ class GatewayTopology(Spec):
     forward_client_cert_details: str | None = None
 
 
+class ZipkinTracer(Spec):
+    address: NonEmptyStr
+
+
+class ProxyTracing(Spec):
+    """ProxyConfig.tracing: the sampling rate and tags of the proxy's tracer."""
+
+    sampling: FloatPercent | None = None
+    max_path_tag_length: NonNegativeInt | None = None
+    custom_tags: dict[str, dict[str, dict[str, str]]] = {}
+    zipkin: ZipkinTracer | None = None
+    tls_settings: dict[str, object] | None = None
+
+
 class ProxyConfig(Spec):
     """Defaults for every proxy (Istio's ProxyConfig, the subset that applies here)."""
 
@@ -60,6 +75,7 @@ class ProxyConfig(Spec):
     proxy_stats_matcher: ProxyStatsMatcher | None = None
     gateway_topology: GatewayTopology | None = None
     mesh_id: str | None = None
+    tracing: ProxyTracing | None = None
 
 
 class RequestBody(Spec):
@@ -186,7 +202,7 @@ class MeshConfig(Spec):
     access_log_file: str = ""
     access_log_format: str = ""
     access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
-    enable_tracing: bool = False
+    enable_tracing: bool = True
     enable_prometheus_merge: bool | None = None
     connect_timeout: PositiveDuration = 10.0
     protocol_detection_timeout: Duration | None = None
@@ -235,6 +251,7 @@ __all__ = [
     "Prometheus",
     "ProxyConfig",
     "ProxyStatsMatcher",
+    "ProxyTracing",
     "RequestBody",
     "Zipkin",
 ]

@@ -7,9 +7,9 @@ networking model from this module.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from ratline.api.schemas.common import (
     NonEmptyStr,
@@ -21,8 +21,10 @@ from ratline.api.schemas.common import (
 )
 from ratline.api.schemas.destination_rule import (
     ClientTLSSettings,
+    ConnectionKeepalive,
     ConnectionPoolSettings,
     ConsistentHashLB,
+    CookieAttribute,
     DestinationRuleSpec,
     DestinationRuleWorkloadSelector,
     HTTPCookie,
@@ -35,6 +37,7 @@ from ratline.api.schemas.destination_rule import (
     OutlierDetection,
     PortTrafficPolicy,
     ProxyProtocol,
+    RetryBudget,
     RingHash,
     SimpleLB,
     Subset,
@@ -43,6 +46,7 @@ from ratline.api.schemas.destination_rule import (
     TrafficPolicy,
     TunnelSettings,
     WarmupConfiguration,
+    ZoneAwareLoadBalancerSetting,
 )
 from ratline.api.schemas.virtual_service import (
     CorsPolicy,
@@ -72,10 +76,30 @@ from ratline.api.schemas.virtual_service import (
     VirtualServiceSpec,
 )
 
-Protocol = Literal[
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "REDIS", "MYSQL", "TCP", "TLS", "UDP"
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+Protocol = Annotated[
+    Literal[
+        "HTTP",
+        "HTTPS",
+        "GRPC",
+        "GRPC-WEB",
+        "HTTP2",
+        "HTTP_PROXY",
+        "MONGO",
+        "REDIS",
+        "MYSQL",
+        "TCP",
+        "TLS",
+        "UDP",
+    ],
+    BeforeValidator(_upper),
 ]
-"""Istio's port protocols (upper case, as Istio writes them)."""
+"""Istio's port protocols (`ratline.api.protocols`), read case-insensitively as Istio
+does (`tcp`, `GRPC-Web`) and kept in upper case."""
 
 
 class Port(Spec):
@@ -211,8 +235,10 @@ class SidecarSpec(Spec):
 
 __all__ = [
     "ClientTLSSettings",
+    "ConnectionKeepalive",
     "ConnectionPoolSettings",
     "ConsistentHashLB",
+    "CookieAttribute",
     "CorsPolicy",
     "Delegate",
     "Destination",
@@ -250,6 +276,7 @@ __all__ = [
     "Protocol",
     "ProxyProtocol",
     "RegexRewrite",
+    "RetryBudget",
     "RingHash",
     "RouteDestination",
     "Server",
@@ -270,4 +297,5 @@ __all__ = [
     "WarmupConfiguration",
     "WorkloadEntrySpec",
     "WorkloadSelector",
+    "ZoneAwareLoadBalancerSetting",
 ]

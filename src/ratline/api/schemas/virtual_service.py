@@ -14,6 +14,7 @@ from ratline.api.schemas.common import (
     Duration,
     HttpStatus,
     IntPercent,
+    IpOrCidr,
     NonEmptyStr,
     NonNegativeInt,
     Percent,
@@ -21,10 +22,19 @@ from ratline.api.schemas.common import (
     PortSelector,
     PositiveDuration,
     Re2Regex,
+    Re2RegexOrPresent,
     Seq,
     Spec,
     Weight,
     only_one_of,
+)
+from ratline.api.schemas.http_values import (
+    CORS_METHODS,
+    GRPC_STATUS_CODES,
+    RETRY_ON_POLICIES,
+    authority_header,
+    check_header_value,
+    internal_header,
 )
 
 
@@ -33,7 +43,7 @@ class StringMatch(Spec):
 
     exact: str | None = None
     prefix: str | None = None
-    regex: Re2Regex | None = None
+    regex: Re2RegexOrPresent | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> StringMatch:
@@ -56,12 +66,62 @@ class HeaderOperations(Spec):
     add: dict[str, str] = {}
     remove: Seq[str] = ()
 
+    @model_validator(mode="after")
+    def _values(self) -> HeaderOperations:
+        for value in (*self.set.values(), *self.add.values()):
+            check_header_value(value)
+        for name in (*self.set, *self.add, *self.remove):
+            if not name:
+                raise ValueError("header name cannot be empty")
+        return self
+
+    def check_names(self, request: bool) -> None:
+        """Istio's rules: no pseudo-headers (`:authority`/`Host` only in request set/add)."""
+        changed = (*self.set, *self.add)
+        for name in (*changed, *self.remove):
+            allowed = request and name in changed and authority_header(name)
+            if internal_header(name) and not allowed:
+                if name.lower() == "host":
+                    raise ValueError(f"invalid header {name!r}: cannot set Host header")
+                raise ValueError(f'invalid header {name!r}: header cannot have ":" prefix')
+
 
 class Headers(Spec):
     """Header manipulation on requests (before forwarding) and responses."""
 
     request: HeaderOperations | None = None
     response: HeaderOperations | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> Headers:
+        if self.request is not None:
+            self.request.check_names(request=True)
+        if self.response is not None:
+            self.response.check_names(request=False)
+        authorities = (
+            [
+                value
+                for ops in (self.request.set, self.request.add)
+                for name, value in ops.items()
+                if authority_header(name)
+            ]
+            if self.request is not None
+            else []
+        )
+        if len(authorities) > 1:
+            raise ValueError("authority header cannot be set multiple times")
+        return self
+
+    @property
+    def authority(self) -> str | None:
+        """The authority a request `set` (else `add`) of `:authority`/`Host` rewrites to."""
+        if self.request is None:
+            return None
+        for ops in (self.request.set, self.request.add):
+            for name, value in ops.items():
+                if authority_header(name):
+                    return value
+        return None
 
 
 class HTTPMatchRequest(Spec):
@@ -105,12 +165,27 @@ class HTTPRedirect(Spec):
     authority: str | None = None
     port: PortNumber | None = None
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
-    scheme: str | None = None
+    scheme: Literal["http", "https"] | None = None
     redirect_code: int | None = None
+    prefix_rewrite: str | None = None
 
     @model_validator(mode="after")
     def _port_or_derive(self) -> HTTPRedirect:
         only_one_of(self, ("port", "derive_port"), required=False)
+        only_one_of(self, ("uri", "prefix_rewrite"), required=False)
+        if not any(
+            (
+                self.uri,
+                self.prefix_rewrite,
+                self.authority,
+                self.scheme,
+                self.port,
+                self.derive_port,
+            )
+        ):
+            raise ValueError("redirect must specify uri, prefixRewrite, authority, scheme or port")
+        if self.redirect_code is not None and not 300 <= self.redirect_code <= 399:
+            raise ValueError(f"{self.redirect_code} is not a valid redirect code, must be 3xx")
         return self
 
 
@@ -154,6 +229,13 @@ class HTTPRewrite(Spec):
     authority: str | None = None
     uri_regex_rewrite: RegexRewrite | None = None
 
+    @model_validator(mode="after")
+    def _something(self) -> HTTPRewrite:
+        only_one_of(self, ("uri", "uri_regex_rewrite"), required=False)
+        if not (self.uri or self.authority or self.uri_regex_rewrite):
+            raise ValueError("rewrite must specify at least one of uri, uriRegexRewrite, authority")
+        return self
+
 
 class HTTPRetry(Spec):
     """Retry policy for an HTTP route."""
@@ -164,6 +246,20 @@ class HTTPRetry(Spec):
     retry_remote_localities: bool | None = None
     retry_ignore_previous_hosts: bool | None = None
     backoff: PositiveDuration | None = None
+
+    @model_validator(mode="after")
+    def _policies(self) -> HTTPRetry:
+        if self.attempts == 0 and (
+            self.per_try_timeout is not None
+            or self.retry_on
+            or self.retry_remote_localities is not None
+        ):
+            raise ValueError("retry policy configured while attempts is 0 (retries disabled)")
+        for policy in (part.strip() for part in (self.retry_on or "").split(",")):
+            code = int(policy) if policy.isdigit() else 0
+            if policy and not 100 <= code <= 599 and policy not in RETRY_ON_POLICIES:
+                raise ValueError(f"{policy!r} is not a valid retryOn policy")
+        return self
 
 
 class CorsPolicy(Spec):
@@ -178,6 +274,18 @@ class CorsPolicy(Spec):
     allow_credentials: bool | None = None
     unmatched_preflights: Literal["UNSPECIFIED", "FORWARD", "IGNORE"] | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> CorsPolicy:
+        for method in self.allow_methods:
+            if method not in CORS_METHODS:
+                raise ValueError(f"{method!r} is not a supported HTTP method")
+        for origin in self.allow_origins:
+            if not (origin.exact or origin.prefix or origin.regex):
+                raise ValueError("allowOrigins entries need a non-empty exact, prefix or regex")
+        if self.max_age is not None and self.max_age != int(self.max_age):
+            raise ValueError("maxAge is accurate only to seconds")
+        return self
+
 
 class FaultDelay(Spec):
     """Delay requests before forwarding them."""
@@ -190,6 +298,8 @@ class FaultDelay(Spec):
     @model_validator(mode="after")
     def _one_kind(self) -> FaultDelay:
         only_one_of(self, ("fixed_delay", "exponential_delay"), required=True)
+        if self.exponential_delay is not None:
+            raise ValueError("exponentialDelay is not supported (by Istio either)")
         return self
 
 
@@ -204,6 +314,13 @@ class FaultAbort(Spec):
     @model_validator(mode="after")
     def _one_kind(self) -> FaultAbort:
         only_one_of(self, ("http_status", "grpc_status", "http2_error"), required=True)
+        if self.http2_error is not None:
+            raise ValueError("http2Error abort is not supported (by Istio either)")
+        if self.grpc_status is not None and self.grpc_status not in GRPC_STATUS_CODES:
+            raise ValueError(
+                f"gRPC status {self.grpc_status!r} is not a gRPC status code name "
+                "(for example NOT_FOUND, UNAVAILABLE)"
+            )
         return self
 
 
@@ -265,8 +382,19 @@ class HTTPRoute(Spec):
             raise ValueError(f"set only one of {', '.join(actions)}")
         if self.mirror is not None and self.mirrors:
             raise ValueError("set only one of mirror, mirrors")
-        if self.rewrite is not None and self.redirect is not None:
-            raise ValueError("rewrite cannot be combined with redirect")
+        header_authority = self.headers.authority if self.headers is not None else None
+        if header_authority is not None and self.rewrite is not None and self.rewrite.authority:
+            raise ValueError("authority is set twice: by rewrite.authority and by headers")
+        if self.delegate is not None and (self.redirect or self.direct_response):
+            raise ValueError("a route with delegate cannot also redirect or answer directly")
+        answered = self.redirect is not None or self.direct_response is not None
+        if answered and self.rewrite is not None:
+            raise ValueError("rewrite cannot be combined with redirect or directResponse")
+        if answered and self.fault is not None:
+            raise ValueError("fault cannot be combined with redirect or directResponse")
+        prefix_redirect = self.redirect is not None and self.redirect.prefix_rewrite is not None
+        if prefix_redirect and any(m.uri is not None and m.uri.prefix is None for m in self.match):
+            raise ValueError("redirect prefixRewrite needs every uri match to be a prefix")
         return self
 
 
@@ -274,7 +402,7 @@ class TLSMatchAttributes(Spec):
     """Match TLS connections by SNI and connection attributes."""
 
     sni_hosts: Seq[NonEmptyStr] = Field(min_length=1)
-    destination_subnets: Seq[str] = ()
+    destination_subnets: Seq[IpOrCidr] = ()
     port: PortNumber | None = None
     source_labels: dict[str, str] = {}
     gateways: Seq[str] = ()
@@ -284,9 +412,9 @@ class TLSMatchAttributes(Spec):
 class L4MatchAttributes(Spec):
     """Match TCP connections by address, port and source."""
 
-    destination_subnets: Seq[str] = ()
+    destination_subnets: Seq[IpOrCidr] = ()
     port: PortNumber | None = None
-    source_subnet: str | None = None
+    source_subnet: IpOrCidr | None = None
     source_labels: dict[str, str] = {}
     gateways: Seq[str] = ()
     source_namespace: str | None = None

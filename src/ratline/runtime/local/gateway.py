@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ratline.agent.bootstrap import BootstrapParams
+from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, SidecarPorts, WorkloadInstance, node_id
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.startup import gateway_schemes
@@ -40,12 +41,15 @@ class IngressGateway:
         xds_port: int,
         admin_port: int,
         proxies_dir: Path,
+        stats_port: int = 0,
         logs_dir: Path,
         bootstrap_extra: Mapping[str, Any],
         on_change: Callable[[], None],
     ) -> None:
         self.settings = settings
         self.admin_port = admin_port
+        self.stats_port = stats_port
+        """The agent's metrics port for the gateway (`/stats/prometheus`)."""
         self.node_id = node_id(ProxyKind.ROUTER, "127.0.0.1", GATEWAY_INSTANCE, GATEWAY_NAMESPACE)
         self.listen: list[int] = []
         self.schemes: dict[int, str] = {}
@@ -64,6 +68,7 @@ class IngressGateway:
             params=params,
             config_path=proxies_dir / f"{self.node_id}.json",
             log_path=logs_dir / instance_log_name(GATEWAY_INSTANCE, "envoy"),
+            access_log_path=logs_dir / instance_log_name(GATEWAY_INSTANCE, "access"),
             settings=settings,
             policy=policy,
             on_change=on_change,
@@ -82,6 +87,12 @@ class IngressGateway:
                 log.info("gateway %s listening on %s", GATEWAY_INSTANCE, ports)
         return listen
 
+    @property
+    def peer(self) -> PeerMetadata:
+        """The gateway's identity to its peers (its node metadata)."""
+        return PeerMetadata(GATEWAY_INSTANCE, GATEWAY_NAMESPACE, GATEWAY_NAME,
+                            dict(GATEWAY_LABELS), GATEWAY_SERVICE_ACCOUNT)
+
     def workload_instance(self) -> WorkloadInstance:
         """The gateway as the registry knows it."""
         return WorkloadInstance(
@@ -90,7 +101,9 @@ class IngressGateway:
             workload=GATEWAY_NAME,
             labels=dict(GATEWAY_LABELS),
             service_account=GATEWAY_SERVICE_ACCOUNT,
-            sidecar=SidecarPorts(outbound_port=0, admin_port=self.admin_port),
+            sidecar=SidecarPorts(
+                outbound_port=0, admin_port=self.admin_port, stats_port=self.stats_port
+            ),
             kind=ProxyKind.ROUTER,
             healthy=self.envoy.ready.is_set(),
             proxy_pid=self.envoy.pid,
@@ -109,4 +122,6 @@ class IngressGateway:
             "restarts": self.envoy.restarts,
             "error": self.envoy.error,
             "log": str(self.envoy.log_path),
+            "access_log": str(self.envoy.access_log_path),
+            "stats_port": self.stats_port,
         }

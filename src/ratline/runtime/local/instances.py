@@ -21,6 +21,7 @@ from typing import Any
 
 from ratline.agent.bootstrap import BootstrapParams
 from ratline.agent.process import ChildProcess
+from ratline.observability.peer_metadata import PeerMetadata, canonical_service
 from ratline.registry.instances import (
     InstancePort,
     ProxyKind,
@@ -28,6 +29,7 @@ from ratline.registry.instances import (
     WorkloadInstance,
     node_id,
 )
+from ratline.runtime.local.outbound import OutboundPorts
 from ratline.runtime.local.proxies import SupervisedEnvoy
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy, should_restart
 from ratline.runtime.local.workloads import InstanceSpec
@@ -51,9 +53,12 @@ class AllocatedPorts:
     inbound: tuple[int, ...]
     outbound: int
     admin: int
+    stats: int = 0
+    """The agent's metrics port for this proxy (`/stats/prometheus`)."""
 
     def all(self) -> list[int]:
-        return [*self.app, *self.inbound, self.outbound, self.admin]
+        stats = [self.stats] if self.stats else []
+        return [*self.app, *self.inbound, self.outbound, self.admin, *stats]
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,11 @@ def app_environment(
     spec: InstanceSpec,
     ports: AllocatedPorts,
     base_env: Mapping[str, str],
+    services: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The app's environment: parent env, the Workload's env, then Ratline's variables."""
-    env = {**base_env, **spec.workload.env_map}
+    """The app's environment: parent env, the services' variables (`outbound`), the
+    Workload's env, then Ratline's variables."""
+    env = {**base_env, **(services or {}), **spec.workload.env_map}
     if ports.app:
         env["PORT"] = str(ports.app[0])
     for container_port, app_port in zip(spec.workload.ports, ports.app, strict=True):
@@ -157,7 +164,9 @@ class LocalInstance:
         self.log_path = dirs.logs_dir / instance_log_name(spec.name, "app")
         params = BootstrapParams(
             node_id=self.node_id,
-            cluster=f"{spec.workload.name}.{spec.namespace}",
+            # Istio's service cluster: the canonical service (also Zipkin's service name)
+            cluster=f"{canonical_service(spec.workload.label_map, spec.workload.name)}"
+            f".{spec.namespace}",
             xds_host=xds[0],
             xds_port=xds[1],
             admin_port=ports.admin,
@@ -170,15 +179,27 @@ class LocalInstance:
             params=params,
             config_path=dirs.proxies_dir / f"{self.node_id}.json",
             log_path=dirs.logs_dir / instance_log_name(spec.name, "envoy"),
+            access_log_path=dirs.logs_dir / instance_log_name(spec.name, "access"),
             settings=settings,
             policy=policy,
             on_change=on_change,
         )
         self._app_task: asyncio.Task[None] | None = None
+        self.outbound = OutboundPorts()
+        """The sidecar's local ports for the TCP, TLS, HTTP/2 and gRPC service ports."""
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def peer(self) -> PeerMetadata:
+        """Who this instance is to its peers (its proxy's node metadata)."""
+        workload = self.spec.workload
+        return PeerMetadata(
+            self.name, self.spec.namespace, workload.name, workload.label_map,
+            workload.service_account,
+        )
 
     @property
     def app_pid(self) -> int | None:
@@ -233,7 +254,8 @@ class LocalInstance:
             except CommandNotFound as exc:
                 self._fail(f"{workload.describe()}: {exc}")
                 return
-            env = app_environment(self.spec, self.ports, os.environ)
+            services = self.outbound.environment(self.spec.namespace, self.settings.bind_address)
+            env = app_environment(self.spec, self.ports, os.environ, services)
             app = ChildProcess(args, log_path=self.log_path, cwd=cwd, env=env)
             self.app = app
             self.app_listening = False
@@ -353,7 +375,12 @@ class LocalInstance:
                 )
                 for c, a, i in zip(workload.ports, self.ports.app, self.ports.inbound, strict=True)
             ),
-            sidecar=SidecarPorts(outbound_port=self.ports.outbound, admin_port=self.ports.admin),
+            sidecar=SidecarPorts(
+                outbound_port=self.ports.outbound,
+                admin_port=self.ports.admin,
+                stats_port=self.ports.stats,
+                outbound=self.outbound.reported(),
+            ),
             kind=ProxyKind.SIDECAR,
             healthy=self.healthy,
             app_pid=self.app_pid,
@@ -380,4 +407,5 @@ class LocalInstance:
             "error": self.error,
             "log": str(self.log_path),
             "proxy_log": str(self.sidecar.log_path),
+            "access_log": str(self.sidecar.access_log_path),
         }

@@ -31,6 +31,17 @@ class PortAllocator:
         """Mark a port chosen elsewhere (e.g. from settings) as in use."""
         self._taken.add(port)
 
+    def is_free(self, port: int) -> bool:
+        """Whether `port` is neither handed out nor bound by anyone on the host now."""
+        if port in self._taken:
+            return False
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((self.host, port))
+            except OSError:
+                return False
+        return True
+
     def allocate(self) -> int:
         """One free port never handed out before (unless released)."""
         for _ in range(_MAX_ATTEMPTS):

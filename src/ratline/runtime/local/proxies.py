@@ -34,6 +34,7 @@ class SupervisedEnvoy:
         params: BootstrapParams,
         config_path: Path,
         log_path: Path,
+        access_log_path: Path | None = None,
         settings: Settings,
         policy: RestartPolicy,
         on_change: Callable[[], None],
@@ -42,6 +43,8 @@ class SupervisedEnvoy:
         self.params = params
         self.config_path = config_path
         self.log_path = log_path
+        self.access_log_path = access_log_path
+        """Envoy's stdout: the access logs of `accessLogFile: /dev/stdout`."""
         self.settings = settings
         self.backoff = Backoff(policy)
         self.on_change = on_change
@@ -72,6 +75,7 @@ class SupervisedEnvoy:
             admin_host=self.params.admin_host,
             concurrency=self.settings.envoy_concurrency,
             log_level=self.settings.envoy_log_level,
+            access_log_path=self.access_log_path,
         )
 
     async def _run(self) -> None:
@@ -129,8 +133,9 @@ class SupervisedEnvoy:
         if self.envoy is not None and self.envoy.running:
             drained = await self.envoy.drain(timeout_s, quiet_s)
             if not drained:
-                log.warning("%s: requests still in flight after %gs of drain", self.label,
-                            timeout_s)
+                log.warning(
+                    "%s: requests still in flight after %gs of drain", self.label, timeout_s
+                )
 
     async def stop(self, timeout_s: float = ENVOY_STOP_TIMEOUT_S) -> None:
         """Stop supervising, then SIGTERM Envoy (SIGKILL after `timeout_s`)."""

@@ -92,6 +92,8 @@ def pids_in_run_info(data: Mapping[str, Any]) -> list[int]:
     for instance in data.get("instances") or ():
         add(instance.get("app_pid"))
         add(instance.get("proxy_pid"))
+    for addon in (data.get("addons") or {}).values():
+        add(addon.get("pid"))
     return pids
 
 

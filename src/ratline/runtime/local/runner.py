@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ratline.observability.agent_http import ProxyMetricsPorts
 from ratline.registry.instances import WorkloadInstance
+from ratline.runtime.local.addons import PrometheusAddon, find_prometheus
 from ratline.runtime.local.cpchild import (
     CONTROLPLANE_MODULE,
     ControlPlaneChild,
@@ -42,6 +44,7 @@ from ratline.runtime.local.leftovers import (
     clean_up_after_dead_runner,
 )
 from ratline.runtime.local.nack_watch import NackWatch
+from ratline.runtime.local.outbound import OutboundServicePort, outbound_service_ports
 from ratline.runtime.local.ports import PortAllocator, PortInUse, check_free
 from ratline.runtime.local.runfile import (
     MeshAlreadyRunning,
@@ -104,7 +107,12 @@ class Runner:
         self.allocator = PortAllocator(settings.bind_address)
         self.instances: dict[InstanceKey, LocalInstance] = {}
         self.gateway: IngressGateway | None = None
+        self.metrics = ProxyMetricsPorts(settings.bind_address)
+        """The agent's metrics port of every proxy (Istio's merged 15020)."""
+        self.prometheus: PrometheusAddon | None = None
         self.workload_errors: list[str] = []
+        self.outbound_service_ports: list[OutboundServicePort] = []
+        """Service ports every sidecar gets a local listener for (TCP, TLS, HTTP/2, gRPC)."""
         self.cp: ControlPlaneChild | None = None
         self.client: AdminClient | None = None
         self.security: LocalSecurity | None = None
@@ -196,6 +204,14 @@ class Runner:
             await self.security.start()
         self._write_run_file()
         self._start_gateway(xds_port)
+        assert self.gateway is not None
+        await self.metrics.add(self.gateway.stats_port, self._admin(self.gateway.admin_port),
+                               self.gateway.peer)
+        binary = find_prometheus(self.settings)
+        if binary is not None:
+            self.prometheus = PrometheusAddon(binary, self.mesh_dir, self.settings, self.allocator)
+            await self.prometheus.start(info.admin)
+            self._write_run_file()
         self._spawn(self._report_loop(), "reporter")
         self._spawn(self._watch_loop(), "watcher")
         self._spawn(self._supervise_control_plane(), "control plane supervisor")
@@ -236,6 +252,9 @@ class Runner:
         await _gather_logged(i.stop_sidecar() for i in instances)
         if self.gateway is not None:
             await _gather_logged([self.gateway.envoy.stop()])
+        await _gather_logged([self.metrics.close()])
+        if self.prometheus is not None:
+            await _gather_logged([self.prometheus.stop()])
         if self.security is not None:
             await _gather_logged([self.security.stop()])
         if self.cp is not None:
@@ -255,6 +274,7 @@ class Runner:
             policy=self.policy,
             xds_port=xds_port,
             admin_port=self.allocator.allocate(),
+            stats_port=self.allocator.allocate(),
             proxies_dir=self.dirs.proxies_dir,
             logs_dir=self.logs_dir,
             bootstrap_extra=self._bootstrap_extra(),
@@ -295,6 +315,8 @@ class Runner:
             if r.get("file")
         }
         gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
+        documents = (r.get("resource") or {} for r in resources)
+        self.outbound_service_ports = outbound_service_ports(documents)
         desired, errors = desired_instances(workloads, sources)
         if errors != self.workload_errors:
             for error in errors:
@@ -314,10 +336,17 @@ class Runner:
             await self._push_instances()
         await _gather_logged(inst.stop(quiet_s=REMOVAL_QUIET_S) for inst in stopping)
         for inst in stopping:
+            await self.metrics.remove(inst.ports.stats)
             self.allocator.release(inst.ports.all())
+            self.allocator.release(inst.outbound.local_ports())
             if self.security is not None:
                 await self.security.forget(inst.node_id)
+        for inst in self.instances.values():
+            _, released = inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
+            self.allocator.release(released)
         new = [self._create_instance(spec) for spec in plan.start]
+        for inst in new:
+            await self.metrics.add(inst.ports.stats, self._admin(inst.ports.admin), inst.peer)
         self._synced = True
         # Report before starting: a sidecar only becomes ready once the control plane
         # knows its instance and has sent it config.
@@ -333,6 +362,7 @@ class Runner:
             inbound=tuple(self.allocator.allocate_many(count)),
             outbound=self.allocator.allocate(),
             admin=self.allocator.allocate(),
+            stats=self.allocator.allocate(),
         )
         assert self.cp is not None
         inst = LocalInstance(
@@ -349,8 +379,12 @@ class Runner:
             self.security.enroll(
                 inst.node_id, spec.namespace, spec.workload.service_account, spec.name
             )
+        inst.outbound.update(self.outbound_service_ports, self.allocator.allocate)
         self.instances[spec.key] = inst
         return inst
+
+    def _admin(self, port: int) -> str:
+        return f"{self.settings.bind_address}:{port}"
 
     def _bootstrap_extra(self) -> dict[str, Any]:
         return self.security.bootstrap_fields() if self.security is not None else {}
@@ -480,6 +514,7 @@ class Runner:
             "errors": list(self.workload_errors),
             "processes": [r.to_json() for r in self._processes(cp)],
             "sds_socket": str(self.security.socket_path) if self.security is not None else None,
+            "addons": {"prometheus": self.prometheus.run_info()} if self.prometheus else {},
         }
 
     def _processes(self, cp: ControlPlaneInfo | None) -> list[RecordedProcess]:
@@ -494,6 +529,8 @@ class Runner:
             inst = self.instances[key]
             wanted.append((inst.sidecar.pid, f"sidecar {inst.name}"))
             wanted.append((inst.app_pid, f"app {inst.name}"))
+        if self.prometheus is not None and self.prometheus.process is not None:
+            wanted.append((self.prometheus.process.pid, "prometheus add-on"))
         records = [self._start_times.record(pid, role) for pid, role in wanted]
         self._start_times.forget_others(pid for pid, _ in wanted if pid)
         return [r for r in records if r is not None]
