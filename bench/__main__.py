@@ -1,9 +1,11 @@
 """`python -m bench [--smoke|--full]`: run every benchmark, write docs/benchmarks.md + .json.
 
 Sections: 1 data plane overhead (fortio), 2 sidecar footprint, 3 control plane at scale
-(SotW and delta), 4 growth, a profile of one push, concurrent xDS streams, and istiod
-side by side with Ratline. fortio and Istio's pilot-discovery are built into bench/.tools
-on first use (needs Go and the Go module proxy; pilot-discovery takes 4-6 minutes).
+(SotW and delta), 4 growth, a profile of one push, concurrent xDS streams, istiod
+side by side with Ratline, and the control plane on a real kube-apiserver (tools
+from scripts/install-test-deps). fortio and Istio's pilot-discovery are built into
+bench/.tools on first use (needs Go and the Go module proxy; pilot-discovery takes
+4-6 minutes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench import istiod_build, machine
 from bench.dataplane import run_dataplane
 from bench.footprint import run_footprint
 from bench.fortio import ensure_fortio
+from bench.kube import run_kube
 from bench.notes import NOTES_MD
 from bench.profile_push import profile_endpoint_push
 from bench.report import render
@@ -33,7 +36,8 @@ from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
 from ratline.settings import Settings
 
-SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams", "sidebyside")
+SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams",
+            "sidebyside", "kube")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -145,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
+        "kube": lambda: [run_kube(s, args.log_dir) for s in sizes.kube],
         "sidebyside": lambda: run_sidebyside(
             _sidebyside_sizes(args, sizes), settings, args.log_dir, _servers(args),
             args.profile_push, lambda part: _write(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.kube import kube_md
 from bench.report_sidebyside import sidebyside_md
 from bench.streams import streams_md
 
@@ -312,5 +313,7 @@ def render(results: dict[str, Any]) -> str:
         lines += _profile(results["profile"])
     if "streams" in results:
         lines += streams_md(results["streams"])
+    if "kube" in results:
+        lines += kube_md(results["kube"])
     lines += results.get("notes_md", [])
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from ratline.controlplane.http_serving import serve
 from ratline.controlplane.status import proxy_status_json
 from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.registry.instances import InstanceDecoder
+from ratline.registry.registry import ReportedInstances
 from ratline.xds.types import SHORT_NAMES
 
 log = logging.getLogger("ratline.admin")
@@ -48,10 +50,13 @@ class AdminApi:
         self,
         cp: ControlPlane,
         token: str | None = None,
+        findings: Callable[[], list[ConfigMessage]] | None = None,
         telemetry: ControlPlaneTelemetry | None = None,
     ) -> None:
         self.cp = cp
         self.token = token
+        self.findings = findings or self._local_findings
+        """What `/v1/analyze` reports (Kubernetes mode checks Services against pods)."""
         self.telemetry = telemetry
         """Metrics, service discovery, traces (routes of their own), when attached."""
         """The admin credential every request but /healthz must carry (None: open)."""
@@ -188,6 +193,9 @@ class AdminApi:
             instances = self._instance_decoder.decode(runner, list(body["instances"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _bad_request(f"instances: malformed report: {exc!r}")
+        if not isinstance(self.cp.registry, ReportedInstances):
+            message = "this control plane's instances come from its registry, not from runners"
+            return _errors([ConfigMessage(message)], 409)
         self.cp.registry.report(runner, instances)
         return web.json_response({"ok": True, "count": len(instances)})
 
@@ -216,8 +224,10 @@ class AdminApi:
             {"node": node, "type": short, "version": version, "resources": items}
         )
 
-    async def analyze(self, _req: web.Request) -> web.Response:
+    def _local_findings(self) -> list[ConfigMessage]:
         resources = [s.resource for s in self.cp.store.stored()]
         findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
-        messages = self.cp.store.refused + findings + self.cp.translation_messages
-        return web.json_response({"messages": [m.to_json() for m in messages]})
+        return self.cp.store.refused + findings + self.cp.translation_messages
+
+    async def analyze(self, _req: web.Request) -> web.Response:
+        return web.json_response({"messages": [m.to_json() for m in self.findings()]})
