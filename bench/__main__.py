@@ -1,34 +1,43 @@
 """`python -m bench [--smoke|--full]`: run every benchmark, write docs/benchmarks.md + .json.
 
 Sections: 1 data plane overhead (fortio), 2 sidecar footprint, 3 control plane at scale
-(SotW and delta), 4 growth, a profile of one push, and concurrent xDS streams. fortio
-is installed into bench/.tools on first use (needs Go and the Go module proxy).
+(SotW and delta), 4 growth, a profile of one push, concurrent xDS streams, istiod
+side by side with Ratline, and the control plane on a real kube-apiserver (tools
+from scripts/install-test-deps). fortio and Istio's pilot-discovery are built into
+bench/.tools on first use (needs Go and the Go module proxy; pilot-discovery takes
+4-6 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import machine
+from bench import istiod_build, machine
 from bench.dataplane import run_dataplane
 from bench.footprint import run_footprint
 from bench.fortio import ensure_fortio
+from bench.kube import run_kube
 from bench.notes import NOTES_MD
 from bench.profile_push import profile_endpoint_push
 from bench.report import render
 from bench.scale import ScaleSize, run_scale
+from bench.sidebyside import SERVERS as SIDE_BY_SIDE_SERVERS
+from bench.sidebyside import SideBySideSize, run_sidebyside
 from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
 from ratline.settings import Settings
 
-SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams")
+SECTIONS = ("dataplane", "footprint", "scale", "growth", "profile", "streams",
+            "sidebyside", "kube")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +56,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="keep the other sections' figures from the existing benchmarks.json")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite benchmarks.md from the benchmarks.json in --out-dir")
+    parser.add_argument("--istiod", choices=("auto", "build", "skip"), default=None,
+                        help="sidebyside: build istiod if needed (default at full size), "
+                             "use it only if already built (auto, default with --smoke), "
+                             "or run Ratline's side only (skip)")
+    parser.add_argument("--sidebyside-runs", default=None, metavar="PROXIES:MODE,...",
+                        help="sidebyside: the runs to make, e.g. 500:delta,2000:sotw "
+                             "(default: the size's; mesh size stays the size's)")
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="sidebyside: times each change is made (median kept)")
+    parser.add_argument("--profile-push", action="store_true",
+                        help="sidebyside: one more endpoint and VirtualService change of "
+                             "Ratline's under py-spy (needs py-spy), after the measured ones")
     parser.add_argument("--log-dir", type=Path, default=REPO / "bench" / "out",
                         help="logs of every process a benchmark starts")
     return parser.parse_args(argv)
@@ -59,6 +80,30 @@ def _growth(sizes: Sizes, settings: Settings, log_dir: Path) -> list[dict[str, A
                          sizes.growth_proxies, 0, mode="sotw")
         runs.append(run_scale(size, settings, log_dir / "growth", new_proxy_samples=1))
     return runs
+
+
+def _servers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The control planes of the side-by-side section (see --istiod)."""
+    choice = args.istiod or ("auto" if args.smoke else "build")
+    if choice == "skip" or (choice == "auto" and not istiod_build.is_built()):
+        return ("ratline",)
+    return SIDE_BY_SIDE_SERVERS
+
+
+def _sidebyside_sizes(args: argparse.Namespace, sizes: Sizes) -> list[SideBySideSize]:
+    base = list(sizes.sidebyside)
+    if args.sidebyside_runs:
+        template = base[0]
+        base = []
+        for item in args.sidebyside_runs.split(","):
+            proxies, _, mode = item.strip().partition(":")
+            if mode not in ("delta", "sotw") or not proxies.isdigit():
+                raise SystemExit(f"error: --sidebyside-runs: {item!r} is not PROXIES:delta "
+                                 "or PROXIES:sotw")
+            base.append(replace(template, proxies=int(proxies), mode=mode))
+    if args.repetitions:
+        base = [replace(s, repetitions=args.repetitions) for s in base]
+    return base
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                                  if k in kept}
             results["section_s"] = {k: v for k, v in previous.get("section_s", {}).items()
                                     if k in kept}
+            results["load_before"] = {k: v for k, v in previous.get("load_before", {}).items()
+                                      if k in kept}
             if fortio is None and "dataplane" in kept:
                 software = results["machine"]["software"]
                 software["fortio"] = previous["machine"]["software"]["fortio"]
@@ -102,10 +149,16 @@ def run(args: argparse.Namespace) -> int:
         "growth": lambda: _growth(sizes, settings, args.log_dir),
         "profile": lambda: profile_endpoint_push(*sizes.profile),
         "streams": lambda: [run_streams(s, args.log_dir) for s in sizes.streams],
+        "kube": lambda: [run_kube(s, args.log_dir) for s in sizes.kube],
+        "sidebyside": lambda: run_sidebyside(
+            _sidebyside_sizes(args, sizes), settings, args.log_dir, _servers(args),
+            args.profile_push, lambda part: _write(
+                {"elapsed_s": 0.0, **results, "sidebyside": part}, args.out_dir)),
     }
     for name in wanted:
         print(f"bench: {name} ({sizes.name})…", file=sys.stderr, flush=True)
         t = time.monotonic()
+        results.setdefault("load_before", {})[name] = os.getloadavg()[0]
         try:
             results[name] = jobs[name]()
         except Exception as exc:  # one broken benchmark must not lose the others' figures

@@ -25,7 +25,6 @@ from typing import Any
 from bench import fortio as fortio_tool
 from bench import staticenvoy
 from bench.procs import ProcessGroup, cpu_seconds, free_port, http_get, kill_pids, wait_for
-from ratline.agent.bootstrap import envoy_args
 from ratline.settings import Settings
 
 RESPONSE_BYTES = 1024
@@ -180,16 +179,8 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
             floor_tls = ratline_tls if tls == "auto" else tls == "on"
 
             certs = staticenvoy.make_certificates(work / "certs") if floor_tls else None
-            s_listen, c_listen = free_port(), free_port()
-            floor_pids = []
-            for name, config in (
-                ("floor-server", staticenvoy.server_side(s_listen, backend, free_port(), certs)),
-                ("floor-client", staticenvoy.client_side(c_listen, s_listen, free_port(), certs)),
-            ):
-                cfg = work / f"{name}.json"
-                cfg.write_text(json.dumps(config))
-                floor_pids.append(procs.start(envoy_args(
-                    settings.envoy, str(cfg), concurrency=1, log_level="warning"), name=name).pid)
+            c_listen, floor_pids = staticenvoy.start_floor(procs, settings.envoy, work, backend,
+                                                           certs)
             floor_url = f"http://127.0.0.1:{c_listen}{path}"
             wait_for(lambda: _probe(fortio, floor_url, None, work), 30, "traffic through (c)")
 
@@ -207,6 +198,7 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
                         collector=collector if key == "ratline" else None,
                     ))
             scrape_cpu_ms = _scrape_cpu_ms(collector, [client, server])
+            paced = _paced(fortio, paths, size, work)
         finally:
             mesh.down()
             quiet.down()
@@ -225,6 +217,7 @@ def run_dataplane(size: LoadSize, settings: Settings, fortio: str, log_dir: Path
         "telemetry_p99_target": TELEMETRY_P99_TARGET,
         "collector_cpu_ms_per_1k": medians["ratline"].get("collector_cpu_ms_per_1k", 0.0),
         "scrape_cpu_ms_per_proxy": scrape_cpu_ms,
+        "paced": paced,
     }
 
 
@@ -241,6 +234,24 @@ def _scrape_cpu_ms(collector: int, instances: list[dict[str, Any]], scrapes: int
         for inst in instances:
             http_get(f"http://127.0.0.1:{inst['sidecar']['stats_port']}/stats/prometheus")
     return (cpu(collector) - before) * 1000 / (scrapes * len(instances))
+
+
+PACED_QPS = 200
+
+
+def _paced(fortio: str, paths: dict[str, tuple[str, str | None, list[int]]], size: LoadSize,
+           work: Path) -> dict[str, Any]:
+    """The same paths at one connection and a low rate: the latency one request sees
+    when nothing else is in flight (interleaved runs, medians, as above)."""
+    paced = LoadSize(qps=min(PACED_QPS, size.qps), connections=1, seconds=size.seconds,
+                     runs=size.runs)
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
+    for run in range(paced.runs):
+        for key, (url, host_header, pids) in paths.items():
+            runs[key].append(_one_load(fortio, url, host_header, pids, paced,
+                                       work / f"{key}-paced-{run}.json"))
+    return {"load": paced.__dict__, "paths": {k: _median_of(v) for k, v in runs.items()},
+            "runs": runs}
 
 
 def _probe(fortio: str, url: str, host: str | None, work: Path) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.kube import kube_md
+from bench.report_sidebyside import sidebyside_md
 from bench.streams import streams_md
 
 ISTIO_PERF = "https://istio.io/v1.13/docs/ops/deployment/performance-and-scalability/"
@@ -92,6 +94,27 @@ def _dataplane(dp: dict[str, Any]) -> list[str]:
             f"per scrape: {dp['scrape_cpu_ms_per_proxy']:.2f} ms CPU per proxy scraped).",
         ]
     out.append("")
+    if "paced" in dp:
+        out += _paced(dp["paced"], names)
+    return out
+
+
+def _paced(paced: dict[str, Any], names: dict[str, str]) -> list[str]:
+    load = paced["load"]
+    paths = paced["paths"]
+    out = [f"One connection at {load['qps']} requests/s (the latency one request sees with "
+           f"nothing else in flight), {load['seconds']} s per run, median of {load['runs']}:",
+           ""]
+    out += _table(
+        ["path", "p50 ms", "p90 ms", "p99 ms", "max ms", "achieved rps", "errors",
+         "proxy CPU ms / 1k req"],
+        [[names[k], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"], v["qps"],
+          int(v["errors"]), v["proxy_cpu_ms_per_1k"]] for k, v in paths.items()],
+    )
+    b, c = paths["ratline"], paths["static_envoy"]
+    out += ["", f"- Ratios (b)/(c) at one connection: p50 "
+            f"{b['p50_ms'] / max(c['p50_ms'], 1e-9):.2f}x, p99 "
+            f"{b['p99_ms'] / max(c['p99_ms'], 1e-9):.2f}x.", ""]
     return out
 
 
@@ -265,6 +288,10 @@ def render(results: dict[str, Any]) -> str:
         "the same run.",
         "",
     ]
+    if results.get("load_before"):
+        loads = ", ".join(f"{k} {v:.1f}" for k, v in results["load_before"].items())
+        lines += [f"The machine is shared with other work: load average (1 min) as each "
+                  f"section started: {loads}.", ""]
     if "dataplane" in results:
         lines += _dataplane(results["dataplane"])
     if "footprint" in results:
@@ -280,9 +307,13 @@ def render(results: dict[str, Any]) -> str:
         lines += _scale_rows(results["scale"])
     if "growth" in results:
         lines += _growth(results["growth"])
+    if "sidebyside" in results:
+        lines += sidebyside_md(results["sidebyside"])
     if "profile" in results:
         lines += _profile(results["profile"])
     if "streams" in results:
         lines += streams_md(results["streams"])
+    if "kube" in results:
+        lines += kube_md(results["kube"])
     lines += results.get("notes_md", [])
     return "\n".join(lines) + "\n"

@@ -73,7 +73,8 @@ class Workers:
     """Worker processes of simulated proxies, queried over their stdin/stdout."""
 
     def __init__(self, procs: ProcessGroup, xds: str, nodes: list[str], count: int,
-                 mode: str, nack_nodes: set[str], streams_per_channel: int = 1) -> None:
+                 mode: str, nack_nodes: set[str], streams_per_channel: int = 1,
+                 metadata: dict[str, dict[str, Any]] | None = None) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         for w in range(count):
             share = nodes[w::count]
@@ -81,7 +82,8 @@ class Workers:
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             config = {"xds": xds, "mode": mode, "nodes": share,
                       "streams_per_channel": streams_per_channel,
-                      "nack_nodes": sorted(nack_nodes & set(share))}
+                      "nack_nodes": sorted(nack_nodes & set(share)),
+                      "metadata": {n: metadata[n] for n in share} if metadata else {}}
             self._write(proc, json.dumps(config))
             self._read(proc)
             self.procs.append(proc)
@@ -99,6 +101,13 @@ class Workers:
         if not line:
             raise RuntimeError("a simulated-proxy worker exited; see its log")
         return json.loads(line)
+
+    def watch(self, type_short: str, marker: bytes) -> None:
+        """From now on, every proxy notes when a response of that type holds `marker`."""
+        for proc in self.procs:
+            self._write(proc, f"watch {type_short} {marker.hex()}")
+        for proc in self.procs:
+            self._read(proc)
 
     def stats(self, since: float = 0.0) -> dict[str, Any]:
         merged: dict[str, Any] = {}

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.dataplane import LoadSize
+from bench.kube import KubeSize
 from bench.scale import ScaleSize
+from bench.sidebyside import SideBySideSize
 from bench.streams import StreamsSize
 
 
@@ -23,6 +25,10 @@ class Sizes:
     """(services, endpoints, proxies) of the in-process push profile."""
     streams: tuple[StreamsSize, ...] = ()
     """Concurrent-stream runs: simulated proxies on a tiny mesh."""
+    kube: tuple[KubeSize, ...] = ()
+    """Runs against a real kube-apiserver: Services, pods per Service, simulated proxies."""
+    sidebyside: tuple[SideBySideSize, ...] = ()
+    """istiod and Ratline side by side: proxies and xDS flavour of each run."""
 
 
 SMOKE = Sizes(
@@ -35,6 +41,11 @@ SMOKE = Sizes(
     growth_endpoints_per_service=2,
     profile=(10, 20, 20),
     streams=(StreamsSize(50, timeout_s=60),),
+    kube=(KubeSize(10, 2, 10),),
+    sidebyside=tuple(
+        SideBySideSize(8, mode, services=10, endpoints=50, virtual_services=2,
+                       real_envoys=2, workers=1, repetitions=1)
+        for mode in ("delta", "sotw")),
 )
 
 FULL = Sizes(
@@ -49,4 +60,7 @@ FULL = Sizes(
     growth_endpoints_per_service=2,
     profile=(1000, 5000, 2000),
     streams=(StreamsSize(2000), StreamsSize(4000, workers=4)),
+    kube=(KubeSize(1000, 5, 500, istiod=True),),
+    sidebyside=tuple(SideBySideSize(proxies, mode)
+                     for proxies in (500, 2000) for mode in ("delta", "sotw")),
 )

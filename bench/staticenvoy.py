@@ -8,9 +8,13 @@ the `openssl` command (a throwaway CA per run).
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from bench.procs import ProcessGroup, free_port
+from ratline.agent.bootstrap import envoy_args
 
 TRUST_DOMAIN = "cluster.local"
 
@@ -137,3 +141,19 @@ def server_side(listen: int, backend: int, admin: int,
 def one_route(listen: int, backend: int, admin: int) -> dict[str, Any]:
     """A bare Envoy with a one-route static config (the footprint baseline)."""
     return server_side(listen, backend, admin, None)
+
+
+def start_floor(procs: ProcessGroup, envoy: str, work: Path, backend: int,
+                certs: dict[str, Path] | None) -> tuple[int, list[int]]:
+    """Start the two floor Envoys; returns the client-side listen port and both PIDs."""
+    s_listen, c_listen = free_port(), free_port()
+    pids = []
+    for name, config in (
+        ("floor-server", server_side(s_listen, backend, free_port(), certs)),
+        ("floor-client", client_side(c_listen, s_listen, free_port(), certs)),
+    ):
+        cfg = work / f"{name}.json"
+        cfg.write_text(json.dumps(config))
+        pids.append(procs.start(envoy_args(envoy, str(cfg), concurrency=1,
+                                           log_level="warning"), name=name).pid)
+    return c_listen, pids

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,26 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def run_checked(
+    args: list[str],
+    *,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; with `check`, fail with its output if it exits non-zero."""
+    proc = subprocess.run(args, input=stdin, capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
 
 
 def free_port() -> int:

@@ -96,6 +96,31 @@ class Settings:
     ca_port: int = 0
     """The control plane's CSR endpoint (HTTPS); 0 picks a free port."""
 
+    kube_namespace: str = "istio-system"
+    """Kubernetes: the control plane's namespace (Istio's): the MeshConfig ConfigMap
+    `istio`, the leader Lease, the CA Secret `istio-ca-secret`."""
+
+    kube_proxy_outbound_port: int = 15001
+    """Kubernetes: the HTTP proxy listener of a pod's sidecar (Istio's outbound port)."""
+
+    kube_proxy_admin_port: int = 15000
+    """Kubernetes: a pod's sidecar Envoy admin port (Istio's)."""
+
+    kube_webhook_port: int = 15017
+    """Kubernetes: the validating admission webhook (HTTPS; Istio's 15017); 0 picks one."""
+
+    kube_webhook_service: str = ""
+    """Kubernetes: how the API server reaches the webhook: a Service name in the control
+    plane's namespace (in a cluster, port 443), or "" for `https://BIND_ADDRESS:PORT` (a
+    control plane running outside the cluster)."""
+
+    kube_lease_duration_s: float = 15.0
+    """Kubernetes: leader election Lease duration; the leader renews every fifth of it.
+    Only the leader writes (status, webhook configuration); every replica serves xDS."""
+
+    kube_status_debounce_ms: int = 500
+    """Kubernetes: quiet time before status write-back after config changes."""
+
     prometheus: str = ""
     """Prometheus add-on of `ratline up`: a binary's path, "" to use `prometheus` from PATH
     when there is one, `off` for none (`RATLINE_PROMETHEUS`)."""

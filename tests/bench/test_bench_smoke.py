@@ -28,6 +28,7 @@ def test_smoke_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
     out = tmp_path / "docs"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out),
+         "--only", "dataplane,footprint,scale,growth,profile,streams",
          "--log-dir", str(tmp_path / "logs")],
         cwd=REPO, capture_output=True, text=True, timeout=230,
     )
@@ -43,6 +44,11 @@ def test_smoke_run_writes_a_report_with_every_section(tmp_path: Path) -> None:
     for key in ("direct", "ratline", "ratline_telemetry_off", "static_envoy"):
         assert paths[key]["requests"] > 0 and paths[key]["errors"] == 0, (key, paths[key])
     assert data["dataplane"]["p99_ratio_telemetry_on_to_off"] > 0
+    paced = data["dataplane"]["paced"]
+    assert paced["load"]["connections"] == 1
+    for key, figures in paced["paths"].items():
+        assert figures["requests"] > 0 and figures["errors"] == 0, (key, figures)
+    assert "One connection at" in report
     assert "Telemetry" in report and "Collector" in report
     assert {r["scoped"] for r in data["footprint"]["sidecars"]} == {False, True}
     assert {run["size"]["mode"] for run in data["scale"]} == {"sotw", "delta"}

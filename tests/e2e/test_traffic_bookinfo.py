@@ -108,7 +108,7 @@ def test_fault_injection_delay_for_jason(bookinfo: Mesh) -> None:
             timeout=20,
             what="the fault in reviews-v2's sidecar",
         )
-        before = settled_entries(reviews_v2.proxy_log)
+        before = settled_entries(reviews_v2.access_log)
         body, seconds = page(bookinfo, JASON)
         assert REVIEWS_UNAVAILABLE in body
         assert 5.5 <= seconds <= 15, seconds
@@ -116,7 +116,7 @@ def test_fault_injection_delay_for_jason(bookinfo: Mesh) -> None:
         assert VERSION.search(body) and seconds < 3, seconds  # not jason: no delay
         # the delayed call to ratings (made by reviews v2 for jason) carries DI
         flags = wait_for(
-            lambda: flags_for(reviews_v2.proxy_log, "/ratings/", since=before),
+            lambda: flags_for(reviews_v2.access_log, "/ratings/", since=before),
             timeout=15,
             what="the delayed ratings call in reviews-v2's access log",
         )
@@ -131,12 +131,12 @@ def test_fault_injection_abort_for_jason(bookinfo: Mesh) -> None:
         applied(bookinfo, sample("virtual-service-ratings-test-abort.yaml"), "abort.yaml"),
     ):
         holds(lambda: RATINGS_UNAVAILABLE in page(bookinfo, JASON)[0])
-        before = settled_entries(reviews_v2.proxy_log)
+        before = settled_entries(reviews_v2.access_log)
         body, _ = page(bookinfo, JASON)
         assert RATINGS_UNAVAILABLE in body and 'data-version="v2"' in body
         assert RATINGS_UNAVAILABLE not in page(bookinfo)[0]
         flags = wait_for(
-            lambda: flags_for(reviews_v2.proxy_log, "/ratings/", since=before),
+            lambda: flags_for(reviews_v2.access_log, "/ratings/", since=before),
             timeout=15,
             what="the aborted ratings call",
         )
@@ -147,10 +147,10 @@ def test_fault_injection_on_details(bookinfo: Mesh) -> None:
     with applied(bookinfo, sample("fault-injection-details-v1.yaml"), "details.yaml"):
         holds(lambda: DETAILS_UNAVAILABLE in page(bookinfo)[0])
         productpage = instances(bookinfo)["productpage-v1-0"]
-        before = settled_entries(productpage.proxy_log)
+        before = settled_entries(productpage.access_log)
         assert DETAILS_UNAVAILABLE in page(bookinfo)[0]
         flags = wait_for(
-            lambda: flags_for(productpage.proxy_log, "/details/", since=before),
+            lambda: flags_for(productpage.access_log, "/details/", since=before),
             timeout=15,
             what="the aborted details call",
         )
@@ -171,13 +171,13 @@ def test_request_timeouts(bookinfo: Mesh) -> None:
         assert 2.0 <= seconds <= 5.0, seconds
         with applied(bookinfo, sample("virtual-service-reviews-v2-timeout.yaml"), "reviews.yaml"):
             holds(lambda: REVIEWS_UNAVAILABLE in page(bookinfo)[0], in_a_row=2)
-            before = settled_entries(productpage.proxy_log)
+            before = settled_entries(productpage.access_log)
             body, seconds = page(bookinfo)
             assert REVIEWS_UNAVAILABLE in body
             assert 0.9 <= seconds <= 2.5, seconds
             flags = wait_for(
                 lambda: (
-                    (f := flags_for(productpage.proxy_log, "/reviews/", since=before))
+                    (f := flags_for(productpage.access_log, "/reviews/", since=before))
                     and sum(f.values()) == 2
                     and f
                 ),

@@ -111,7 +111,7 @@ def test_outlier_ejection_takes_the_failing_replica_out_at_once(mesh: Mesh, clie
 
 
 def test_circuit_breaking_overflows_with_uo(mesh: Mesh, client: Client) -> None:
-    log = client.instance.proxy_log
+    log = client.instance.access_log
     with applied(mesh, _sample("destination-rule-circuit-breaker.yaml"), "cb.yaml"):
         holds(lambda: "503" in client.load(f"{HTTPBIN}/delay/0.3", n=6, c=6)["codes"], in_a_row=2)
         before = len(access_entries(log))
@@ -136,7 +136,7 @@ def test_circuit_breaking_overflows_with_uo(mesh: Mesh, client: Client) -> None:
 
 
 def test_no_healthy_upstream_is_uh(mesh: Mesh, client: Client) -> None:
-    log = client.instance.proxy_log
+    log = client.instance.access_log
     with applied(mesh, _sample("virtual-service-httpbin-v9.yaml"), "v9.yaml"):
         holds(lambda: client.call(f"{HTTPBIN}/get")["status"] == 503, in_a_row=3)
         before = len(access_entries(log))
@@ -197,7 +197,7 @@ def _mirror_share(client: Client, v2: Instance) -> float:
 def test_retries_hide_the_failing_replica_and_urx_when_they_run_out(
     mesh: Mesh, client: Client
 ) -> None:
-    log = client.instance.proxy_log
+    log = client.instance.access_log
     with applied(mesh, _sample("virtual-service-flaky-retries.yaml"), "retries.yaml"):
         holds(lambda: client.load(f"{FLAKY}/get", n=6)["codes"] == {"200": 6}, in_a_row=3)
         result = client.load(f"{FLAKY}/get", n=30)
@@ -412,7 +412,7 @@ def test_http_route_features(mesh: Mesh, client: Client) -> None:
     def get(path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Any:
         return client.call(f"{HTTPBIN}{path}", headers=headers, method=method)
 
-    log = client.instance.proxy_log
+    log = client.instance.access_log
     with applied(mesh, FEATURES, "features.yaml"):
         holds(lambda: get("/features/or-b")["body"] == "either", in_a_row=3)
         both = get("/features/and?q=1", {"x-test": "one", "x-keep": "k"})

@@ -35,7 +35,8 @@ class Instance:
     inbound_port: int
     admin_port: int
     app_log: Path
-    proxy_log: Path
+    access_log: Path
+    """The sidecar's access log (Envoy's stdout)."""
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.inbound_port}{path}"
@@ -50,7 +51,7 @@ def instances(mesh: Mesh) -> dict[str, Instance]:
             inbound_port=int(ports[0]["inbound_port"]) if ports else 0,
             admin_port=int(item["sidecar"]["admin_port"]),
             app_log=Path(item["log"]),
-            proxy_log=Path(item["proxy_log"]),
+            access_log=Path(item["access_log"]),
         )
     return found
 

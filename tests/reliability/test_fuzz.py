@@ -25,9 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ratline.api.loader import load_text
+from ratline.config.store import MeshDirStore
 from ratline.controlplane.admin import AdminApi
 from ratline.controlplane.app import ControlPlane
-from ratline.settings import Settings
+from ratline.registry.registry import ReportedInstances
+from ratline.settings import Settings, state_dir
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120)]
 
@@ -101,7 +103,9 @@ class AdminInThread:
         self.url = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
 
     async def _start(self) -> str:
-        self.cp = ControlPlane(self.mesh_dir, Settings())
+        store = MeshDirStore(self.mesh_dir, state_dir(self.mesh_dir))
+        store.load()
+        self.cp = ControlPlane(store, ReportedInstances(), Settings(), mesh_dir=self.mesh_dir)
         self.cp.load()
         self.admin = AdminApi(self.cp)
         port = await self.admin.start("127.0.0.1", 0)

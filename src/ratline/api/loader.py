@@ -118,6 +118,16 @@ def load_mesh_config(directory: Path) -> tuple[MeshConfig, list[ConfigMessage]]:
         return MeshConfig(), []
     try:
         text = file.read_text(encoding="utf-8")
+    except Exception as exc:  # unreadable file
+        return MeshConfig(), [ConfigMessage(f"cannot read MeshConfig: {exc}", Source(file=shown))]
+    return parse_mesh_config(text, shown)
+
+
+def parse_mesh_config(text: str, shown: str) -> tuple[MeshConfig, list[ConfigMessage]]:
+    """MeshConfig from YAML text (a mesh.yaml, or the `mesh` key of Istio's ConfigMap);
+    `shown` names it in messages. Empty text means every default; on errors the defaults
+    are returned along with the messages."""
+    try:
         deep_line = too_deep(text)
         if deep_line is not None:
             message = f"nests deeper than {MAX_NESTING} levels (line {deep_line})"
@@ -125,7 +135,7 @@ def load_mesh_config(directory: Path) -> tuple[MeshConfig, list[ConfigMessage]]:
         data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         return MeshConfig(), [_yaml_error(exc, Source(file=shown), 0)]
-    except Exception as exc:  # unreadable file or YAML the parser chokes on
+    except Exception as exc:  # YAML the parser chokes on
         return MeshConfig(), [ConfigMessage(f"cannot read MeshConfig: {exc}", Source(file=shown))]
     if data is None:
         return MeshConfig(), []

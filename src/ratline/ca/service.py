@@ -52,6 +52,13 @@ class CertificateService:
     def sign(self, authorization: str | None, csr_pem: str, ttl_s: float) -> IssuedCertificate:
         """Verify the credential, then sign the CSR only for the identity it proves."""
         identity, instance = self.prove(authorization)
+        return self.sign_for(identity, instance, csr_pem, ttl_s)
+
+    def sign_for(
+        self, identity: Identity, instance: str, csr_pem: str, ttl_s: float
+    ) -> IssuedCertificate:
+        """Sign the CSR only for `identity`, proven by another authenticator (a Kubernetes
+        service-account token checked with a TokenReview); `instance` names the caller."""
         if not isinstance(csr_pem, str) or not csr_pem.strip():
             raise Refused(400, "csr: a PEM certificate signing request is required")
         try:

@@ -178,15 +178,11 @@ def delete(filenames: tuple[str, ...], ignore_not_found: bool, mesh_dir: Path) -
 # --- analyze ----------------------------------------------------------------------------
 
 
-def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
-    """Load every path (files and directories) and run the analyzers on them together.
-
-    Later paths override earlier ones resource by resource, as if applied on top (so
-    `analyze MESH_DIR change.yaml` checks the change against the mesh). The mesh config
-    (mesh.yaml) comes from the first directory given, else the defaults.
-    """
+def _load_paths(
+    paths: Sequence[Path],
+) -> tuple[dict[ResourceKey, Resource[Any]], list[ConfigMessage]]:
+    """Every path's resources (later ones override earlier ones by key) and messages."""
     from ratline import api
-    from ratline.api.schemas.meshconfig import MeshConfig
 
     by_key: dict[ResourceKey, Resource[Any]] = {}
     messages: list[ConfigMessage] = []
@@ -197,6 +193,20 @@ def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
             result = api.load_text(_read(path), str(path))
         by_key.update((r.key, r) for r in result.resources)
         messages.extend(result.messages)
+    return by_key, messages
+
+
+def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
+    """Load every path (files and directories) and run the analyzers on them together.
+
+    Later paths override earlier ones resource by resource, as if applied on top (so
+    `analyze MESH_DIR change.yaml` checks the change against the mesh). The mesh config
+    (mesh.yaml) comes from the first directory given, else the defaults.
+    """
+    from ratline import api
+    from ratline.api.schemas.meshconfig import MeshConfig
+
+    by_key, messages = _load_paths(paths)
     mesh_dir = next((p for p in paths if p.is_dir()), None)
     if mesh_dir is not None:
         mesh_config, mesh_messages = api.load_mesh_config(mesh_dir)
@@ -231,16 +241,61 @@ def print_findings(messages: Sequence[Mapping[str, Any]], what: str, output: str
         sys.exit(1)
 
 
-@click.command(short_help="Validate config offline, or the running mesh's.")
+def analyze_cluster_paths(
+    paths: Sequence[Path], kubeconfig: Path | None, context: str | None
+) -> list[ConfigMessage]:
+    """`analyze -k`: the live cluster, with PATHS' resources applied on top."""
+    import asyncio
+
+    from ratline.kube.analysis import analyze_live_cluster
+    from ratline.kube.connection import KubeApiError, KubeConnection
+    from ratline.settings import Settings
+
+    overlay, messages = _load_paths(paths)
+
+    async def run() -> list[ConfigMessage]:
+        try:
+            connection = await KubeConnection.from_kubeconfig(kubeconfig, context)
+        except Exception as exc:  # the client's config errors have no common base
+            raise click.ClickException(f"cannot load the Kubernetes credentials: {exc}") from None
+        try:
+            namespace = Settings.from_env().kube_namespace
+            return await analyze_live_cluster(connection, namespace, list(overlay.values()))
+        except (KubeApiError, TimeoutError) as exc:
+            raise click.ClickException(f"cannot read the cluster: {exc!r}") from None
+        finally:
+            await connection.close()
+
+    return _unique([*messages, *asyncio.run(run())])
+
+
+@click.command(short_help="Validate config offline, a running mesh's or a cluster's.")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("-k", "--use-kube", is_flag=True,
+              help="Analyze the live Kubernetes cluster (PATHS are applied on top of it), "
+              "as istioctl analyze -k.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="KUBECONFIG", help="With -k: the kubeconfig (default $KUBECONFIG).")
+@click.option("--context", default=None, help="With -k: the kubeconfig context.")
 @output_option("text")
 @mesh_option
-def analyze(paths: tuple[Path, ...], output: str, mesh_dir: Path) -> None:
-    """Validate config: files and directories offline, or the running mesh without PATHS.
+def analyze(
+    paths: tuple[Path, ...],
+    use_kube: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    output: str,
+    mesh_dir: Path,
+) -> None:
+    """Validate config: files and directories offline, the running mesh without PATHS, or
+    the live Kubernetes cluster with -k.
 
     Exits 1 if any error is found.
     """
-    if paths:
+    if use_kube:
+        found = [m.to_json() for m in analyze_cluster_paths(paths, kubeconfig, context)]
+        print_findings(found, "the Kubernetes cluster", output)
+    elif paths:
         found = [m.to_json() for m in analyze_paths(paths)]
         print_findings(found, ", ".join(str(p) for p in paths), output)
     else:

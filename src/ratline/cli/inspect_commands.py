@@ -304,6 +304,16 @@ def status(output: str, mesh_dir: Path) -> None:
     """The running mesh: control plane, instances with their PIDs and ports, gateways."""
     run_info = read_run_info(mesh_dir)
     cp_status = _control_plane_status(mesh_dir)
+    if run_info.get("mode") == "kubernetes":  # `ratline controlplane`: no runner
+        if output != "table":
+            echo_data({"run": run_info, "control_plane": cp_status}, output)
+            return
+        cp = run_info.get("control_plane") or {}
+        state = "answering" if cp_status is not None else "NOT ANSWERING"
+        click.echo(f"control plane (Kubernetes) PID {cp.get('pid')}: {state}")
+        for key in ("cluster", "xds", "admin", "ca", "webhook", "identity"):
+            click.echo(f"  {key}: {cp.get(key)}")
+        return
     if live_runner_pid(mesh_dir.resolve()) is None:
         click.echo(
             f"warning: the runner (PID {run_info.get('runner_pid')}) is gone; "

@@ -23,6 +23,8 @@ _COMMAND_MODULES = {
     "proxy-status": "inspect_commands",
     "proxy-config": "inspect_commands",
     "version": "inspect_commands",
+    "controlplane": "kube_commands",
+    "manifest": "kube_commands",
     "prometheus-config": "observe_commands",
     "traces": "observe_commands",
     "dashboard": "observe_commands",

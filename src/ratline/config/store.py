@@ -76,6 +76,19 @@ class ConfigStore(Protocol):
 
     def subscribe(self, callback: Callable[[], None]) -> None: ...
 
+    @property
+    def refused(self) -> list[ConfigMessage]:
+        """Why config in the source is not (or only in an older version) in force."""
+        ...
+
+    async def wait_changed(self, since: str, timeout: float) -> None:
+        """Return when the version differs from `since`, or after `timeout` seconds."""
+        ...
+
+    async def watch(self) -> None:
+        """Keep the store current with its source until cancelled."""
+        ...
+
 
 def mesh_files(mesh_dir: Path) -> list[Path]:
     """The YAML files of a mesh directory that hold resources, in a stable order."""
@@ -318,6 +331,24 @@ class MeshDirStore:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 return
+
+    async def watch(self) -> None:
+        """Re-read the mesh directory whenever one of its YAML files changes."""
+        from watchfiles import awatch
+
+        state = self.mesh_dir / STATE_DIR_NAME
+
+        def relevant(_change: object, path: str) -> bool:
+            p = Path(path)
+            return state not in p.parents and p.suffix in (".yaml", ".yml")
+
+        async for _changes in awatch(
+            self.mesh_dir, watch_filter=relevant, debounce=50, step=25, recursive=True
+        ):
+            before = self.version
+            self.reload_dir()
+            if self.version != before:
+                log.info("mesh directory changed: config version %s", self.version)
 
     def _changed_if_different(self) -> None:
         digest = _digest(self.stored(), self._mesh_config)

@@ -1,7 +1,10 @@
-"""Entry point of the control plane process: `python -m ratline.controlplane --mesh-dir DIR`.
+"""Entry point of the control plane process.
 
-Loads the mesh directory, serves xDS and the admin API, writes a ready file with its
-addresses once both listen, and stops cleanly on SIGTERM/SIGINT.
+`python -m ratline.controlplane --mesh-dir DIR` serves a mesh directory (local mode);
+`--kubeconfig FILE` (or `--in-cluster` in a pod) serves a Kubernetes cluster (see
+`ratline.controlplane.kubernetes`). Either way it serves xDS, the CSR endpoint and the
+admin API, writes a ready file with its addresses once they listen, and stops cleanly on
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -9,26 +12,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
-from ratline.config.persist import write_atomic
-from ratline.controlplane.admin import AdminApi
+from ratline.config.store import MeshDirStore
 from ratline.controlplane.app import GC_THRESHOLDS, ControlPlane
-from ratline.controlplane.ca_http import CertificateApi
-from ratline.controlplane.dashboard_wiring import dashboard_for
-from ratline.controlplane.security import ControlPlaneSecurity, authorize_node
-from ratline.controlplane.telemetry import ControlPlaneTelemetry
-from ratline.settings import Settings
+from ratline.controlplane.security import ControlPlaneSecurity
+from ratline.controlplane.serving import start_serving, until_signalled, write_ready_file
+from ratline.registry.registry import ReportedInstances
+from ratline.settings import Settings, state_dir
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ratline.controlplane")
-    parser.add_argument("--mesh-dir", required=True, type=Path)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mesh-dir", type=Path, help="serve this mesh directory (local mode)")
+    source.add_argument("--kubeconfig", type=Path, help="serve the cluster of this kubeconfig")
+    source.add_argument(
+        "--in-cluster", action="store_true", help="serve the cluster this pod runs in"
+    )
+    parser.add_argument("--context", default=None, help="the kubeconfig context to use")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("."),
+        help="with Kubernetes: where DIR/.ratline/ keeps the admin token and run info",
+    )
     parser.add_argument("--xds-port", type=int, default=None)
     parser.add_argument("--admin-port", type=int, default=None)
     parser.add_argument("--ready-file", type=Path, default=None)
@@ -44,66 +54,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    cp = ControlPlane(args.mesh_dir, settings)
+async def _serve_mesh_dir(args: argparse.Namespace, settings: Settings) -> int:
+    mesh_dir = args.mesh_dir.resolve()
+    store = MeshDirStore(mesh_dir, state_dir(mesh_dir))
+    errors = store.load()
+    cp = ControlPlane(store, ReportedInstances(), settings, mesh_dir=mesh_dir)
     cp.mtls = True
-    errors = cp.load()
+    cp.load()
     if errors and args.strict:
         for err in errors:
             print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        security = ControlPlaneSecurity.setup(
-            cp.mesh_dir, settings, cp.store.mesh_config.trust_domain
-        )
+        security = ControlPlaneSecurity.setup(mesh_dir, settings, store.mesh_config.trust_domain)
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: the mesh CA cannot start: {exc}", file=sys.stderr)
         return 2
-    telemetry = ControlPlaneTelemetry.attach(cp)
-    dashboard = dashboard_for(cp, telemetry, security.admin_token, args.prometheus_url)
-    admin = AdminApi(cp, token=security.admin_token, telemetry=telemetry, dashboard=dashboard)
-    credentials = security.xds_credentials() if settings.xds_tls else None
-    if credentials is not None:
-        trust_domain = security.certificates.trust_domain
-
-        def service_account_of(node_id: str) -> str | None:
-            snapshot = cp.snapshot
-            instance = snapshot.instance(node_id) if snapshot is not None else None
-            return instance.service_account if instance is not None else None
-
-        cp.xds.authorize = lambda node, peers: authorize_node(
-            node, peers, trust_domain, service_account_of
-        )
-    xds_wanted = args.xds_port if args.xds_port is not None else settings.xds_port
-    xds_port = await cp.start(xds_wanted, credentials)
-    ca_api = CertificateApi(
-        security.certificates, security.server_chain_pem, security.server_key_pem
-    )
-    ca_port = await ca_api.start(settings.bind_address, settings.ca_port)
-    admin_port_wanted = args.admin_port if args.admin_port is not None else settings.admin_port
-    admin_port = await admin.start(settings.bind_address, admin_port_wanted)
-    host = settings.bind_address
-    logging.getLogger("ratline.controlplane").info(
-        "serving xDS on %s:%d, admin API on %s:%d", host, xds_port, host, admin_port
-    )
-    if args.ready_file is not None:
-        info = {
-            "pid": os.getpid(),
-            "xds": f"{host}:{xds_port}",
-            "admin": f"{host}:{admin_port}",
-            "ca": f"{host}:{ca_port}",
-            "xds_tls": credentials is not None,
-            "errors": [str(e) for e in errors],
-        }
-        write_atomic(args.ready_file, json.dumps(info).encode())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await admin.stop()
-    await ca_api.stop()
-    await cp.stop()
+    serving = await start_serving(cp, security, settings, args.xds_port, args.admin_port,
+                                  prometheus_url=args.prometheus_url)
+    write_ready_file(args.ready_file, {**serving.info, "errors": [str(e) for e in errors]})
+    await until_signalled()
+    await serving.stop(cp)
     return 0
 
 
@@ -118,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.mesh_dir.is_dir():
+    if args.mesh_dir is not None and not args.mesh_dir.is_dir():
         print(f"error: {args.mesh_dir}: not a directory", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(args, settings))
+        if args.mesh_dir is not None:
+            return asyncio.run(_serve_mesh_dir(args, settings))
+        from ratline.controlplane.kubernetes import serve_kubernetes
+
+        return asyncio.run(serve_kubernetes(args, settings))
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
 
+from ratline.api.analyze import analyze
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigError, ConfigMessage
 from ratline.api.kinds import type_name
@@ -20,6 +22,7 @@ from ratline.controlplane.status import proxy_status_json
 from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.dashboard.http_api import Dashboard
 from ratline.registry.instances import InstanceDecoder
+from ratline.registry.registry import ReportedInstances
 from ratline.xds.types import SHORT_NAMES
 
 log = logging.getLogger("ratline.admin")
@@ -48,16 +51,18 @@ class AdminApi:
         self,
         cp: ControlPlane,
         token: str | None = None,
+        findings: Callable[[], list[ConfigMessage]] | None = None,
         telemetry: ControlPlaneTelemetry | None = None,
-        dashboard: Dashboard | None = None,
     ) -> None:
         self.cp = cp
         self.token = token
         """The admin credential every request but /healthz must carry (None: open)."""
+        self.findings = findings or self._local_findings
+        """What `/v1/analyze` reports (Kubernetes mode checks Services against pods)."""
         self.telemetry = telemetry
         """Metrics, service discovery, traces (routes of their own), when attached."""
-        self.dashboard = dashboard
-        """The web dashboard under /ui/ and its JSON, when attached."""
+        self.dashboard: Dashboard | None = None
+        """The web dashboard under /ui/ and its JSON, when attached (before `start`)."""
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -198,6 +203,9 @@ class AdminApi:
             instances = self._instance_decoder.decode(runner, list(body["instances"]))
         except (ValueError, KeyError, TypeError) as exc:
             return _bad_request(f"instances: malformed report: {exc!r}")
+        if not isinstance(self.cp.registry, ReportedInstances):
+            message = "this control plane's instances come from its registry, not from runners"
+            return _errors([ConfigMessage(message)], 409)
         self.cp.registry.report(runner, instances)
         return web.json_response({"ok": True, "count": len(instances)})
 
@@ -226,5 +234,10 @@ class AdminApi:
             {"node": node, "type": short, "version": version, "resources": items}
         )
 
+    def _local_findings(self) -> list[ConfigMessage]:
+        resources = [s.resource for s in self.cp.store.stored()]
+        findings = analyze(resources, self.cp.store.mesh_config, self.cp.mesh_dir)
+        return self.cp.store.refused + findings + self.cp.translation_messages
+
     async def analyze(self, _req: web.Request) -> web.Response:
-        return web.json_response({"messages": [m.to_json() for m in self.cp.findings()]})
+        return web.json_response({"messages": [m.to_json() for m in self.findings()]})

@@ -1,6 +1,9 @@
 """The control plane: config store + registry → debounced snapshots → xDS.
 
-`ControlPlane` owns the pieces and the push loop. Every config or registry event marks
+`ControlPlane` owns the push loop and the xDS server; its config store and registry come
+from outside (a mesh directory and the runners' reports in local mode, the Kubernetes
+API server with `--kubeconfig`), behind the `ConfigStore` and `ServiceRegistry`
+interfaces, and each keeps itself current in its `watch()`. Every config or registry event marks
 the mesh dirty; after a quiet period (or at most `push_debounce_max_ms` after the first
 event) it builds one immutable snapshot and one generator for it, and tells the xDS
 server to recompute every proxy. The generator memoizes by scope, so a thousand proxies
@@ -19,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ratline import __version__
-from ratline.api.analyze import analyze
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigMessage
-from ratline.config.store import MeshDirStore, mesh_files
+from ratline.config.store import ConfigStore, mesh_files
 from ratline.controlplane.config_source import PackedConfig
 from ratline.model.build import build_snapshot
 from ratline.model.snapshot import MeshSnapshot
-from ratline.registry.registry import ReportedInstances
-from ratline.settings import Settings, state_dir
+from ratline.registry.registry import ServiceRegistry
+from ratline.settings import Settings
 from ratline.translate.generator import MeshGenerator
 from ratline.xds.server import XdsServer
 from ratline.xds.types import Resources
@@ -45,11 +47,18 @@ services, 500 proxies): one endpoint change took 0.72 s of CPU instead of 1.04 s
 class ControlPlane:
     """Composition root of the control plane process."""
 
-    def __init__(self, mesh_dir: Path, settings: Settings) -> None:
-        self.mesh_dir = mesh_dir.resolve()
+    def __init__(
+        self,
+        store: ConfigStore,
+        registry: ServiceRegistry,
+        settings: Settings,
+        mesh_dir: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
         self.settings = settings
-        self.store = MeshDirStore(self.mesh_dir, state_dir(self.mesh_dir))
-        self.registry = ReportedInstances()
+        self.mesh_dir = mesh_dir.resolve() if mesh_dir is not None else None
+        """The mesh directory in local mode (analysis resolves Workload commands in it)."""
         self.xds = XdsServer(
             self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
         )
@@ -70,13 +79,6 @@ class ControlPlane:
     def translation_messages(self) -> list[Any]:
         """Findings of translation (config not translated, or refused by a translator)."""
         return self._generator.messages if self._generator is not None else []
-
-    def findings(self) -> list[ConfigMessage]:
-        """Every finding about the config in force (analyzers, translation) and the last
-        refused change of each file: what `/v1/analyze` and the dashboard show."""
-        resources = [s.resource for s in self.store.stored()]
-        found = analyze(resources, self.store.mesh_config, self.mesh_dir)
-        return [*self.store.refused, *found, *self.translation_messages]
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
         config = self._config
@@ -101,19 +103,18 @@ class ControlPlane:
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    def load(self) -> list[Any]:
-        """Load config from disk; returns the errors of refused files."""
-        errors = self.store.load()
+    def load(self) -> None:
+        """Subscribe to the store and the registry (both loaded) and push once."""
         self.store.subscribe(self.mark_dirty)
         self.registry.subscribe(self.mark_dirty)
         self._push_now()
-        return errors
 
     async def start(self, xds_port: int, credentials: Any = None) -> int:
         port = await self.xds.start(self.settings.bind_address, xds_port, credentials)
         self.xds_address = f"{self.settings.bind_address}:{port}"
         self._tasks.append(asyncio.create_task(self._push_loop(), name="push-loop"))
-        self._tasks.append(asyncio.create_task(self._watch_mesh_dir(), name="mesh-dir-watch"))
+        self._tasks.append(asyncio.create_task(self.store.watch(), name="config-watch"))
+        self._tasks.append(asyncio.create_task(self.registry.watch(), name="registry-watch"))
         return port
 
     async def stop(self) -> None:
@@ -181,25 +182,6 @@ class ControlPlane:
             except Exception:
                 log.exception("push failed; the previous config stays in force")
 
-    async def _watch_mesh_dir(self) -> None:
-        from watchfiles import awatch
-
-        def relevant(_change: object, path: str) -> bool:
-            p = Path(path)
-            if state_dir(self.mesh_dir) in p.parents:
-                return False
-            return p.suffix in (".yaml", ".yml")
-
-        async for _changes in awatch(
-            self.mesh_dir, watch_filter=relevant, debounce=50, step=25, recursive=True
-        ):
-            before = self.store.version
-            errors = self.store.reload_dir()
-            if self.store.version != before:
-                log.info("mesh directory changed: config version %s", self.store.version)
-            for err in errors:
-                log.error("%s", err)
-
     # ---- introspection -------------------------------------------------------------------
 
     def status(self, admin_address: str) -> dict[str, Any]:
@@ -208,11 +190,15 @@ class ControlPlane:
             "pid": os.getpid(),
             "xds": self.xds_address,
             "admin": admin_address,
-            "mesh_dir": str(self.mesh_dir),
+            "mesh_dir": str(self.mesh_dir) if self.mesh_dir else None,
             "snapshot_version": self.snapshot.version if self.snapshot else None,
             "config_version": self.store.version,
             "proxies": len(self.xds.status()),
             "pushes": self.push_count,
-            "files": [str(p.relative_to(self.mesh_dir)) for p in mesh_files(self.mesh_dir)],
+            "files": (
+                [str(p.relative_to(self.mesh_dir)) for p in mesh_files(self.mesh_dir)]
+                if self.mesh_dir
+                else []
+            ),
             "started_at": self.started_at,
         }

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ratline.api.errors import ConfigMessage
+from ratline.ca.identity import Identity
 from ratline.ca.service import CertificateService, Refused
 from ratline.controlplane.http_serving import serve
 
@@ -27,6 +28,8 @@ log = logging.getLogger("ratline.ca")
 
 OPEN_PATHS = frozenset({"/healthz"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Authenticator = Callable[[str | None], Awaitable[tuple[Identity, str]]]
+"""`Authorization` header → (proven identity, caller name), or `Refused`."""
 
 
 def _error(status: int, text: str) -> web.Response:
@@ -77,8 +80,16 @@ def server_ssl_context(chain_pem: str, key_pem: str) -> ssl.SSLContext:
 class CertificateApi:
     """The CSR endpoint over HTTPS."""
 
-    def __init__(self, service: CertificateService, chain_pem: str, key_pem: str) -> None:
+    def __init__(
+        self,
+        service: CertificateService,
+        chain_pem: str,
+        key_pem: str,
+        authenticator: Authenticator | None = None,
+    ) -> None:
         self.service = service
+        self.authenticator = authenticator
+        """Proves the caller's identity; None: the local mode's workload tokens."""
         self.ssl = server_ssl_context(chain_pem, key_pem)
         self.address = ""
         self._runner: web.AppRunner | None = None
@@ -112,7 +123,12 @@ class CertificateApi:
         except (ValueError, KeyError, TypeError) as exc:
             return _error(400, f"malformed certificate request: {exc!r}")
         try:
-            issued = self.service.sign(req.headers.get("Authorization"), csr, ttl_s)
+            authorization = req.headers.get("Authorization")
+            if self.authenticator is None:
+                issued = self.service.sign(authorization, csr, ttl_s)
+            else:
+                identity, caller = await self.authenticator(authorization)
+                issued = self.service.sign_for(identity, caller, csr, ttl_s)
         except Refused as exc:
             log.warning("certificate request from %s refused: %s", peer, exc.message)
             return _error(exc.status, exc.message)

@@ -7,6 +7,9 @@ its routes to the admin API (docs/admin-api.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ratline.api.errors import ConfigMessage
 from ratline.api.schemas.common import parse_duration
 from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.status import proxy_status_json
@@ -17,7 +20,7 @@ from ratline.dashboard.sources import MeshSources
 
 def dashboard_for(
     cp: ControlPlane, telemetry: ControlPlaneTelemetry, admin_token: str | None,
-    prometheus_url: str = "",
+    findings: Callable[[], list[ConfigMessage]], prometheus_url: str = "",
 ) -> Dashboard:
     """The dashboard of this control plane; Prometheus at `prometheus_url` when given (the
     add-on's, passed by the runner), else `settings.dashboard_prometheus`."""
@@ -27,7 +30,7 @@ def dashboard_for(
         url = ""
     sources = MeshSources(
         snapshot=lambda: cp.snapshot,
-        findings=cp.findings,
+        findings=findings,
         proxy_status=lambda: proxy_status_json(cp),
         read_edges=telemetry.read_edges,
         prometheus_url=url,

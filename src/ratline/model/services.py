@@ -162,7 +162,7 @@ def _instance_endpoint(
         instance=inst.name,
         healthy=inst.healthy,
         has_sidecar=port.inbound_port is not None,
-        locality=locality_of(inst.labels),
+        locality=locality_of(inst.labels) or inst.locality,
     )
 
 

@@ -94,6 +94,8 @@ class WorkloadInstance:
     healthy: bool = True
     app_pid: int | None = None
     proxy_pid: int | None = None
+    locality: str = ""
+    """`region/zone/subzone` (or a prefix), e.g. from a Kubernetes pod's Node labels."""
 
     @cached_property
     def node_id(self) -> str:
@@ -122,6 +124,7 @@ class WorkloadInstance:
             healthy=bool(data.get("healthy", True)),
             app_pid=data.get("app_pid"),
             proxy_pid=data.get("proxy_pid"),
+            locality=str(data.get("locality") or ""),
         )
 
 

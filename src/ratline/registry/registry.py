@@ -25,6 +25,11 @@ class ServiceRegistry(Protocol):
 
     def subscribe(self, callback: Callable[[], None]) -> None: ...
 
+    async def watch(self) -> None:
+        """Keep the registry current with its source until cancelled (returns at once
+        when the source pushes, as runners' reports do)."""
+        ...
+
 
 class ReportedInstances:
     """Instances as reported by runners over the admin API."""
@@ -56,3 +61,6 @@ class ReportedInstances:
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    async def watch(self) -> None:
+        """Nothing to follow: runners push their reports through the admin API."""

@@ -225,8 +225,11 @@ class LocalInstance:
 
     @property
     def phase(self) -> str:
-        """Kubernetes' pod phase: Pending, Running, Succeeded or Failed."""
+        """Kubernetes' pod phase: Pending, Running, Succeeded or Failed. As a pod's, it is
+        Succeeded or Failed only once every container ended: the app, then its sidecar."""
         if self.exit_code is not None:
+            if self.sidecar.pid is not None:
+                return "Running"  # the app ended; its sidecar is draining
             return "Succeeded" if self.exit_code == 0 else "Failed"
         if self.app_error is not None:
             return "Failed"
