@@ -3,7 +3,7 @@ caller's proxy has ejected (`/clusters?format=json`, `failed_outlier_check`).
 
 Ejection is per client in Envoy (each caller counts its own errors), so the service page
 asks the proxies of its callers, each with a short timeout; a proxy that does not answer
-is left out.
+is left out, and so are callers past `MAX_CALLERS`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import aiohttp
 from ratline.registry.instances import WorkloadInstance
 
 FETCH_TIMEOUT_S = 2.0
+MAX_CALLERS = 20
+"""At most this many callers' proxies are asked (a service page must stay quick)."""
 
 
 def ejected_hosts(clusters_json: Mapping[str, Any], hostname: str) -> list[str]:
@@ -39,6 +41,7 @@ async def ejections(
 ) -> dict[str, list[str]]:
     """Endpoint address → the caller instances whose proxy ejected it."""
     chosen = [i for i in callers if i.sidecar is not None and i.sidecar.admin_port]
+    chosen = sorted(chosen, key=lambda i: (i.namespace, i.name))[:MAX_CALLERS]
 
     async def one(inst: WorkloadInstance) -> list[str]:
         assert inst.sidecar is not None
