@@ -129,11 +129,11 @@ spec:
         ]
 
     found = wait_for(reported, timeout=20, what="the EnvoyFilter reported by analyze")
-    assert "unknown kind 'EnvoyFilter'" in str(found[0]["message"])
+    assert "EnvoyFilter is not yet supported by Ratline" in str(found[0]["message"])
     status = wait_for(
         lambda: kube_cluster.get_json("envoyfilter", "custom", "-n", NS).get("status"),
         timeout=20,
         what="the EnvoyFilter's status",
     )
     condition = status["conditions"][0]
-    assert condition["status"] == "False" and condition["reason"] == "Refused"
+    assert condition["status"] == "False" and condition["reason"] == "NotSupported"

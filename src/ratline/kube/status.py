@@ -4,7 +4,8 @@ Istio's shape (`IstioStatus`): `status.observedGeneration`, `status.validationMe
 (one per analyzer finding: level, `type.code`/`type.name`, documentation URL) and
 `status.conditions`; Ratline writes one condition, `Reconciled`: `True` when the object's
 current generation is in force, `False` when Ratline refused it (its previous version, if
-any, stays in force), with the findings' text (field and message, as `ratline analyze`
+any, stays in force) or its kind is one Ratline accepts without translating (reason
+`NotSupported`), with the findings' text (field and message, as `ratline analyze`
 prints them) as the condition's message, since Istio's CRDs keep no text in
 `validationMessages`. Gateway API objects get the Gateway API's own statuses instead
 (`ratline.kube.gateway_status`).
@@ -23,6 +24,7 @@ from typing import Any
 
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigMessage, Severity
+from ratline.api.kinds import NOT_SUPPORTED_KIND
 from ratline.kube.config_store import KubeConfigStore
 from ratline.kube.connection import MERGE_PATCH, KubeApiError, KubeConnection
 from ratline.kube.gateway_status import GATEWAY_API_GROUP, gateway_api_status
@@ -79,15 +81,19 @@ def desired_status(
     """The status Ratline writes for one Istio-style object given its findings."""
     messages = list(messages)
     texts = [message_text(m) for m in messages]
+    ignored = any(m.code == NOT_SUPPORTED_KIND and m.field == "kind" for m in messages)
     if refused:
         reason = "Refused"
         summary = "not in force (a previous version, if any, stays): " + "; ".join(texts)
+    elif ignored:
+        reason = "NotSupported"
+        summary = "accepted, not translated: " + "; ".join(texts)
     else:
         reason = "Accepted"
         summary = "in force" + (": " + "; ".join(texts) if texts else "")
     condition = {
         "type": RECONCILED,
-        "status": "False" if refused else "True",
+        "status": "False" if refused or ignored else "True",
         "reason": reason,
         "message": summary[:MAX_MESSAGE],
         "observedGeneration": obj.generation,
