@@ -57,7 +57,8 @@ from ratline.translate.proxy_resources import (
 from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
-from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
+from ratline.translate.telemetry_envoy import HcmTelemetry, L4Telemetry, hcm_telemetry
+from ratline.translate.telemetry_envoy import tcp_telemetry as tcp_telemetry
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols translated so far (TLS termination comes later)."""
@@ -313,11 +314,8 @@ class MeshGenerator:
     ) -> tuple[telemetry.ProxyTelemetry, PeerMetadata, tuple[cluster_pb2.Cluster, ...]]:
         """The proxy's resolved telemetry, identity, and clusters to its trace collectors."""
         resolved = telemetry.resolve(self.snapshot, instance, self._findings)
-        return (
-            resolved,
-            telemetry.identity(self.snapshot, instance),
-            telemetry_envoy.collector_clusters(self.snapshot, resolved),
-        )
+        own = telemetry.identity(self.snapshot, instance)
+        return resolved, own, telemetry_envoy.collector_clusters(self.snapshot, resolved)
 
     def _hcm_telemetry(
         self,
@@ -329,12 +327,9 @@ class MeshGenerator:
         services: list[str] | None = None,
     ) -> HcmTelemetry:
         return hcm_telemetry(
-            client=client,
-            own=own,
-            node_id=instance.node_id,
-            telemetry=resolved,
+            client=client, own=own, node_id=instance.node_id, telemetry=resolved,
             services=services or (),
-        )
+        )  # fmt: skip
 
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
         egress = self.egress_scope(instance)
@@ -354,7 +349,11 @@ class MeshGenerator:
                 )
             )
             out_routes.append(self.sidecar_routes(scope))
-            local_listeners, local_routes = self._local_outbound(instance, scope)
+            local = L4Telemetry(
+                self._hcm_telemetry(instance, resolved, own, client=True),
+                tcp_telemetry(client=True, own=own, telemetry=resolved),
+            )
+            local_listeners, local_routes = self._local_outbound(instance, scope, local)
             out_listeners += local_listeners
             out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
@@ -377,7 +376,9 @@ class MeshGenerator:
                         self._findings,
                         f"inbound port {port.container_port}",
                     )
-                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra)
+                    served = self.services_of_port(instance, port.inbound_port)
+                    logs = tcp_telemetry(client=False, own=own, telemetry=resolved, services=served)
+                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra, logs)
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
@@ -404,7 +405,7 @@ class MeshGenerator:
         return found
 
     def _local_outbound(
-        self, instance: WorkloadInstance, scope: ProxyScope
+        self, instance: WorkloadInstance, scope: ProxyScope, local_telemetry: L4Telemetry
     ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
         """A sidecar's local listener per reported service port it may see (and the RDS of
         the HTTP/2 and gRPC ones)."""
@@ -439,6 +440,7 @@ class MeshGenerator:
                     ctx,
                     self.mesh_routing(instance.namespace).get(service.hostname),
                     self.snapshot.mesh_config,
+                    local_telemetry,
                 )
             )
         return found_listeners, found_routes
@@ -545,6 +547,7 @@ class MeshGenerator:
                     tls_passthrough,
                     mesh,
                     extra,
+                    tcp_telemetry(client=True, own=own, telemetry=resolved),
                 )
             )
         return ProxyResources(

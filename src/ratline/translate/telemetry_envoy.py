@@ -420,6 +420,27 @@ def hcm_telemetry(
     )
 
 
+@dataclass(frozen=True)
+class L4Telemetry:
+    """What telemetry adds to a sidecar's local outbound listener: the HTTP connection
+    manager's part (HTTP/2, gRPC ports) or the tcp_proxy's stats loggers (TCP, TLS)."""
+
+    hcm: HcmTelemetry | None = None
+    tcp_logs: tuple[accesslog_pb2.AccessLog, ...] = ()
+
+
+NO_TELEMETRY = L4Telemetry()
+
+
+def tcp_telemetry(
+    *, client: bool, own: PeerMetadata, telemetry: ProxyTelemetry, services: Sequence[str] = ()
+) -> tuple[accesslog_pb2.AccessLog, ...]:
+    """The TCP metrics loggers of a client side (outbound, gateway: `source`) or a server
+    side (inbound: `destination`) tcp_proxy."""
+    reporter = im.SOURCE if client else im.DESTINATION
+    return tuple(tcp_metrics_logs(reporter, own, telemetry, services))
+
+
 def collector_clusters(snapshot: Any, resolved: ProxyTelemetry) -> tuple[cluster_pb2.Cluster, ...]:
     """Clusters to the trace collectors a proxy sends to that are not mesh services."""
     made: dict[str, cluster_pb2.Cluster] = {}
