@@ -448,6 +448,25 @@ def test_trace_arrives_whole_in_jaeger(bookinfo: Mesh, jaeger: Jaeger, provider:
         "istio-ingressgateway.istio-system"
     )
     assert len({s["traceID"] for s in trace["spans"]}) == 1
+    # Istio's span names (`HOST:PORT/PATH` of the route) and tags.
+    assert root["operationName"] == "productpage.default.svc.cluster.local:9080/productpage"
+    names = {s["operationName"] for s in trace["spans"]}
+    assert names == {"productpage.default.svc.cluster.local:9080/productpage"} | {
+        f"{svc}.default.svc.cluster.local:9080/*" for svc in ("details", "reviews", "ratings")
+    }, names
+    for span in trace["spans"]:
+        service = trace["processes"][span["processID"]]["serviceName"]
+        tags = {t["key"]: str(t["value"]) for t in span["tags"]}
+        canonical, namespace = service.split(".")
+        assert tags["istio.canonical_service"] == canonical, tags
+        assert tags["istio.namespace"] == namespace, tags
+        assert tags["istio.mesh_id"] == "cluster.local", tags
+        assert tags["istio.cluster_id"] == "Kubernetes", tags
+        assert tags["istio.canonical_revision"] in ("v1", "v2", "v3", "latest"), tags
+        assert tags["node_id"].startswith(("sidecar~", "router~")), tags
+        assert tags["node_id"].endswith(f".{namespace}~{namespace}.svc.cluster.local"), tags
+        assert tags["response_flags"] == "-" and tags["http.status_code"] == "200", tags
+        assert tags["upstream_cluster"], tags
 
 
 def test_graph_edges_without_prometheus(bookinfo: Mesh) -> None:

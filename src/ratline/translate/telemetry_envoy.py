@@ -350,6 +350,16 @@ def tracing_config(
                 name="envoy.tracers.opentelemetry", typed_config=pack_any(otel)
             )
         )
+    # Istio's own span tags, as its proxies carry them (Envoy adds node_id,
+    # upstream_cluster, response_flags, http.* and the rest itself).
+    for name, value in (
+        ("istio.canonical_revision", own.canonical_revision),
+        ("istio.canonical_service", own.canonical_service),
+        ("istio.mesh_id", own.mesh_id or "unknown"),
+        ("istio.namespace", own.namespace or "default"),
+        ("istio.cluster_id", own.cluster_id or "unknown"),
+    ):
+        tracing.custom_tags.add(tag=name).literal.value = value
     for name, tag in choice.custom_tags:
         custom = tracing.custom_tags.add(tag=name)
         if tag.literal is not None:
@@ -393,6 +403,8 @@ class HcmTelemetry:
     """Peer metadata filters, first in the chain."""
     access_logs: tuple[accesslog_pb2.AccessLog, ...] = ()
     tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None
+    inbound_service: str = ""
+    """A server side's service (what its routes' span names say, as Istio's)."""
 
 
 def hcm_telemetry(
@@ -417,6 +429,7 @@ def hcm_telemetry(
         filters=tuple(peer_metadata_filters(client, own, node_id)) if metrics else (),
         access_logs=tuple(logs),
         tracing=tracing_config(choice, own) if choice is not None else None,
+        inbound_service=services[0] if services and not client else "",
     )
 
 
