@@ -118,8 +118,10 @@ def request_tags(
             ("source_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
             ("destination_principal", "%DOWNSTREAM_LOCAL_URI_SAN%"),
             (im.RAW_SERVICES, literal(",".join(services))),
-            (im.RAW_AUTHORITY, "%REQ(:authority)%"),
         ]
+        if len(services) > 1:
+            # Only to pick among several services (one more format per request otherwise).
+            tags.append((im.RAW_AUTHORITY, "%REQ(:authority)%"))
     else:
         tags += [
             ("source_principal", "%UPSTREAM_LOCAL_URI_SAN%"),
