@@ -12,6 +12,7 @@ falls outside of.
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 import socket
 import ssl
@@ -101,7 +102,8 @@ def tcp_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     _write_certificate(mesh_dir)
     (mesh_dir / "tls-echo.yaml").write_text(TLS_ECHO_YAML)
     (mesh_dir / "subsets.yaml").write_text(TCP_ECHO_SUBSETS)
-    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
+    # The control plane logs JSON lines here (test_control_plane_logs_json_lines).
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port(), RATLINE_LOG_FORMAT="json"))
     try:
         mesh.up()
         wait_for(lambda: echo(mesh, "ready").startswith(("one", "two")), timeout=30,
@@ -514,3 +516,11 @@ def test_gateway_tcp_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: P
         assert series["destination_principal"] == "spiffe://cluster.local/ns/default/sa/default"
     finally:
         tcp_mesh.delete_file(path)
+
+
+def test_control_plane_logs_json_lines(tcp_mesh: Mesh) -> None:
+    log = tcp_mesh.dir / ".ratline" / "logs" / "controlplane.log"
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert entries, log.read_text()[:500]
+    assert {"time", "level", "scope", "msg"} <= set(entries[0]), entries[0]
+    assert {e["level"] for e in entries} <= {"debug", "info", "warning", "error", "critical"}
