@@ -102,6 +102,8 @@ def tcp_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     _write_certificate(mesh_dir)
     (mesh_dir / "tls-echo.yaml").write_text(TLS_ECHO_YAML)
     (mesh_dir / "subsets.yaml").write_text(TCP_ECHO_SUBSETS)
+    # MeshConfig's access log in JSON (test_mesh_config_json_access_log_of_tcp_sessions).
+    (mesh_dir / "mesh.yaml").write_text("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n")
     # The control plane logs JSON lines here (test_control_plane_logs_json_lines).
     mesh = Mesh(mesh_dir, mesh_env(free_fixed_port(), RATLINE_LOG_FORMAT="json"))
     try:
@@ -524,3 +526,24 @@ def test_control_plane_logs_json_lines(tcp_mesh: Mesh) -> None:
     assert entries, log.read_text()[:500]
     assert {"time", "level", "scope", "msg"} <= set(entries[0]), entries[0]
     assert {e["level"] for e in entries} <= {"debug", "info", "warning", "error", "critical"}
+
+
+def test_mesh_config_json_access_log_of_tcp_sessions(tcp_mesh: Mesh) -> None:
+    port = local_port(tcp_mesh, "echo-client-0", "tcp-echo.default.svc.cluster.local", 9000)
+    log = tcp_mesh.dir / ".ratline" / "logs" / "echo-client-0.access.log"
+
+    answer = send_line(port, "log me: JSON")
+
+    def session_logged() -> dict[str, object] | None:
+        # Envoy writes the line when the connection ends, flushed within a second or so.
+        for line in log.read_text().splitlines() if log.exists() else []:
+            entry = json.loads(line)
+            if (entry.get("upstream_cluster") == "outbound|9000||tcp-echo.default.svc.cluster.local"
+                    and entry.get("bytes_received") == len("log me: JSON\n")):
+                return dict(entry)
+        return None
+
+    entry = wait_for(session_logged, timeout=20, interval=0.2, what="a JSON access log line")
+    # Istio's default JSON fields; the bytes of the line each way.
+    assert entry["bytes_sent"] == len(answer + "\n")
+    assert entry["response_flags"] == "-" and "start_time" in entry

@@ -182,7 +182,7 @@ def inbound_tcp_listener(
     port: InstancePort,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_pb2.Listener:
     """`inbound|PORT||` for a TCP port: the bytes to the app's cluster."""
     if port.inbound_port is None:
@@ -243,7 +243,7 @@ def gateway_l4_listener(
     tls: bool,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_31400`: a gateway's TCP listener, or TLS passthrough routed by SNI."""
     name = names.gateway_listener(listen_port)

@@ -261,7 +261,7 @@ def tcp_proxy_filter(
     stat_prefix: str,
     targets: Sequence[L4Destination],
     mesh_config: Any,
-    metrics_logs: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_components_pb2.Filter:
     """The `tcp_proxy` of an L4 chain: to one cluster or weighted clusters, with the
     mesh's access log and Istio's TCP metrics (`metrics_logs`, the stats loggers of
@@ -273,9 +273,9 @@ def tcp_proxy_filter(
     else:
         for target in targets:
             proxy.weighted_clusters.clusters.add(name=target.cluster, weight=target.weight)
-    proxy.access_log.extend(access_logs(mesh_config))
+    # The proxy's telemetry (access logs, metrics) replaces MeshConfig's access log.
+    proxy.access_log.extend(access_logs(mesh_config) if metrics_logs is None else metrics_logs)
     if metrics_logs:
-        proxy.access_log.extend(metrics_logs)
         # connections_opened is logged when the upstream connects (TcpUpstreamConnected).
         proxy.access_log_options.flush_access_log_on_connected = True
     return listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack_any(proxy))
@@ -292,7 +292,7 @@ def filter_chain(
     chain: L4Chain,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_components_pb2.FilterChain:
     """An Envoy filter chain: the chain's match, `extra_filters` (RBAC), its tcp_proxy
     (with the TCP metrics loggers `metrics_logs`)."""

@@ -441,7 +441,7 @@ class L4Telemetry:
     manager's part (HTTP/2, gRPC ports) or the tcp_proxy's stats loggers (TCP, TLS)."""
 
     hcm: HcmTelemetry | None = None
-    tcp_logs: tuple[accesslog_pb2.AccessLog, ...] = ()
+    tcp_logs: tuple[accesslog_pb2.AccessLog, ...] | None = None
 
 
 NO_TELEMETRY = L4Telemetry()
@@ -450,10 +450,23 @@ NO_TELEMETRY = L4Telemetry()
 def tcp_telemetry(
     *, client: bool, own: PeerMetadata, telemetry: ProxyTelemetry, services: Sequence[str] = ()
 ) -> tuple[accesslog_pb2.AccessLog, ...]:
-    """The TCP metrics loggers of a client side (outbound, gateway: `source`) or a server
-    side (inbound: `destination`) tcp_proxy."""
+    """The access logs (MeshConfig and Telemetry, as the HTTP ones) and TCP metrics
+    loggers of a client side (outbound, gateway: `source`) or a server side (inbound:
+    `destination`) tcp_proxy."""
     reporter = im.SOURCE if client else im.DESTINATION
-    return tuple(tcp_metrics_logs(reporter, own, telemetry, services))
+    logs = []
+    for choice in telemetry.access_logs.get(CLIENT if client else SERVER, ()):
+        log = access_log(choice)
+        # One line per connection, at its end (the tcp_proxy also logs on connect).
+        end = accesslog_pb2.AccessLogFilter()
+        end.log_type_filter.types.append(data_pb2.AccessLogType.Value("TcpConnectionEnd"))
+        if log.HasField("filter"):
+            both = accesslog_pb2.AccessLogFilter()
+            both.and_filter.filters.extend([end, log.filter])
+            end = both
+        log.filter.CopyFrom(end)
+        logs.append(log)
+    return (*logs, *tcp_metrics_logs(reporter, own, telemetry, services))
 
 
 def collector_clusters(snapshot: Any, resolved: ProxyTelemetry) -> tuple[cluster_pb2.Cluster, ...]:
