@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
-from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS, is_http
+from ratline.api.protocols import TLS_PROTOCOLS, is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, WorkloadInstance
@@ -36,6 +36,7 @@ from ratline.translate import (
     authz,
     clusters,
     endpoints,
+    gateway_servers,
     l4_listeners,
     listeners,
     names,
@@ -44,10 +45,11 @@ from ratline.translate import (
     telemetry_envoy,
     tls,
 )
-from ratline.translate.common import CONFLICT, Findings, labels_match
+from ratline.translate.carry_over import Carry, InstanceView, carry_from, instance_views
+from ratline.translate.common import Findings
 from ratline.translate.http_routes import gateway_ref
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
-from ratline.translate.policy import hosts_intersection, visible_to
+from ratline.translate.policy import visible_to
 from ratline.translate.proxy_resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -58,16 +60,6 @@ from ratline.translate.routes import GatewayServer, ProxyScope
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
-
-HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
-"""Gateway server protocols translated so far (TLS termination comes later)."""
-L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
-"""Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
-
-
-def listen_port(server_port: int, settings: Settings) -> int:
-    """Where a gateway really listens for a server port (80 → 8080 with the default offset)."""
-    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -96,17 +88,18 @@ class MeshGenerator:
         """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
         self._findings = Findings()
         self._previous: MeshGenerator | None = None
-        """The generator of the previous snapshot when only instances changed since: a
-        proxy's own resources are a function of the config, its own instance, mTLS and the
-        settings, so an unchanged proxy's are taken from there (the shared parts never)."""
-        if (
-            previous is not None
-            and snapshot.config_version
-            and previous.snapshot.config_version == snapshot.config_version
-            and previous.mtls == mtls
-            and previous.settings == settings
-        ):
+        """The generator of the previous snapshot when the mesh changed at most in what
+        `carry` allows (`translate.carry_over`): unchanged services' outbound parts are
+        taken from there, and with `Carry.ALL` also the route configurations and every
+        proxy whose own instance, and what the services say about it, are unchanged (a
+        proxy's own resources are a function of the config, its instance, that view,
+        mTLS and the settings; the shared parts are never carried as a whole)."""
+        self._carry = Carry.NOTHING
+        if previous is not None and previous.mtls == mtls and previous.settings == settings:
+            self._carry = carry_from(previous.snapshot, snapshot)
+        if self._carry is not Carry.NOTHING:
             self._previous = previous
+        if self._carry is Carry.ALL and previous is not None:
             self._findings.extend(previous.messages)
         if previous is not None:
             previous._previous = None  # keep one generation, never a chain
@@ -126,12 +119,15 @@ class MeshGenerator:
         self._sidecars = SidecarIndex(snapshot, self._findings)
         self._by_service: dict[str, OutboundPart] = {}
         """Hostname → that service's outbound clusters and load assignments."""
+        self._service_findings: dict[str, list[ConfigMessage]] = {}
+        """Hostname → the findings of translating its outbound part (carried with it)."""
+        self._instance_views: dict[tuple[str, str], InstanceView] | None = None
         self._by_instance_name: dict[tuple[str, str], WorkloadInstance] | None = None
         self._takes_mtls: Callable[[Endpoint], bool] | None = None
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
-        if self._previous is not None:
+        if self._previous is not None and self._carry is Carry.ALL:
             # Route configurations read the config and the services' names and ports,
-            # never endpoints: with the config unchanged they are the same.
+            # never endpoints: with those unchanged they are the same.
             self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
         self._inbound_services: dict[tuple[str, str, int], list[str]] | None = None
@@ -171,9 +167,22 @@ class MeshGenerator:
     def _unchanged_earlier(self, instance: WorkloadInstance) -> ProxyResources | None:
         """The previous generator's resources of this proxy if its instance is unchanged."""
         previous = self._previous
-        if previous is None or previous.snapshot.instance(instance.node_id) != instance:
+        if (
+            previous is None
+            or self._carry is not Carry.ALL
+            or previous.snapshot.instance(instance.node_id) != instance
+        ):
+            return None
+        key = (instance.name, instance.namespace)
+        if self.instance_views().get(key) != previous.instance_views().get(key):
             return None
         return previous._proxies.get(instance.node_id)
+
+    def instance_views(self) -> dict[tuple[str, str], InstanceView]:
+        """What the services say about each instance (`carry_over.instance_views`)."""
+        if self._instance_views is None:
+            self._instance_views = instance_views(self.snapshot)
+        return self._instance_views
 
     def egress_scope(self, instance: WorkloadInstance) -> EgressScope:
         """What a proxy may see (`EVERYTHING` for gateways and without a Sidecar)."""
@@ -257,12 +266,13 @@ class MeshGenerator:
             found = self._earlier_outbound(service)
             if found is None:
                 takes_mtls = self._mtls_predicate()
+                findings = Findings()
                 found = (
-                    tuple(
-                        clusters.service_clusters(self.snapshot, service, self._findings, self.mtls)
-                    ),
+                    tuple(clusters.service_clusters(self.snapshot, service, findings, self.mtls)),
                     tuple(endpoints.service_load_assignments(self.snapshot, service, takes_mtls)),
                 )
+                self._service_findings[service.hostname] = findings.messages
+            self._findings.extend(self._service_findings[service.hostname])
             self._by_service[service.hostname] = found
         return found
 
@@ -272,7 +282,8 @@ class MeshGenerator:
         if previous is None or (earlier is not service and earlier != service):
             return None
         found = previous._by_service.get(service.hostname)
-        if found is None:
+        findings = previous._service_findings.get(service.hostname)
+        if found is None or findings is None:
             return None
         mine, theirs = self._instances_by_name(), previous._instances_by_name()
         for port_endpoints in service.endpoints.values():
@@ -280,6 +291,7 @@ class MeshGenerator:
                 key = (endpoint.instance, endpoint.namespace)
                 if mine.get(key) != theirs.get(key):
                     return None
+        self._service_findings[service.hostname] = findings
         return found
 
     def _instances_by_name(self) -> dict[tuple[str, str], WorkloadInstance]:
@@ -462,52 +474,7 @@ class MeshGenerator:
     def _gateway_servers(
         self, instance: WorkloadInstance
     ) -> tuple[dict[int, list[GatewayServer]], dict[int, list[GatewayServer]]]:
-        """(HTTP servers, TCP and TLS-passthrough servers) of the Gateways selecting this
-        proxy, by listen port. One port serves one kind: a later server of the other kind
-        on it is reported and left out."""
-        http: dict[int, list[GatewayServer]] = {}
-        l4: dict[int, list[GatewayServer]] = {}
-        for gateway in self.snapshot.gateways:
-            if not labels_match(gateway.spec.selector, instance.labels):
-                continue
-            for index, server in enumerate(gateway.spec.servers):
-                where = f"spec.servers[{index}]"
-                protocol = server.port.protocol.upper()
-                mode = server.tls.mode if server.tls is not None else None
-                if protocol in HTTP_SERVER_PROTOCOLS:
-                    kind, other = http, l4
-                    if mode is not None:
-                        what = f"tls mode {mode} (TLS termination at a gateway)"
-                        self._findings.not_supported(gateway, f"{where}.tls.mode", what)
-                elif protocol in L4_SERVER_PROTOCOLS or (
-                    protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"
-                ):
-                    kind, other = l4, http
-                elif protocol in TLS_PROTOCOLS:
-                    what = f"tls mode {mode or 'unset'} (TLS termination at a gateway)"
-                    self._findings.add(
-                        gateway,
-                        f"{where}.tls.mode",
-                        f"{what} is not yet supported by Ratline; the {protocol} server is ignored",
-                    )
-                    continue
-                else:
-                    self._findings.not_supported(
-                        gateway, f"{where}.port.protocol", f"protocol {protocol}"
-                    )
-                    continue
-                port = listen_port(server.port.number, self.settings)
-                if port in other:
-                    taken = other[port][0]
-                    message = (
-                        f"port {server.port.number} is already served by {taken.ref} "
-                        f"spec.servers[{taken.index}] with protocol "
-                        f"{taken.server.port.protocol}; ignored"
-                    )
-                    self._findings.add(gateway, f"{where}.port", message, CONFLICT)
-                    continue
-                kind.setdefault(port, []).append(GatewayServer(gateway, server, index))
-        return http, l4
+        return gateway_servers.servers_for(self.snapshot, instance, self.settings, self._findings)
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
@@ -564,7 +531,7 @@ class MeshGenerator:
                 vs
                 for vs in self.snapshot.virtual_services
                 if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
-                and _exposes(server, vs)
+                and gateway_servers.exposes(server, vs)
             ]
             ctx = L4Context(
                 snapshot=self.snapshot,
@@ -581,12 +548,6 @@ class MeshGenerator:
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
-
-
-def _exposes(server: GatewayServer, vs: Resource[Any]) -> bool:
-    """Whether one of the VirtualService's hosts is among the server's (for its namespace)."""
-    hosts = routes.server_hosts(server, vs.namespace)
-    return any(hosts_intersection(h, s) is not None for h in vs.spec.hosts for s in hosts)
 
 
 def _name(message: Message) -> str:
