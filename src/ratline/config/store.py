@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Protocol
 
 from ratline.api import analyze, load_mesh_config, load_text
@@ -96,14 +98,39 @@ class ConfigStore(Protocol):
 
 def mesh_files(mesh_dir: Path) -> list[Path]:
     """The YAML files of a mesh directory that hold resources, in a stable order."""
-    found: list[Path] = []
-    for path in mesh_dir.rglob("*"):
-        rel = path.relative_to(mesh_dir)
-        if any(part.startswith(".") for part in rel.parts) or rel.parts[0] == STATE_DIR_NAME:
+    return [mesh_dir / rel for rel, _stat in _scan_mesh_dir(mesh_dir)]
+
+
+def _scan_mesh_dir(mesh_dir: Path) -> list[tuple[str, os.stat_result]]:
+    """(relative path, stat) of each resource file, sorted as the paths are: hidden
+    entries, the state folder and `mesh.yaml` at the top skipped; symlinked folders are
+    not entered (their files, symlinked or not, are read)."""
+    found: list[tuple[tuple[str, ...], str, os.stat_result]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(str(mesh_dir), ())]
+    while pending:
+        folder, parts = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
             continue
-        if path.suffix in (".yaml", ".yml") and path.is_file() and rel != Path(MESH_CONFIG_FILE):
-            found.append(path)
-    return sorted(found)
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or (not parts and name == STATE_DIR_NAME):
+                continue
+            rel_parts = (*parts, name)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, rel_parts))
+                    continue
+                if not name.endswith((".yaml", ".yml")) or rel_parts == (MESH_CONFIG_FILE,):
+                    continue
+                stat = entry.stat()
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((rel_parts, "/".join(rel_parts), stat))
+    found.sort(key=lambda f: f[0])
+    return [(rel, stat) for _parts, rel, stat in found]
 
 
 def _content_key(resource: Resource[Any]) -> str:
@@ -129,11 +156,7 @@ class _LoadedFile:
 STAT_TRUSTED_AFTER_NS = 2_000_000_000
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -193,9 +216,8 @@ class MeshDirStore:
         new_layer: dict[str, list[Resource[Any]]] = {}
         seen: dict[ResourceKey, Source] = {}
         loaded: dict[str, _LoadedFile] = {}
-        for path in mesh_files(self.mesh_dir):
-            rel = str(path.relative_to(self.mesh_dir))
-            parsed = self._parse(path, rel)
+        for rel, stat in _scan_mesh_dir(self.mesh_dir):
+            parsed = self._parse(self.mesh_dir / rel, rel, _stat_key(stat))
             if isinstance(parsed, _LoadedFile):
                 loaded[rel] = parsed
                 msgs = list(parsed.errors)
@@ -234,14 +256,14 @@ class MeshDirStore:
         self._changed_if_different()
         return errors
 
-    def _parse(self, path: Path, rel: str) -> _LoadedFile | list[ConfigMessage]:
+    def _parse(
+        self, path: Path, rel: str, stat_key: tuple[int, int, int]
+    ) -> _LoadedFile | list[ConfigMessage]:
         """The file's parse (its previous one while its stat or its text is unchanged),
         or the message saying why it cannot be read."""
         before = self._loaded.get(rel)
-        stat_key = _stat_key(path)
         if (
             before is not None
-            and stat_key is not None
             and before.stat_key == stat_key
             and stat_key[2] + STAT_TRUSTED_AFTER_NS < before.read_at_ns
         ):
@@ -251,12 +273,11 @@ class MeshDirStore:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             return [ConfigMessage(f"cannot read: {exc}", Source(rel))]
-        key = stat_key or (0, 0, 0)
         if before is not None and before.text == text:
-            return _LoadedFile(key, read_at_ns, text, before.errors, before.resources)
+            return _LoadedFile(stat_key, read_at_ns, text, before.errors, before.resources)
         result = load_text(text, rel)
         errors = [m for m in result.messages if m.severity is Severity.ERROR]
-        return _LoadedFile(key, read_at_ns, text, errors, list(result.resources))
+        return _LoadedFile(stat_key, read_at_ns, text, errors, list(result.resources))
 
     # ---- reading -------------------------------------------------------------------
 

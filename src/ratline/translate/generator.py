@@ -61,6 +61,8 @@ from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarInde
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
 
+VS_KIND = "VirtualService"
+
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
     return any(
@@ -101,6 +103,11 @@ class MeshGenerator:
             self._previous = previous
         if self._carry is Carry.ALL and previous is not None:
             self._findings.extend(previous.messages)
+        elif self._carry is Carry.OUTBOUND and previous is not None:
+            # Findings about VirtualServices come again from translating routes afresh.
+            self._findings.extend(
+                m for m in previous.messages if m.resource is None or m.resource.kind != VS_KIND
+            )
         if previous is not None:
             previous._previous = None  # keep one generation, never a chain
         self._label_scoped = _uses_source_labels(snapshot)
@@ -167,16 +174,23 @@ class MeshGenerator:
     def _unchanged_earlier(self, instance: WorkloadInstance) -> ProxyResources | None:
         """The previous generator's resources of this proxy if its instance is unchanged."""
         previous = self._previous
-        if (
-            previous is None
-            or self._carry is not Carry.ALL
-            or previous.snapshot.instance(instance.node_id) != instance
-        ):
+        if previous is None or previous.snapshot.instance(instance.node_id) != instance:
             return None
         key = (instance.name, instance.namespace)
         if self.instance_views().get(key) != previous.instance_views().get(key):
             return None
-        return previous._proxies.get(instance.node_id)
+        earlier = previous._proxies.get(instance.node_id)
+        if earlier is None or self._carry is Carry.ALL:
+            return earlier
+        # Only VirtualServices changed: a sidecar's own clusters and listeners read them
+        # only through its local outbound listeners; its route configuration is shared.
+        sidecar = instance.sidecar
+        if instance.kind is ProxyKind.ROUTER or sidecar is None:
+            return None
+        if l4_listeners.outbound_targets(self.snapshot, sidecar.outbound):
+            return None
+        scope = ProxyScope.of(instance.namespace, instance.labels, self.egress_scope(instance))
+        return replace(earlier, routes=(self.sidecar_routes(scope),))
 
     def instance_views(self) -> dict[tuple[str, str], InstanceView]:
         """What the services say about each instance (`carry_over.instance_views`)."""
@@ -191,6 +205,9 @@ class MeshGenerator:
     def localized_services(self) -> frozenset[str]:
         """The services whose load assignments differ by client locality (locality
         failover needs outlier detection; distribute does not)."""
+        previous = self._previous
+        if self._localized is None and previous is not None and previous._localized is not None:
+            self._localized = previous._localized  # reads DestinationRules and shapes only
         if self._localized is None:
             rules = self.snapshot.destination_rules
             mesh_setting = getattr(self.snapshot.mesh_config, "locality_lb_setting", None)
