@@ -59,10 +59,6 @@ class Settings:
     push_debounce_max_ms: int = 500
     """Longest a push may be held back by a stream of events."""
 
-    xds_large_writes: int = 32
-    """How many xDS streams encode and write a large response (a first sync) at once;
-    bounds the control plane's memory when thousands of proxies connect together."""
-
     nack_retry_s: float = 1.0
     """After a proxy rejects (NACKs) config, the control plane sends it again after this
     long, doubling while it keeps being rejected (Istio resends only on the next push)."""

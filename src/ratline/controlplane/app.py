@@ -60,10 +60,7 @@ class ControlPlane:
         self.mesh_dir = mesh_dir.resolve() if mesh_dir is not None else None
         """The mesh directory in local mode (analysis resolves Workload commands in it)."""
         self.xds = XdsServer(
-            self,
-            nack_retry_s=settings.nack_retry_s,
-            nack_retry_max_s=settings.nack_retry_max_s,
-            large_writes=settings.xds_large_writes,
+            self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
         )
         self.started_at = time.time()
         self.xds_address = ""

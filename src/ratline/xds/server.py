@@ -55,16 +55,6 @@ NACK_RETRY_MAX_S = 30.0
 MAX_QUEUED_REQUESTS = 64
 """Requests read from one stream but not yet handled; past this the reader stops reading,
 so a proxy that floods requests is held back by gRPC flow control, not by our memory."""
-LARGE_RESPONSE_RESOURCES = 64
-"""A response carrying at least this many resources (a first response: every cluster or
-load assignment of the mesh) is a large write."""
-LARGE_WRITES = 32
-"""Default of how many streams encode and write a large response at once. Each one's
-bytes (about a megabyte per proxy for a thousand services) live until gRPC has taken
-them; with two thousand proxies connecting at once, all their first responses were held
-in memory together. A stream waits for a slot at most `LARGE_WRITE_WAIT_S`, then writes
-anyway, so a proxy that does not read can hold up others only that long."""
-LARGE_WRITE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -241,10 +231,8 @@ class XdsServer:
         keep_disconnected: int = 1000,
         nack_retry_s: float = NACK_RETRY_S,
         nack_retry_max_s: float = NACK_RETRY_MAX_S,
-        large_writes: int = LARGE_WRITES,
     ) -> None:
         self._source = source
-        self._large_writes = asyncio.Semaphore(max(1, large_writes))
         self._nack_retry = (nack_retry_s, nack_retry_max_s)
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
@@ -377,11 +365,10 @@ class XdsServer:
                         responses += connection.next_stage()
                 pushed_at = time.perf_counter()
                 for response in responses:
-                    if len(response.resources) >= LARGE_RESPONSE_RESOURCES:
-                        async with self._large_write_slot():
-                            await context.write(_encoded(mode, response))
+                    if mode == "sotw":
+                        await context.write(wire.sotw_response_bytes(response))
                     else:
-                        await context.write(_encoded(mode, response))
+                        await context.write(wire.delta_response_bytes(response))
                     if self.observer is not None:
                         done = time.perf_counter()
                         from_push = item is _RECOMPUTE
@@ -398,20 +385,6 @@ class XdsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._detach(connection)
-
-    @contextlib.asynccontextmanager
-    async def _large_write_slot(self) -> AsyncIterator[None]:
-        """One of the `large_writes` slots while encoding and writing a large response
-        (none after waiting `LARGE_WRITE_WAIT_S` for one)."""
-        try:
-            await asyncio.wait_for(self._large_writes.acquire(), LARGE_WRITE_WAIT_S)
-        except TimeoutError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            self._large_writes.release()
 
     async def _read(self, connection: _Connection, requests: AsyncIterator[Any]) -> None:
         try:
@@ -498,12 +471,6 @@ class XdsServer:
                 nack.message,
             )
         return handled.responses
-
-
-def _encoded(mode: XdsMode, response: Any) -> bytes:
-    if mode == "sotw":
-        return wire.sotw_response_bytes(response)
-    return wire.delta_response_bytes(response)
 
 
 def _node_of(request: Any) -> str:
