@@ -35,7 +35,6 @@ from ratline.xds.delta import DeltaStream
 from ratline.xds.protocol import DeltaRequest
 from ratline.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
-
 MESH_AGE_S = 2.1
 """Age of the mesh files before the first edit (past the store's racy-stat window,
 `config.store.STAT_TRUSTED_AFTER_NS`; the old store re-read every file anyway)."""
