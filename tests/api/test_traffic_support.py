@@ -221,6 +221,23 @@ spec:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*/reviews.example"]
     name: web
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls:
+      mode: MUTUAL
+      serverCertificate: /cert.pem
+      privateKey: /key.pem
+      caCertificates: /ca.pem
+      subjectAltNames: [client.example.com]
+      verifyCertificateSpki: [abc]
+      verifyCertificateHash: [def]
+      minProtocolVersion: TLSV1_2
+      maxProtocolVersion: TLSV1_3
+      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+  - port: {number: 8443, name: https-cred, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls: {mode: SIMPLE, credentialName: reviews-credential}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -303,20 +320,12 @@ spec:
   - port: {number: 443, name: https, protocol: HTTPS}
     hosts: ["*"]
     tls:
-      httpsRedirect: true
-      mode: SIMPLE
+      mode: MUTUAL
       serverCertificate: /cert.pem
       privateKey: /key.pem
       caCertificates: /ca.pem
       caCrl: /crl.pem
-      credentialName: cert
-      credentialNames: [cert]
-      subjectAltNames: [a.example.com]
-      verifyCertificateSpki: [abc]
-      verifyCertificateHash: [def]
-      minProtocolVersion: TLSV1_2
-      maxProtocolVersion: TLSV1_3
-      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+      credentialNames: [cert, cert-ecdsa]
 """
 
 REFUSED = {
