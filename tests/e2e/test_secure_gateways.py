@@ -71,7 +71,9 @@ class Edge:
         self.port = int(mesh.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 443
         self.http_port = int(mesh.env["RATLINE_GATEWAY_PORT_OFFSET"]) + 80
 
-    def curl(self, host: str, *extra: str, path: str = "/productpage") -> subprocess.CompletedProcess[str]:
+    def curl(
+        self, host: str, *extra: str, path: str = "/productpage"
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
              "--cacert", str(self.ca), "--resolve", f"{host}:{self.port}:127.0.0.1",
@@ -195,17 +197,21 @@ def test_secret_values_are_never_shown(edge: Edge) -> None:
     key_text = (edge.certs / f"{HOST}-1.key").read_text()
     key_line = key_text.splitlines()[1]
     mesh = edge.mesh
+    admin = mesh.run_info()["control_plane"]["admin"].rpartition(":")[2]
     listed = http_get(
-        f"http://127.0.0.1:{mesh.run_info()['control_plane']['admin_port']}"
-        "/v1/resources?kind=Secret", mesh.admin_headers())[1]
+        f"http://127.0.0.1:{admin}/v1/resources?kind=Secret", mesh.admin_headers())[1]
     assert "bookinfo-credential" in listed and key_line not in listed
     assert json.loads(listed)["resources"][0]["resource"]["data"]["tls.key"] == "<redacted>"
     gateway = mesh.run_info()["gateways"][0]
     dump = http_get(f"http://127.0.0.1:{gateway['admin_port']}/config_dump?include_eds")[1]
     assert "kubernetes://bookinfo-credential" in dump and key_line not in dump
+    table = mesh.ratline("proxy-config", "secret", gateway["name"], "--mesh", str(mesh.dir))
+    assert any(line.split()[:3] == ["kubernetes://bookinfo-credential", "Cert", "Chain"]
+               for line in table.stdout.splitlines()), table.stdout
     for args in (("proxy-config", "secret", gateway["name"], "-o", "json"),
                  ("proxy-config", "listeners", gateway["name"], "-o", "json")):
-        out = mesh.ratline(*args, "--mesh", str(mesh.dir), check=False)
+        out = mesh.ratline(*args, "--mesh", str(mesh.dir))
+        assert "kubernetes://bookinfo-credential" in out.stdout
         assert key_line not in out.stdout + out.stderr
     for log in (mesh.dir / ".ratline" / "logs").iterdir():
         assert key_line not in log.read_text(errors="replace"), log
@@ -237,7 +243,7 @@ def test_a_rotated_secret_reaches_the_gateway_under_load_with_no_failure(edge: E
     finally:
         stop.set()
         loop.join(timeout=30)
-    failed = [r for r in results if not (getattr(r, "status", 0) == 200)]
+    failed = [r for r in results if getattr(r, "status", 0) != 200]
     serials = {getattr(r, "serial", None) for r in results}
     assert failed == [], failed[:5]
     assert serials == {1, 2}
