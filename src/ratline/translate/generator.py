@@ -54,7 +54,7 @@ from ratline.translate.proxy_resources import (
     OutboundPart,
     ProxyResources,
 )
-from ratline.translate.routes import GatewayServer, ProxyScope
+from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
@@ -63,11 +63,6 @@ HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols translated so far (TLS termination comes later)."""
 L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
 """Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
-
-
-def listen_port(server_port: int, settings: Settings) -> int:
-    """Where a gateway really listens for a server port (80 → 8080 with the default offset)."""
-    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -496,7 +491,9 @@ class MeshGenerator:
                         gateway, f"{where}.port.protocol", f"protocol {protocol}"
                     )
                     continue
-                port = listen_port(server.port.number, self.settings)
+                port = gateway_listen_port(server.port.number, self.settings, instance)
+                if port is None:
+                    continue  # the runtime has not bound this server port yet
                 if port in other:
                     taken = other[port][0]
                     message = (

@@ -21,6 +21,8 @@ from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
 from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
+from ratline.registry.instances import WorkloadInstance
+from ratline.settings import Settings
 from ratline.translate import names
 from ratline.translate.common import CONFLICT, UNRESOLVED, Findings, age_key
 from ratline.translate.delegate import expand_rules
@@ -247,6 +249,16 @@ def server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
 def gateway_domains(host: str) -> list[str]:
     """A gateway host as Envoy domains (gateway listeners strip any port from the Host)."""
     return [host]
+
+
+def gateway_listen_port(
+    server_port: int, settings: Settings, instance: WorkloadInstance | None = None
+) -> int | None:
+    """Where a gateway really listens for a server port: where its runtime bound it when
+    it says (None: not bound yet), else 80 → 8080 with the default offset."""
+    if instance is not None and instance.gateway_listen is not None:
+        return dict(instance.gateway_listen).get(server_port)
+    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def gateway_route_config(
