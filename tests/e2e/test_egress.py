@@ -240,3 +240,65 @@ def test_egress_gateway_path_in_both_envoys_stats(egress: EgressMesh) -> None:
     assert counter(egress.client_admin, f"cluster.{ext_cluster}.upstream_rq_total") \
         == direct_before, "the sidecar went to the external host directly"
     egress.mesh.delete_file(routing)
+
+
+def istio_requests(stats_port: int, **labels: str) -> int:
+    """Sum of `istio_requests_total` on a proxy's merged metrics port with these labels."""
+    _, body, _ = http_get(f"http://127.0.0.1:{stats_port}/stats/prometheus")
+    total = 0
+    for line in body.splitlines():
+        if not line.startswith("istio_requests_total{"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += int(float(value))
+    return total
+
+
+SIDECAR_ALLOW_ANY = """\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client-allow-any}
+spec:
+  workloadSelector: {labels: {app: client}}
+  outboundTrafficPolicy: {mode: ALLOW_ANY}
+"""
+
+
+def test_allow_any_passes_through_and_registry_only_blocks(egress: EgressMesh) -> None:
+    unknown = f"http://127.0.0.1:{egress.external.port}/unknown"
+    registered = "http://edition.external.test/registered"
+    passthrough = "cluster.PassthroughCluster.upstream_rq_total"
+
+    def answer(url: str, want: int) -> str | None:
+        status, body = egress.get(url)
+        return body if status == want else None
+
+    # MeshConfig's default, ALLOW_ANY: a host outside the registry passes through.
+    before = counter(egress.client_admin, passthrough)
+    assert json.loads(wait_for(lambda: answer(unknown, 200), 30, what="passthrough"))["path"] \
+        == "/unknown"
+    assert counter(egress.client_admin, passthrough) > before
+    stats_port = int(egress.instance("client-0")["sidecar"]["stats_port"])
+    wait_for(lambda: istio_requests(stats_port, destination_service_name="PassthroughCluster",
+                                    response_code="200"), 15, what="passthrough metric")
+
+    # Mesh-wide REGISTRY_ONLY (mesh.yaml, Istio's meshConfig): 502, counted as BlackHoleCluster.
+    mesh_config = egress.mesh.dir / "mesh.yaml"
+    mesh_config.write_text("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n")
+    try:
+        wait_for(lambda: answer(unknown, 502) is not None, 30, what="unknown host → 502")
+        assert json.loads(wait_for(lambda: answer(registered, 200), 10, what="registered"))[
+            "path"] == "/registered", "a ServiceEntry host must stay reachable"
+        blocked = wait_for(
+            lambda: istio_requests(stats_port, destination_service_name="BlackHoleCluster",
+                                   response_code="502"), 15, what="BlackHoleCluster metric")
+        assert blocked >= 1
+        # A Sidecar's own outboundTrafficPolicy wins over the mesh's for its workloads.
+        sidecar = egress.apply(SIDECAR_ALLOW_ANY, "sidecar-allow-any.yaml")
+        wait_for(lambda: answer(unknown, 200), 30, what="Sidecar ALLOW_ANY over REGISTRY_ONLY")
+        egress.mesh.delete_file(sidecar)
+        wait_for(lambda: answer(unknown, 502) is not None, 30, what="REGISTRY_ONLY again")
+    finally:
+        mesh_config.unlink()
+    wait_for(lambda: answer(unknown, 200), 30, what="ALLOW_ANY again")
