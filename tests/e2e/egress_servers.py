@@ -99,7 +99,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 @dataclass(frozen=True)
-class TestPki:
+class Pki:
     """A CA and certificates made with openssl in `dir`."""
 
     dir: Path
@@ -112,7 +112,7 @@ class TestPki:
         return self.dir / f"{name}.crt", self.dir / f"{name}.key"
 
 
-def make_pki(directory: Path, server_names: tuple[str, ...], clients: tuple[str, ...]) -> TestPki:
+def make_pki(directory: Path, server_names: tuple[str, ...], clients: tuple[str, ...]) -> Pki:
     """A test CA, a server certificate for `server_names` and client certificates."""
     directory.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -125,10 +125,10 @@ def make_pki(directory: Path, server_names: tuple[str, ...], clients: tuple[str,
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-days", "2", "-extfile", ext.name, "-out", f"{name}.crt",
                  cwd=directory)
-    return TestPki(directory)
+    return Pki(directory)
 
 
-def server_context(pki: TestPki, require_client_cert: bool = False) -> ssl.SSLContext:
+def server_context(pki: Pki, require_client_cert: bool = False) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*pki.cert("server"))
     if require_client_cert:

@@ -11,6 +11,8 @@ ServiceEntries reach them by DNS resolution of `localhost`.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +22,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Mesh, mesh_env
-from tests.e2e.egress_servers import RunningServer, external_server
+from tests.e2e.egress_servers import (
+    Pki,
+    RunningServer,
+    external_server,
+    make_pki,
+    server_context,
+)
 from tests.e2e.hello_mesh import HELLO_APP, workload_yaml
 from tests.helpers import free_fixed_port, http_get, wait_for
 
@@ -134,9 +142,15 @@ def counter(admin_port: int, name: str) -> int:
 
 
 class EgressMesh:
-    def __init__(self, mesh: Mesh, external: RunningServer) -> None:
+    def __init__(self, mesh: Mesh, external: RunningServer, secure: RunningServer,
+                 mutual: RunningServer, pki: Pki) -> None:
         self.mesh = mesh
         self.external = external
+        self.secure = secure
+        """TLS server (certificate for secure.external.test and mutual.external.test)."""
+        self.mutual = mutual
+        """The same, requiring a client certificate signed by the test CA."""
+        self.pki = pki
 
     def instance(self, name: str) -> dict[str, Any]:
         return next(i for i in self.mesh.run_info()["instances"] if i["name"] == name)
@@ -164,7 +178,12 @@ def egress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressMesh]:
     root = tmp_path_factory.mktemp("egress")
     mesh_dir = root / "mesh"
     mesh_dir.mkdir()
-    with external_server("plain") as plain:
+    pki = make_pki(root / "pki", ("secure.external.test", "mutual.external.test"), ("client",))
+    with (
+        external_server("plain") as plain,
+        external_server("secure", server_context(pki)) as secure,
+        external_server("mutual", server_context(pki, require_client_cert=True)) as mutual,
+    ):
         (mesh_dir / "hello_app.py").write_text(HELLO_APP.read_text())
         (mesh_dir / "egress.yaml").write_text(
             workload_yaml("client", labels={"app": "client"}) + "---\n" + EGRESS_GATEWAY_YAML
@@ -173,7 +192,7 @@ def egress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressMesh]:
         mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
         try:
             mesh.up()
-            yield EgressMesh(mesh, plain)
+            yield EgressMesh(mesh, plain, secure, mutual, pki)
         finally:
             mesh.down()
 
@@ -302,3 +321,216 @@ def test_allow_any_passes_through_and_registry_only_blocks(egress: EgressMesh) -
     finally:
         mesh_config.unlink()
     wait_for(lambda: answer(unknown, 200), 30, what="ALLOW_ANY again")
+
+
+def tls_service_entry(name: str, host: str, target: int) -> str:
+    """Istio's TLS origination ServiceEntry: port 80 (HTTP, targetPort 443) and 443."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{host}]
+  ports:
+  - {{number: 80, name: http-port, protocol: HTTP, targetPort: 443}}
+  - {{number: 443, name: https-port, protocol: HTTPS}}
+  resolution: DNS
+  endpoints:
+  - address: localhost
+    ports: {{http-port: {target}, https-port: {target}}}
+"""
+
+
+def originate(name: str, host: str, port: int, tls: str) -> str:
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}}}
+spec:
+  host: {host}
+  trafficPolicy:
+    portLevelSettings:
+    - port: {{number: {port}}}
+      tls: {tls}
+"""
+
+
+def _json_answer(egress: EgressMesh, url: str) -> dict[str, Any] | None:
+    status, body = egress.get(url)
+    return json.loads(body) if status == 200 else None
+
+
+def test_tls_origination_at_the_sidecar_simple_with_sni(egress: EgressMesh) -> None:
+    ca = egress.pki.ca
+    entry = egress.apply(tls_service_entry("secure", "secure.external.test", egress.secure.port),
+                         "secure-se.yaml")
+    url = "http://secure.external.test/originated"
+    rule = egress.apply(originate("originate-secure", "secure.external.test", 80,
+                                  f"{{mode: SIMPLE, caCertificates: {ca}}}"), "secure-dr.yaml")
+    # No `sni`: the request's Host is the SNI, and the certificate is checked against it.
+    seen = wait_for(lambda: _json_answer(egress, url), 30, what="TLS origination (SIMPLE)")
+    assert seen["server"] == "secure" and seen["sni"] == "secure.external.test"
+    assert seen["path"] == "/originated"
+    egress.apply(originate("originate-secure", "secure.external.test", 80,
+                           f"{{mode: SIMPLE, caCertificates: {ca}, sni: chosen.sni.test}}"),
+                 "secure-dr.yaml")
+    seen = wait_for(lambda: (a := _json_answer(egress, url)) and a["sni"] == "chosen.sni.test"
+                    and a, 30, what="the DestinationRule's sni")
+    assert seen["server"] == "secure"
+    # A CA that did not sign the server's certificate: the sidecar refuses the server.
+    wrong_ca, _ = egress.pki.cert("client")
+    egress.apply(originate("originate-secure", "secure.external.test", 80,
+                           f"{{mode: SIMPLE, caCertificates: {wrong_ca}}}"), "secure-dr.yaml")
+    wait_for(lambda: egress.get(url)[0] == 503, 30, what="an unverifiable server refused")
+    egress.mesh.delete_file(rule)
+    egress.mesh.delete_file(entry)
+
+
+def test_tls_origination_mutual_with_client_certificate_files(egress: EgressMesh) -> None:
+    cert, key = egress.pki.cert("client")
+    ca = egress.pki.ca
+    entry = egress.apply(tls_service_entry("mutual", "mutual.external.test", egress.mutual.port),
+                         "mutual-se.yaml")
+    url = "http://mutual.external.test/mutual"
+    rule = egress.apply(originate("originate-mutual", "mutual.external.test", 80,
+                                  f"{{mode: SIMPLE, caCertificates: {ca}}}"), "mutual-dr.yaml")
+    # SIMPLE offers no client certificate: the server refuses the handshake.
+    wait_for(lambda: egress.get(url)[0] == 503, 30, what="SIMPLE refused by a mutual server")
+    egress.apply(originate("originate-mutual", "mutual.external.test", 80,
+                           f"{{mode: MUTUAL, clientCertificate: {cert}, privateKey: {key}, "
+                           f"caCertificates: {ca}}}"), "mutual-dr.yaml")
+    seen = wait_for(lambda: _json_answer(egress, url), 30, what="TLS origination (MUTUAL)")
+    assert seen["server"] == "mutual" and seen["sni"] == "mutual.external.test"
+    egress.mesh.delete_file(rule)
+    egress.mesh.delete_file(entry)
+
+
+GATEWAY_ORIGINATION_YAML = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway-secure}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [secure.external.test]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway-for-secure}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: secure
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-secure-through-egress-gateway}
+spec:
+  hosts: [secure.external.test]
+  gateways: [istio-egressgateway-secure, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+      port: 80
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: secure
+        port: {number: 80}
+  - match:
+    - gateways: [istio-egressgateway-secure]
+      port: 80
+    route:
+    - destination:
+        host: secure.external.test
+        port: {number: 443}
+"""
+
+
+def test_tls_origination_at_the_egress_gateway(egress: EgressMesh) -> None:
+    entry = egress.apply(tls_service_entry("secure", "secure.external.test", egress.secure.port),
+                         "secure-se.yaml")
+    routing = egress.apply(GATEWAY_ORIGINATION_YAML, "secure-egress.yaml")
+    rule = egress.apply(originate("originate-secure-443", "secure.external.test", 443,
+                                  f"{{mode: SIMPLE, sni: secure.external.test, "
+                                  f"caCertificates: {egress.pki.ca}}}"), "secure-443-dr.yaml")
+    url = "http://secure.external.test/through-gateway"
+    seen = wait_for(lambda: _json_answer(egress, url), 30, what="TLS origination at the gateway")
+    assert seen["server"] == "secure" and seen["sni"] == "secure.external.test"
+    egw_admin = int(egress.gateway("istio-egressgateway-0")["admin_port"])
+    tls_cluster = "outbound|443||secure.external.test"
+    egw_cluster = "outbound|80|secure|istio-egressgateway.istio-system.svc.cluster.local"
+    before = (counter(egress.client_admin, f"cluster.{egw_cluster}.upstream_rq_total"),
+              counter(egw_admin, f"cluster.{tls_cluster}.upstream_rq_total"),
+              counter(egw_admin, f"cluster.{tls_cluster}.ssl.handshake"))
+    for _ in range(3):
+        assert _json_answer(egress, url) is not None
+    after = (counter(egress.client_admin, f"cluster.{egw_cluster}.upstream_rq_total"),
+             counter(egw_admin, f"cluster.{tls_cluster}.upstream_rq_total"),
+             counter(egw_admin, f"cluster.{tls_cluster}.ssl.handshake"))
+    assert after[0] - before[0] == 3, "sidecar → egress gateway"
+    assert after[1] - before[1] == 3, "egress gateway → external host"
+    assert counter(egw_admin, f"cluster.{tls_cluster}.ssl.handshake") >= 1
+    for path in (rule, routing, entry):
+        egress.mesh.delete_file(path)
+
+
+def test_https_passthrough_to_an_external_host(egress: EgressMesh) -> None:
+    entry = egress.apply(tls_service_entry("secure", "secure.external.test", egress.secure.port),
+                         "secure-se.yaml")
+
+    def local_port() -> int | None:
+        sidecar = egress.instance("client-0")["sidecar"]
+        return next((int(o["local_port"]) for o in sidecar.get("outbound") or ()
+                     if o["hostname"] == "secure.external.test" and o["port"] == 443), None)
+
+    port = wait_for(local_port, 30, what="the client's local port for secure.external.test:443")
+    context = ssl.create_default_context(cafile=str(egress.pki.ca))
+    context.load_cert_chain(*egress.pki.cert("client"))  # the mutual server asks for one
+
+    def fetch(sni: str) -> dict[str, Any] | None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=sni) as tls:
+            tls.sendall(f"GET /passthrough HTTP/1.1\r\nHost: {sni}\r\n"
+                        "Connection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return json.loads(body) if head.startswith(b"HTTP/1.1 200") else None
+
+    seen = wait_for(lambda: fetch("secure.external.test"), 30,
+                    what="the app's own TLS through its sidecar")
+    assert seen["server"] == "secure" and seen["sni"] == "secure.external.test"
+    # `tls:` routes by SNI: another name on the same listener goes where its rule says.
+    other = egress.apply(tls_service_entry("mutual", "mutual.external.test", egress.mutual.port),
+                         "mutual-se.yaml")
+    assert fetch("mutual.external.test")["server"] == "secure"  # type: ignore[index]
+    routing = egress.apply(SNI_ROUTING_YAML, "sni-routing.yaml")
+    seen = wait_for(lambda: (a := fetch("mutual.external.test")) and a["server"] == "mutual"
+                    and a, 30, what="the tls: route for SNI mutual.external.test")
+    assert seen["sni"] == "mutual.external.test"
+    assert fetch("secure.external.test")["server"] == "secure"  # type: ignore[index]
+    for path in (routing, other, entry):
+        egress.mesh.delete_file(path)
+
+
+SNI_ROUTING_YAML = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: by-sni}
+spec:
+  hosts: [secure.external.test]
+  tls:
+  - match:
+    - port: 443
+      sniHosts: [mutual.external.test]
+    route:
+    - destination: {host: mutual.external.test, port: {number: 443}}
+  - match:
+    - port: 443
+      sniHosts: [secure.external.test]
+    route:
+    - destination: {host: secure.external.test, port: {number: 443}}
+"""
