@@ -142,10 +142,12 @@ def counter(admin_port: int, name: str) -> int:
 
 
 class EgressMesh:
-    def __init__(self, mesh: Mesh, external: RunningServer, secure: RunningServer,
-                 mutual: RunningServer, pki: Pki) -> None:
+    def __init__(self, mesh: Mesh, external: RunningServer, other: RunningServer,
+                 secure: RunningServer, mutual: RunningServer, pki: Pki) -> None:
         self.mesh = mesh
         self.external = external
+        self.other = other
+        """A second plain server (another endpoint of a STATIC ServiceEntry)."""
         self.secure = secure
         """TLS server (certificate for secure.external.test and mutual.external.test)."""
         self.mutual = mutual
@@ -181,6 +183,7 @@ def egress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressMesh]:
     pki = make_pki(root / "pki", ("secure.external.test", "mutual.external.test"), ("client",))
     with (
         external_server("plain") as plain,
+        external_server("other") as other,
         external_server("secure", server_context(pki)) as secure,
         external_server("mutual", server_context(pki, require_client_cert=True)) as mutual,
     ):
@@ -192,7 +195,7 @@ def egress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressMesh]:
         mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
         try:
             mesh.up()
-            yield EgressMesh(mesh, plain, secure, mutual, pki)
+            yield EgressMesh(mesh, plain, other, secure, mutual, pki)
         finally:
             mesh.down()
 
@@ -534,3 +537,81 @@ spec:
     route:
     - destination: {host: secure.external.test, port: {number: 443}}
 """
+
+
+def test_wildcard_hosts_with_resolution_none_under_registry_only(egress: EgressMesh) -> None:
+    port = egress.external.port
+    entry = egress.apply(f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: wildcard}}
+spec:
+  hosts: ["*.localhost"]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: NONE
+  location: MESH_EXTERNAL
+""", "wildcard-se.yaml")
+    mesh_config = egress.mesh.dir / "mesh.yaml"
+    mesh_config.write_text("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+    try:
+        wait_for(lambda: egress.get(f"http://127.0.0.1:{port}/")[0] == 502, 30,
+                 what="REGISTRY_ONLY in force")
+        seen = wait_for(lambda: _json_answer(egress, f"http://api.localhost:{port}/wild"), 30,
+                        what="a host the wildcard ServiceEntry registers")
+        assert seen["path"] == "/wild" and seen["host"] == f"api.localhost:{port}"
+        assert egress.get(f"http://api.localhost.example:{port}/")[0] == 502
+    finally:
+        mesh_config.unlink()
+        egress.mesh.delete_file(entry)
+
+
+def test_static_endpoints_with_weights_labels_and_subsets(egress: EgressMesh) -> None:
+    a, b = egress.external.port, egress.other.port
+    entry = egress.apply(f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: weighted}}
+spec:
+  hosts: [weighted.external.test]
+  addresses: [240.0.0.7]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {a}}}, weight: 3, labels: {{side: a}}}}
+  - {{address: 127.0.0.1, ports: {{http: {b}}}, weight: 1, labels: {{side: b}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: weighted}}
+spec:
+  host: weighted.external.test
+  trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN}}}}
+  subsets:
+  - {{name: b, labels: {{side: b}}}}
+""", "weighted-se.yaml")
+    url = "http://weighted.external.test/w"
+    wait_for(lambda: _json_answer(egress, url), 30, what="the STATIC ServiceEntry")
+    servers = [(_json_answer(egress, url) or {}).get("server") for _ in range(400)]
+    share = servers.count("plain") / len(servers)
+    # Weights 3:1 → 0.75 (one standard deviation is 0.022 over 400); equal weights would give 0.5.
+    assert 0.66 <= share <= 0.84, (share, servers.count("other"))
+    assert servers.count("plain") + servers.count("other") == 400
+    # The ServiceEntry's address stands for it as a VIP does.
+    assert (_json_answer(egress, "http://240.0.0.7/vip") or {}).get("path") == "/vip"
+    routing = egress.apply("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: weighted}
+spec:
+  hosts: [weighted.external.test]
+  http:
+  - route:
+    - destination: {host: weighted.external.test, subset: b}
+""", "weighted-vs.yaml")
+
+    def only_b() -> bool:
+        return all((_json_answer(egress, url) or {}).get("server") == "other" for _ in range(5))
+
+    wait_for(only_b, 30, what="the subset of the endpoints labelled side=b")
+    for path in (routing, entry):
+        egress.mesh.delete_file(path)

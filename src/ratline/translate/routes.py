@@ -64,7 +64,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
     """The names an app in `proxy_namespace` may use for a service port.
 
     `reviews.default.svc.cluster.local:9080`, `reviews:9080` (same namespace only),
-    `reviews.default:9080`, `reviews.default.svc:9080`; without the port only for port 80,
+    `reviews.default:9080`, `reviews.default.svc:9080`, a ServiceEntry's single
+    `addresses`; without the port only for port 80,
     since the absolute URL an app sends through HTTP_PROXY carries any other port.
     """
     hosts = [service.hostname]
@@ -74,6 +75,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
         if proxy_namespace == service.namespace:
             hosts.append(short)
         hosts += [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
+    # A ServiceEntry's addresses stand for it as a VIP does (single addresses, not ranges).
+    hosts += [a.removesuffix("/32") for a in service.addresses if "/" not in a.removesuffix("/32")]
     domains = [f"{h}:{port}" for h in hosts]
     if port == 80:
         domains += hosts
