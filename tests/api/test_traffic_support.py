@@ -230,8 +230,8 @@ spec:
       privateKey: /key.pem
       caCertificates: /ca.pem
       subjectAltNames: [client.example.com]
-      verifyCertificateSpki: [abc]
-      verifyCertificateHash: [def]
+      verifyCertificateSpki: [LjMm5DUzqpkNvZ7T6IbcL8P9eZWEVCRN8TcvxJAvdC8=]
+      verifyCertificateHash: [5de2d3aa0ec2e22e3b5e7d1e1c1bfc3bd6e4e6bba4ba3bf1d0be7e3f0c3d2e1a]
       minProtocolVersion: TLSV1_2
       maxProtocolVersion: TLSV1_3
       cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]

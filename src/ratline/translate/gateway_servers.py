@@ -77,10 +77,11 @@ def _kind(
 def gateway_ports(
     snapshot: MeshSnapshot,
     instance: WorkloadInstance,
-    listen_port: Callable[[int], int],
+    listen_port: Callable[[int], int | None],
     findings: Findings,
 ) -> GatewayPorts:
-    """The servers of the Gateways whose selector matches this proxy's labels."""
+    """The servers of the Gateways whose selector matches this proxy's labels, by the port
+    the proxy listens on for each (`listen_port`: None when its runtime has not bound it)."""
     ports = GatewayPorts()
     for gateway in snapshot.gateways:
         if not labels_match(gateway.spec.selector, instance.labels):
@@ -91,6 +92,8 @@ def gateway_ports(
             if kind is None:
                 continue
             port = listen_port(server.port.number)
+            if port is None:
+                continue  # the runtime has not bound this server port yet
             taken = ports.taken_by(port, kind)
             if taken is not None:
                 message = (

@@ -21,6 +21,9 @@ and `subjectAltNames` (of client certificates) map to Envoy's TLS parameters.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,11 +164,44 @@ def _client_sans(values: Iterable[str]) -> list[common_pb2.SubjectAltNameMatcher
     return result
 
 
-def _client_checks(validation: common_pb2.CertificateValidationContext, settings: Any) -> None:
-    """subjectAltNames, verifyCertificateSpki and verifyCertificateHash of client certs."""
+def _is_spki(value: str) -> bool:
+    """A base64 SHA-256 digest (of a certificate's SubjectPublicKeyInfo)."""
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _is_hash(value: str) -> bool:
+    """A hex SHA-256 digest of a certificate, with or without colons."""
+    digits = value.replace(":", "")
+    return len(digits) == 64 and all(c in string.hexdigits for c in digits)
+
+
+def _client_checks(
+    validation: common_pb2.CertificateValidationContext, server: GatewayServer, findings: Findings
+) -> None:
+    """subjectAltNames, verifyCertificateSpki and verifyCertificateHash of client certs
+    (a digest Envoy would refuse is reported and left out)."""
+    settings = server.server.tls
     validation.match_typed_subject_alt_names.extend(_client_sans(settings.subject_alt_names))
-    validation.verify_certificate_spki.extend(settings.verify_certificate_spki)
-    validation.verify_certificate_hash.extend(settings.verify_certificate_hash)
+    where = f"spec.servers[{server.index}].tls"
+    for name, values, check, what in (
+        ("verifyCertificateSpki", settings.verify_certificate_spki, _is_spki, "base64 SHA-256"),
+        ("verifyCertificateHash", settings.verify_certificate_hash, _is_hash, "hex SHA-256"),
+    ):
+        for index, value in enumerate(values):
+            if not check(value):
+                findings.add(
+                    server.gateway,
+                    f"{where}.{name}[{index}]",
+                    f"{value!r} is not a {what} digest; left out",
+                    CONFLICT,
+                )
+            elif name == "verifyCertificateSpki":
+                validation.verify_certificate_spki.append(value)
+            else:
+                validation.verify_certificate_hash.append(value)
 
 
 def server_tls_context(
@@ -225,11 +261,11 @@ def server_tls_context(
                 )
                 return None
             combined = common.combined_validation_context
-            _client_checks(combined.default_validation_context, settings)
+            _client_checks(combined.default_validation_context, server, findings)
             combined.validation_context_sds_secret_config.CopyFrom(_ads_secret(ca))
         elif settings.ca_certificates:
             common.validation_context.trusted_ca.filename = settings.ca_certificates
-            _client_checks(common.validation_context, settings)
+            _client_checks(common.validation_context, server, findings)
         else:
             findings.add(
                 gateway,

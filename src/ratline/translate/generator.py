@@ -56,15 +56,10 @@ from ratline.translate.proxy_resources import (
     OutboundPart,
     ProxyResources,
 )
-from ratline.translate.routes import GatewayServer, ProxyScope
+from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
-
-
-def listen_port(server_port: int, settings: Settings) -> int:
-    """Where a gateway really listens for a server port (80 → 8080 with the default offset)."""
-    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -458,7 +453,10 @@ class MeshGenerator:
 
     def _gateway_ports(self, instance: WorkloadInstance) -> GatewayPorts:
         return gateway_ports(
-            self.snapshot, instance, lambda p: listen_port(p, self.settings), self._findings
+            self.snapshot,
+            instance,
+            lambda p: gateway_listen_port(p, self.settings, instance),
+            self._findings,
         )
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:

@@ -21,6 +21,8 @@ from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
 from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
+from ratline.registry.instances import WorkloadInstance
+from ratline.settings import Settings
 from ratline.translate import names
 from ratline.translate.common import CONFLICT, UNRESOLVED, Findings, age_key
 from ratline.translate.delegate import expand_rules
@@ -62,7 +64,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
     """The names an app in `proxy_namespace` may use for a service port.
 
     `reviews.default.svc.cluster.local:9080`, `reviews:9080` (same namespace only),
-    `reviews.default:9080`, `reviews.default.svc:9080`; without the port only for port 80,
+    `reviews.default:9080`, `reviews.default.svc:9080`, a ServiceEntry's single
+    `addresses`; without the port only for port 80,
     since the absolute URL an app sends through HTTP_PROXY carries any other port.
     """
     hosts = [service.hostname]
@@ -72,6 +75,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
         if proxy_namespace == service.namespace:
             hosts.append(short)
         hosts += [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
+    # A ServiceEntry's addresses stand for it as a VIP does (single addresses, not ranges).
+    hosts += [a.removesuffix("/32") for a in service.addresses if "/" not in a.removesuffix("/32")]
     domains = [f"{h}:{port}" for h in hosts]
     if port == 80:
         domains += hosts
@@ -247,6 +252,16 @@ def server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
 def gateway_domains(host: str) -> list[str]:
     """A gateway host as Envoy domains (gateway listeners strip any port from the Host)."""
     return [host]
+
+
+def gateway_listen_port(
+    server_port: int, settings: Settings, instance: WorkloadInstance | None = None
+) -> int | None:
+    """Where a gateway really listens for a server port: where its runtime bound it when
+    it says (None: not bound yet), else 80 → 8080 with the default offset."""
+    if instance is not None and instance.gateway_listen is not None:
+        return dict(instance.gateway_listen).get(server_port)
+    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def gateway_route_config(

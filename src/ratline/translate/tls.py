@@ -189,7 +189,10 @@ def _trust_domain(snapshot: MeshSnapshot) -> str:
 
 
 def service_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
-    """The SPIFFE IDs of the sidecars behind a service (what its clients accept)."""
+    """The SPIFFE IDs of the sidecars behind a service (what its clients accept), or a
+    ServiceEntry's `subjectAltNames` when it has them."""
+    if service.subject_alt_names:
+        return sorted(service.subject_alt_names)
     td = _trust_domain(snapshot)
     ids = {
         f"spiffe://{td}/ns/{e.namespace}/sa/{e.service_account}"
