@@ -47,7 +47,6 @@ def test_envoy_validates_every_supported_traffic_field(tmp_path: Path, instance:
     file-based DR tls certificates of the fixture do not exist here; the gateway's are
     made)."""
     from tests.api.test_traffic_support import SUPPORTED
-
     from tests.translate.test_gateway_tls import _pem
 
     config = SUPPORTED.replace(
