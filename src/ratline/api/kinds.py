@@ -130,6 +130,21 @@ _LOCAL_RUNTIME = (
 _NOT_TRANSLATED = "{kind} is not yet supported by Ratline; accepted and ignored"
 
 
+GATEWAY_API_VERSIONS = (
+    "gateway.networking.k8s.io/v1",
+    "gateway.networking.k8s.io/v1beta1",
+    "gateway.networking.k8s.io/v1alpha2",
+)
+GATEWAY_API_KINDS = ("GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute",
+                     "ReferenceGrant")
+"""Gateway API kinds accepted without being translated. Its `Gateway` is refused with a
+message instead: its name is Istio's Gateway's, and one store key cannot hold both."""
+_GATEWAY_API = (
+    "{kind} (Gateway API) is not yet supported by Ratline; accepted and ignored: use "
+    "Istio's Gateway and VirtualService (docs/edge.md)"
+)
+
+
 def _kubernetes(
     group_versions: tuple[str, ...], kinds: tuple[str, ...], namespaced: bool = True
 ) -> tuple[KindInfo, ...]:
@@ -178,6 +193,17 @@ _OPAQUE: tuple[KindInfo, ...] = (
     *_istio(("networking.istio.io/v1beta1",), ("ProxyConfig",)),
     *_istio(("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"), ("Telemetry",)),
     *_istio(("extensions.istio.io/v1alpha1",), ("WasmPlugin",)),
+    *(
+        KindInfo(
+            kind,
+            GATEWAY_API_VERSIONS,
+            NoSpec,
+            namespaced=kind != "GatewayClass",
+            unsupported=_GATEWAY_API.format(kind=kind),
+            unsupported_code=NOT_SUPPORTED_KIND,
+        )
+        for kind in GATEWAY_API_KINDS
+    ),
 )
 
 OPAQUE_KINDS: Mapping[tuple[str, str], KindInfo] = {
@@ -219,6 +245,12 @@ def lookup(api_version: str, kind: str) -> KindInfo:
     if info is None:
         raise UnknownKindError(
             f"unknown kind {kind!r}; accepted kinds: {', '.join(sorted(KINDS))}", "kind"
+        )
+    if api_version not in info.api_versions and api_version in GATEWAY_API_VERSIONS:
+        raise UnknownKindError(
+            f"the Gateway API's {kind} ({api_version}) is not yet supported by Ratline; use "
+            f"{info.api_versions[0]} {kind} with a VirtualService (docs/edge.md)",
+            "apiVersion",
         )
     if api_version not in info.api_versions:
         raise UnknownKindError(
