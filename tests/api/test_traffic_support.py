@@ -273,6 +273,34 @@ spec:
       gateways: [istio-system/l4]
     route:
     - destination: {host: reviews, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-api}
+spec:
+  hosts: [api.external.test]
+  addresses: [240.0.0.9]
+  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {https: 9443}
+    labels: {app: api}
+    locality: r1/z1
+    weight: 2
+    serviceAccount: api
+  exportTo: ["*"]
+  subjectAltNames: [spiffe://cluster.local/ns/default/sa/api]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: selected}
+spec:
+  hosts: [selected.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: api}}
 """
 
 IGNORED = """
@@ -317,6 +345,15 @@ spec:
       minProtocolVersion: TLSV1_2
       maxProtocolVersion: TLSV1_3
       cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: other-network}
+spec:
+  hosts: [vm.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, network: network2}]
 """
 
 REFUSED = {

@@ -67,7 +67,7 @@ def analyze(
     for resource in resources:
         spec = resource.spec
         report = _Reporter(resource, messages)
-        if isinstance(spec, VirtualServiceSpec | DestinationRuleSpec | GatewaySpec):
+        if isinstance(spec, VirtualServiceSpec | DestinationRuleSpec | GatewaySpec | ServiceEntrySpec):
             messages.extend(unsupported_fields(resource))
         if isinstance(spec, VirtualServiceSpec):
             _check_virtual_service(spec, resource.namespace, index, report)
