@@ -1,8 +1,9 @@
 """What Ratline does with each field of Istio's traffic API (VirtualService,
 DestinationRule, Gateway, ServiceEntry), in one table that three things read: the
-analyzer that reports fields valid in Istio but not translated here (`unsupported_fields`, RAT0001, at
-`ratline apply` and `ratline analyze`), `docs/traffic.md`, and the test that keeps the page
-equal to this table and to the schemas.
+analyzer that reports fields valid in Istio but not translated here
+(`unsupported_fields`, RAT0001, at `ratline apply` and `ratline analyze`),
+`docs/traffic.md`, and the test that keeps the page equal to this table and to the
+schemas.
 
 Fields are named per message, as Istio's reference does (`HTTPRoute.fault`,
 `TrafficPolicy.tunnel`): a message used in several places (a TrafficPolicy at the top, in
