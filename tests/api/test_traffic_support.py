@@ -221,6 +221,23 @@ spec:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*/reviews.example"]
     name: web
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls:
+      mode: MUTUAL
+      serverCertificate: /cert.pem
+      privateKey: /key.pem
+      caCertificates: /ca.pem
+      subjectAltNames: [client.example.com]
+      verifyCertificateSpki: [LjMm5DUzqpkNvZ7T6IbcL8P9eZWEVCRN8TcvxJAvdC8=]
+      verifyCertificateHash: [5de2d3aa0ec2e22e3b5e7d1e1c1bfc3bd6e4e6bba4ba3bf1d0be7e3f0c3d2e1a]
+      minProtocolVersion: TLSV1_2
+      maxProtocolVersion: TLSV1_3
+      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+  - port: {number: 8443, name: https-cred, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls: {mode: SIMPLE, credentialName: reviews-credential}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -331,20 +348,12 @@ spec:
   - port: {number: 443, name: https, protocol: HTTPS}
     hosts: ["*"]
     tls:
-      httpsRedirect: true
-      mode: SIMPLE
+      mode: MUTUAL
       serverCertificate: /cert.pem
       privateKey: /key.pem
       caCertificates: /ca.pem
       caCrl: /crl.pem
-      credentialName: cert
-      credentialNames: [cert]
-      subjectAltNames: [a.example.com]
-      verifyCertificateSpki: [abc]
-      verifyCertificateHash: [def]
-      minProtocolVersion: TLSV1_2
-      maxProtocolVersion: TLSV1_3
-      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+      credentialNames: [cert, cert-ecdsa]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -33,6 +33,7 @@ from ratline.api.schemas.security import (
 )
 from ratline.api.schemas.telemetry import TelemetrySpec
 from ratline.api.schemas.workload import WorkloadSpec
+from ratline.api.secrets import BODY_FIELDS, SecretSpec
 
 NameRule = Literal["subdomain", "label", "label1035"]
 """Kubernetes naming: DNS-1123 subdomain, DNS-1123 label, or DNS-1035 label (Services)."""
@@ -64,6 +65,11 @@ class KindInfo:
     """For a kind accepted without a schema (its spec is kept, not read): what Ratline does
     not do with it, as the analyzers report it."""
     unsupported_code: str = ""
+    body: bool = False
+    """The kind's content is its top-level `other_fields`, not a spec (a Secret's `data`):
+    `spec_model` is read from the whole document (`ratline.api.document`)."""
+    in_kubernetes: bool = True
+    """Watched from a Kubernetes API server (`ratline.kube.config_store`)."""
 
     @property
     def opaque(self) -> bool:
@@ -96,6 +102,15 @@ _ALL: tuple[KindInfo, ...] = (
         other_fields=frozenset({"automountServiceAccountToken", "secrets", "imagePullSecrets"}),
     ),
     KindInfo("Namespace", ("v1",), NoSpec, namespaced=False, has_spec=False, name_rule="label"),
+    KindInfo(
+        "Secret",
+        ("v1",),
+        SecretSpec,
+        has_spec=False,
+        other_fields=BODY_FIELDS,
+        body=True,
+        in_kubernetes=False,
+    ),
     KindInfo("Workload", RATLINE_VERSIONS, WorkloadSpec, name_rule="label"),
 )
 
@@ -148,7 +163,7 @@ _OPAQUE: tuple[KindInfo, ...] = (
     *_kubernetes(("apps/v1",), ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")),
     *_kubernetes(
         ("v1",),
-        ("Pod", "ReplicationController", "ConfigMap", "Secret", "PersistentVolumeClaim"),
+        ("Pod", "ReplicationController", "ConfigMap", "PersistentVolumeClaim"),
     ),
     *_kubernetes(("batch/v1",), ("Job", "CronJob")),
     *_kubernetes(("autoscaling/v1", "autoscaling/v2"), ("HorizontalPodAutoscaler",)),

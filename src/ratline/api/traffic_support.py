@@ -62,12 +62,6 @@ def _ignored(what: str) -> Support:
     return Support(Status.IGNORED, f"{what} is not yet supported by Ratline; ignored")
 
 
-TLS_TERMINATION = Support(
-    Status.IGNORED, "TLS termination at a gateway is not yet supported by Ratline; ignored"
-)
-"""The certificate and TLS-version settings of a gateway server (its PASSTHROUGH mode is
-translated; terminating TLS is not yet)."""
-
 SUPPORT: Mapping[str, Mapping[str, Support]] = {
     "FaultDelay": {
         "exponentialDelay": Support(
@@ -125,22 +119,14 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
         "defaultEndpoint": _ignored("a Gateway server defaultEndpoint"),
     },
-    "ServerTLSSettings": _each(
-        TLS_TERMINATION,
-        "httpsRedirect",
-        "serverCertificate",
-        "privateKey",
-        "caCertificates",
-        "caCrl",
-        "credentialName",
-        "credentialNames",
-        "subjectAltNames",
-        "verifyCertificateSpki",
-        "verifyCertificateHash",
-        "minProtocolVersion",
-        "maxProtocolVersion",
-        "cipherSuites",
-    ),
+    "ServerTLSSettings": {
+        "caCrl": _ignored("a gateway server caCrl (certificate revocation list)"),
+        "credentialNames": Support(
+            Status.IGNORED,
+            "credentialNames beyond the first (a second, ECDSA or RSA, certificate) is not "
+            "yet supported by Ratline; the first is served",
+        ),
+    },
 }
 
 ROOTS: Mapping[str, type[BaseModel]] = {

@@ -270,16 +270,20 @@ def gateway_route_config(
     listen_port: int,
     scope: ProxyScope,
     findings: Findings,
+    name: str | None = None,
 ) -> route_pb2.RouteConfiguration:
-    """`http.PORT`: the virtual hosts of the VirtualServices bound to these servers.
+    """`http.PORT` (or `name`): the virtual hosts of the VirtualServices bound to these
+    servers.
 
     Several VirtualServices for one host are merged as Istio merges them on gateways: their
     routes in order of age (creationTimestamp, then namespace and name), catch-all routes
-    moved to the end."""
-    config = route_pb2.RouteConfiguration(name=names.gateway_route_config(listen_port))
+    moved to the end. A host of a server with `tls.httpsRedirect` answers every request
+    with a 301 to `https://` (Envoy's `require_tls: ALL`, as Istio)."""
+    config = route_pb2.RouteConfiguration(name=name or names.gateway_route_config(listen_port))
     config.validate_clusters.value = False
     by_host: dict[str, list[rc.Route]] = {}
     seen: set[tuple[str, str]] = set()
+    redirect: set[str] = set()
     for vs in sorted(snapshot.virtual_services, key=age_key):
         if not visible_to(vs.spec.export_to, vs.namespace, scope.namespace):
             continue
@@ -294,12 +298,23 @@ def gateway_route_config(
                     if host is None or (host, str(vs.key)) in seen:
                         continue
                     seen.add((host, str(vs.key)))
+                    if server.server.tls is not None and server.server.tls.https_redirect:
+                        redirect.add(host)
                     routes = virtual_service_routes(snapshot, vs, server.ref, port, scope, findings)
                     by_host.setdefault(host, []).extend(routes)
+    for server in servers:  # redirected hosts no VirtualService claims redirect too
+        if server.server.tls is not None and server.server.tls.https_redirect:
+            for value in server.server.hosts:
+                host = split_namespaced_host(value, server.gateway.namespace)[1]
+                if host not in by_host:
+                    by_host[host] = []
+                    redirect.add(host)
     for host in sorted(by_host):
         virtual_host = config.virtual_hosts.add(
             name=names.virtual_host(host, listen_port), domains=gateway_domains(host)
         )
+        if host in redirect:
+            virtual_host.require_tls = rc.VirtualHost.ALL
         merged = by_host[host]
         virtual_host.routes.extend(
             [r for r in merged if not is_catch_all(r)] + [r for r in merged if is_catch_all(r)]
