@@ -199,6 +199,7 @@ spec:
         consistentHash: {useSourceIp: true, minimumRingSize: 64}
         localityLbSetting:
           distribute: [{from: "us-east/*", to: {"us-east/*": 80, "us-west/*": 20}}]
+      tls: {mode: MUTUAL, credentialName: reviews-credential, sni: reviews.example}
   - name: v3
     labels: {version: v3}
     trafficPolicy:

@@ -100,12 +100,6 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
     ),
     "ZoneAwareFailover": _each(_ignored("zoneAwareLbSetting"), "from", "to"),
     "ClientTLSSettings": {
-        "credentialName": Support(
-            Status.IGNORED,
-            "credentialName (use clientCertificate, privateKey and caCertificates files) is "
-            "not yet supported by Ratline; ignored",
-            by_translation=True,
-        ),
         "caCrl": Support(Status.IGNORED, _ignored("caCrl").message, by_translation=True),
     },
     "WorkloadEntrySpec": {
