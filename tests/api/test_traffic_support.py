@@ -199,6 +199,7 @@ spec:
         consistentHash: {useSourceIp: true, minimumRingSize: 64}
         localityLbSetting:
           distribute: [{from: "us-east/*", to: {"us-east/*": 80, "us-west/*": 20}}]
+      tls: {mode: MUTUAL, credentialName: reviews-credential, sni: reviews.example}
   - name: v3
     labels: {version: v3}
     trafficPolicy:
@@ -290,6 +291,34 @@ spec:
       gateways: [istio-system/l4]
     route:
     - destination: {host: reviews, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-api}
+spec:
+  hosts: [api.external.test]
+  addresses: [240.0.0.9]
+  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {https: 9443}
+    labels: {app: api}
+    locality: r1/z1
+    weight: 2
+    serviceAccount: api
+  exportTo: ["*"]
+  subjectAltNames: [spiffe://cluster.local/ns/default/sa/api]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: selected}
+spec:
+  hosts: [selected.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: api}}
 """
 
 IGNORED = """
@@ -326,6 +355,15 @@ spec:
       caCertificates: /ca.pem
       caCrl: /crl.pem
       credentialNames: [cert, cert-ecdsa]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: other-network}
+spec:
+  hosts: [vm.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, network: network2}]
 """
 
 REFUSED = {

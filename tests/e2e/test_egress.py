@@ -615,3 +615,61 @@ spec:
     wait_for(only_b, 30, what="the subset of the endpoints labelled side=b")
     for path in (routing, entry):
         egress.mesh.delete_file(path)
+
+
+def tls_secret(name: str, namespace: str, pki: Pki) -> str:
+    """A kubernetes.io/tls Secret with the test client's certificate, key and the CA."""
+    cert, key = pki.cert("client")
+
+    def block(path: Path) -> str:
+        return "".join(f"    {line}\n" for line in path.read_text().splitlines())
+
+    return (
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\n"
+        f"type: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{block(cert)}"
+        f"  tls.key: |\n{block(key)}  ca.crt: |\n{block(pki.ca)}"
+    )
+
+
+def test_mutual_tls_origination_with_credential_name(egress: EgressMesh) -> None:
+    entry = egress.apply(tls_service_entry("mutual", "mutual.external.test", egress.mutual.port),
+                         "mutual-se.yaml")
+    secret = egress.apply(tls_secret("client-credential", "default", egress.pki),
+                          "client-secret.yaml")
+    rule = egress.apply(originate("originate-mutual", "mutual.external.test", 80,
+                                  "{mode: MUTUAL, credentialName: client-credential}"),
+                        "mutual-dr.yaml")
+    url = "http://mutual.external.test/credential"
+    seen = wait_for(lambda: _json_answer(egress, url), 30,
+                    what="MUTUAL origination with the Secret's certificate at the sidecar")
+    assert seen["server"] == "mutual" and seen["sni"] == "mutual.external.test"
+    # The sidecar got the Secret over SDS; proxy-config never shows its key.
+    dump = egress.mesh.ratline("proxy-config", "secret", "client-0", "--mesh",
+                               str(egress.mesh.dir), "-o", "json", check=False)
+    assert "PRIVATE KEY" not in dump.stdout + dump.stderr
+    for path in (rule, secret, entry):
+        egress.mesh.delete_file(path)
+
+
+def test_mutual_tls_origination_at_the_egress_gateway_with_credential_name(
+    egress: EgressMesh,
+) -> None:
+    """Istio's "Egress Gateways with TLS Origination", mutual: the Secret in the gateway's
+    namespace, the sidecar speaking plain HTTP to the gateway."""
+    entry = egress.apply(tls_service_entry("mutual", "mutual.external.test", egress.mutual.port),
+                         "mutual-se.yaml")
+    secret = egress.apply(tls_secret("client-credential", "istio-system", egress.pki),
+                          "gateway-secret.yaml")
+    routing = egress.apply(GATEWAY_ORIGINATION_YAML.replace("secure.external.test",
+                                                            "mutual.external.test"),
+                           "mutual-egress.yaml")
+    rule = egress.apply(originate("originate-mutual-443", "mutual.external.test", 443,
+                                  "{mode: MUTUAL, credentialName: client-credential, "
+                                  "sni: mutual.external.test}"), "mutual-443-dr.yaml")
+    url = "http://mutual.external.test/gateway-credential"
+    seen = wait_for(lambda: _json_answer(egress, url), 30, what="MUTUAL origination at the gateway")
+    assert seen["server"] == "mutual" and seen["sni"] == "mutual.external.test"
+    egw_admin = int(egress.gateway("istio-egressgateway-0")["admin_port"])
+    assert counter(egw_admin, "cluster.outbound|443||mutual.external.test.upstream_rq_total") >= 1
+    for path in (rule, routing, secret, entry):
+        egress.mesh.delete_file(path)

@@ -53,6 +53,10 @@ INGRESS_GATEWAY_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}
 """Labels of the built-in ingress gateway, which always exists."""
 
 
+TRAFFIC_SPECS = (VirtualServiceSpec, DestinationRuleSpec, GatewaySpec, ServiceEntrySpec)
+"""The kinds whose fields `traffic_support` rates."""
+
+
 def analyze(
     resources: Sequence[Resource[Any]],
     mesh_config: object = None,
@@ -67,7 +71,7 @@ def analyze(
     for resource in resources:
         spec = resource.spec
         report = _Reporter(resource, messages)
-        if isinstance(spec, VirtualServiceSpec | DestinationRuleSpec | GatewaySpec):
+        if isinstance(spec, TRAFFIC_SPECS):
             messages.extend(unsupported_fields(resource))
         if isinstance(spec, VirtualServiceSpec):
             _check_virtual_service(spec, resource.namespace, index, report)

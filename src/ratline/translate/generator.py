@@ -34,6 +34,7 @@ from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
 from ratline.translate import (
     authz,
+    client_credentials,
     clusters,
     endpoints,
     gateway_tls,
@@ -380,7 +381,13 @@ class MeshGenerator:
             + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
+            secrets=self._client_secrets(instance),
         )
+
+    def _client_secrets(self, instance: WorkloadInstance, **more: Any) -> tuple[Any, ...]:
+        """SDS Secrets: the DestinationRules' credentialNames (and a gateway's own)."""
+        found = client_credentials.client_secrets(self.snapshot, instance.namespace)
+        return gateway_tls.secrets_by_name({**found, **more})
 
     def _inbound_protocol(self, instance: WorkloadInstance, port: Any) -> str:
         if self._inbound_protocols is None:
@@ -523,7 +530,7 @@ class MeshGenerator:
             own_clusters=self._security(instance, 0).clusters + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
-            secrets=gateway_tls.secrets_by_name(secrets.used),
+            secrets=self._client_secrets(instance, **secrets.used),
         )
 
     def _gateway_chains(
