@@ -191,6 +191,41 @@ def test_a_bad_secret_is_refused_and_the_last_good_certificate_stays(edge: Edge)
         assert field in proc.stderr and reason in proc.stderr, proc.stderr
     assert edge.curl(HOST).stdout == "200"
     assert https_get(edge.port, HOST, edge.ca).serial == 1
+    # The same bad Secret in the mesh directory: `ratline analyze` names it, and the file's
+    # last good version (the served certificate) stays in force until it is fixed.
+    secrets_file = edge.mesh.dir / "secrets.yaml"
+    good = secrets_file.read_text()
+    secrets_file.write_text(mismatched)
+    try:
+        def analyzed() -> str | None:
+            out = edge.mesh.ratline("analyze", "--mesh", str(edge.mesh.dir), check=False)
+            text = out.stdout + out.stderr
+            return text if "does not match the certificate" in text else None
+
+        text = wait_for(analyzed, timeout=20, what="analyze reports the bad Secret file")
+        assert "secrets.yaml" in text and "Secret istio-system/bookinfo-credential" in text
+        assert https_get(edge.port, HOST, edge.ca).serial == 1
+        assert edge.curl(MTLS_HOST).returncode != 0  # still MUTUAL: its Secret is kept too
+    finally:
+        secrets_file.write_text(good)
+
+
+def test_gateway_api_kinds_are_reported_not_silently_ignored(edge: Edge) -> None:
+    route = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n"
+        "spec:\n  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: productpage, "
+        "port: 9080}]}]\n"
+    )
+    applied = edge.mesh.apply(route, "route.yaml")
+    assert applied.returncode == 0, applied.stderr
+    told = applied.stdout + applied.stderr
+    assert "HTTPRoute (Gateway API) is not yet supported by Ratline" in told
+    gateway = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+        "spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}\n"
+    )
+    refused = edge.mesh.apply(gateway, "gwapi.yaml")
+    assert refused.returncode != 0 and "networking.istio.io/v1 Gateway" in refused.stderr
 
 
 def test_secret_values_are_never_shown(edge: Edge) -> None:
