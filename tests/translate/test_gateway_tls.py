@@ -85,10 +85,12 @@ spec:
 CONFIG = GATEWAY + _secret("a") + _secret("b", ca=True) + _secret("c", ca=True)
 
 
-def _resources(config: str = CONFIG) -> tuple[ProxyResources, MeshGenerator]:
+def _resources(config: str = CONFIG, mtls: bool = True) -> tuple[ProxyResources, MeshGenerator]:
     snapshot = mesh.snapshot(config)
     secrets = tuple(r for r in load_text(config, "t.yaml").resources if r.kind == "Secret")
-    generator = MeshGenerator(replace(snapshot, extra={"Secret": secrets}), Settings.from_env())
+    generator = MeshGenerator(
+        replace(snapshot, extra={"Secret": secrets}), Settings.from_env(), mtls=mtls
+    )
     resources = generator.protos_for(mesh.node("istio-ingressgateway-0"))
     assert resources is not None
     return resources, generator
@@ -169,7 +171,16 @@ spec:
     ]
 
 
+def test_istio_mutual_without_mesh_certificates_is_reported() -> None:
+    config = GATEWAY.replace("tls: {mode: OPTIONAL_MUTUAL, credentialName: c}",
+                             "tls: {mode: ISTIO_MUTUAL}") + _secret("a") + _secret("b", ca=True)
+    resources, generator = _resources(config, mtls=False)
+    assert () not in _contexts(resources)
+    assert any("ISTIO_MUTUAL needs the gateway's mesh certificate" in str(m)
+               for m in generator.messages)
+
+
 def test_envoy_accepts_the_https_gateway(tmp_path: Path) -> None:
-    resources, _ = _resources()
+    resources, _ = _resources(mtls=False)
     result = validate(Settings.from_env().envoy, write_bootstrap(tmp_path / "gw.json", resources))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -87,6 +87,8 @@ class GatewaySecrets:
 
     snapshot: MeshSnapshot
     proxy_namespace: str
+    mesh_certificates: bool = True
+    """The gateway has its workload certificate over SDS (for ISTIO_MUTUAL)."""
     used: dict[str, secret_pb2.Secret] = field(default_factory=dict)
 
     def _find(self, name: str, gateway: Resource[Any]) -> Resource[Any] | None:
@@ -213,6 +215,15 @@ def server_tls_context(
     gateway = server.gateway
     mode = settings.mode
     if mode == "ISTIO_MUTUAL":
+        if not secrets.mesh_certificates:
+            findings.add(
+                gateway,
+                f"{where}.mode",
+                "ISTIO_MUTUAL needs the gateway's mesh certificate, and mesh security is "
+                "off; the server is ignored",
+                CONFLICT,
+            )
+            return None
         context = tls_pb2.DownstreamTlsContext(common_tls_context=tls.mesh_tls_context())
         context.require_client_certificate.value = True
         context.common_tls_context.tls_params.CopyFrom(_tls_params(settings))

@@ -488,7 +488,7 @@ class MeshGenerator:
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
             )
-        secrets = gateway_tls.GatewaySecrets(self.snapshot, instance.namespace)
+        secrets = gateway_tls.GatewaySecrets(self.snapshot, instance.namespace, self.mtls)
         for port, servers in sorted(ports.https.items()):
             chains = gateway_tls.https_chains(servers, secrets, self._findings)
             if not chains:
