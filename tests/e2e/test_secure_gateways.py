@@ -27,7 +27,7 @@ from tests.helpers import free_fixed_port, http_get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BOOKINFO = REPO / "examples" / "bookinfo"
-HOST, MTLS_HOST = "bookinfo.example.com", "mtls.example.com"
+HOST, MTLS_HOST, MESH_HOST = "bookinfo.example.com", "mtls.example.com", "mesh.example.com"
 
 GATEWAY = f"""\
 apiVersion: networking.istio.io/v1
@@ -42,6 +42,9 @@ spec:
   - port: {{number: 443, name: https-mtls, protocol: HTTPS}}
     hosts: [{MTLS_HOST}]
     tls: {{mode: MUTUAL, credentialName: mtls-credential, minProtocolVersion: TLSV1_2}}
+  - port: {{number: 443, name: https-mesh, protocol: HTTPS}}
+    hosts: [{MESH_HOST}]
+    tls: {{mode: ISTIO_MUTUAL}}
   - port: {{number: 80, name: http-redirect, protocol: HTTP}}
     hosts: [{HOST}]
     tls: {{httpsRedirect: true}}
@@ -50,7 +53,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: bookinfo-secure}}
 spec:
-  hosts: [{HOST}, {MTLS_HOST}]
+  hosts: [{HOST}, {MTLS_HOST}, {MESH_HOST}]
   gateways: [mygateway]
   http:
   - match: [{{uri: {{exact: /productpage}}}}]
@@ -134,6 +137,21 @@ def test_mutual_tls_with_and_without_a_client_certificate(edge: Edge) -> None:
     assert ok.stdout == "200", ok.stderr
     # The SIMPLE server on the same port asks for no client certificate.
     assert edge.curl(HOST).stdout == "200"
+
+
+def test_istio_mutual_takes_a_client_certificate_of_the_mesh_ca(edge: Edge) -> None:
+    ca_dir = edge.mesh.dir / ".ratline" / "ca"
+    mesh_ca = Pair(ca_dir / "root-cert.pem", ca_dir / "root-key.pem")
+    client = make_leaf(edge.certs, mesh_ca, "client.mesh", 9, client=True,
+                       san="URI:spiffe://cluster.local/ns/default/sa/client")
+    # The gateway presents its own workload certificate (a SPIFFE ID, no DNS name).
+    answer = https_get(edge.port, MESH_HOST, mesh_ca.cert, client=client, check_hostname=False)
+    assert answer.status == 200
+    with pytest.raises(OSError):  # no client certificate
+        https_get(edge.port, MESH_HOST, mesh_ca.cert, check_hostname=False)
+    outsider = make_leaf(edge.certs, edge.client_ca, "client.example.com", 10, client=True)
+    with pytest.raises(OSError):  # a client certificate from outside the mesh
+        https_get(edge.port, MESH_HOST, mesh_ca.cert, client=outsider, check_hostname=False)
 
 
 def test_https_redirect_answers_301(edge: Edge) -> None:

@@ -35,8 +35,10 @@ def make_ca(directory: Path, name: str) -> Pair:
     return Pair(directory / f"{name}.crt", directory / f"{name}.key")
 
 
-def make_leaf(directory: Path, ca: Pair, name: str, serial: int, client: bool = False) -> Pair:
-    """A certificate for DNS name `name` signed by `ca`, with this serial number."""
+def make_leaf(directory: Path, ca: Pair, name: str, serial: int, client: bool = False,
+              san: str | None = None) -> Pair:
+    """A certificate for DNS name `name` (or the SAN `san`) signed by `ca`, with this
+    serial number."""
     stem = f"{name}-{serial}"
     _openssl(
         "req", "-out", f"{stem}.csr", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{stem}.key",
@@ -44,7 +46,7 @@ def make_leaf(directory: Path, ca: Pair, name: str, serial: int, client: bool = 
     )
     usage = "clientAuth" if client else "serverAuth"
     (directory / f"{stem}.ext").write_text(
-        f"subjectAltName=DNS:{name}\nextendedKeyUsage={usage}\n"
+        f"subjectAltName={san or 'DNS:' + name}\nextendedKeyUsage={usage}\n"
     )
     _openssl(
         "x509", "-req", "-sha256", "-days", "365", "-CA", str(ca.cert), "-CAkey", str(ca.key),
@@ -79,10 +81,12 @@ class Answer:
 
 
 def https_get(port: int, server_name: str, ca: Path, path: str = "/productpage",
-              client: Pair | None = None, timeout: float = 10.0) -> Answer:
+              client: Pair | None = None, timeout: float = 10.0,
+              check_hostname: bool = True) -> Answer:
     """One request on a new TLS connection to 127.0.0.1:`port` with this SNI, verifying
     the server against `ca` (and offering `client`'s certificate)."""
     context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = check_hostname
     if client is not None:
         context.load_cert_chain(str(client.cert), str(client.key))
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
