@@ -2,8 +2,9 @@
 
 Read: every kind it watches (pods, nodes, namespaces, services, service accounts,
 EndpointSlices, CRDs, Istio's and Ratline's custom resources). Write: custom resources'
-status, its webhook configuration, TokenReviews (certificate requests), and in its own
-namespace the leader Lease, the CA Secret and reading the MeshConfig ConfigMap.
+status, its webhook configurations (validation and injection), TokenReviews
+(certificate requests), and in its own namespace the leader Lease, the CA Secret and
+reading the MeshConfig ConfigMap.
 `ratline manifest rbac` prints these; the tests run the control plane with exactly them.
 """
 
@@ -38,7 +39,7 @@ def rbac_manifests(namespace: str, kinds: Mapping[str, KindInfo] = KINDS) -> lis
         _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
         _rule(
             ["admissionregistration.k8s.io"],
-            ["validatingwebhookconfigurations"],
+            ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
             ["get", "list", "watch", "create", "update", "patch"],
         ),
     ]
