@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ratline.kube.connection import APPLY_PATCH, KubeApiError, KubeConnection
-from ratline.kube.injector_config import MUTATING_WEBHOOK
 from ratline.kube.resources import (
     CONFIG_MAP,
     CRD,
+    MUTATING_WEBHOOK,
     NAMESPACE,
     SERVICE_ACCOUNT,
     VALIDATING_WEBHOOK,

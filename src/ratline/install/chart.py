@@ -99,7 +99,7 @@ def chart_files() -> dict[str, str]:
         rbac_manifests(RELEASE_NAMESPACE)
     )
     files["charts/controlplane/files/injection-webhooks.gen.yaml"] = _dump(
-        _webhooks_without_client(injector_configuration(""))
+        _webhooks_without_client(injector_configuration("", ""))
     )
     return files
 

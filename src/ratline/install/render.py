@@ -42,7 +42,12 @@ PORTS: dict[str, int] = {
 (`/healthz` is its readiness), the admission webhooks (the Service's 443)."""
 
 
+def _image(values: Mapping[str, Any]) -> str:
+    return f"{values['image']['repository']}:{values['image']['tag']}"
+
+
 def _controlplane_env(namespace: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    image = _image(values)
     env = {
         "RATLINE_BIND_ADDRESS": "0.0.0.0",
         "RATLINE_XDS_PORT": str(PORTS["grpc-xds"]),
@@ -51,6 +56,10 @@ def _controlplane_env(namespace: str, values: Mapping[str, Any]) -> list[dict[st
         "RATLINE_KUBE_WEBHOOK_PORT": str(PORTS["https-webhook"]),
         "RATLINE_KUBE_WEBHOOK_SERVICE": CONTROL_PLANE,
         "RATLINE_KUBE_NAMESPACE": namespace,
+        # What injected pods get: this image, the control plane by its Service.
+        "RATLINE_KUBE_PROXY_IMAGE": image,
+        "RATLINE_KUBE_INJECTED_XDS_ADDRESS": f"{CONTROL_PLANE}.{namespace}.svc:{PORTS['grpc-xds']}",
+        "RATLINE_KUBE_INJECTED_CA_ADDRESS": f"{CONTROL_PLANE}.{namespace}.svc:{PORTS['https-ca']}",
         **dict(values.get("env") or {}),
     }
     return [{"name": k, "value": env[k]} for k in sorted(env)]
@@ -69,11 +78,10 @@ def base(namespace: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _deployment(namespace: str, values: Mapping[str, Any]) -> dict[str, Any]:
     labels = {"app": CONTROL_PLANE, "istio": "pilot"}
-    image = values["image"]
     container = {
         "name": "discovery",
-        "image": f"{image['repository']}:{image['tag']}",
-        "imagePullPolicy": image["pullPolicy"],
+        "image": _image(values),
+        "imagePullPolicy": values["image"]["pullPolicy"],
         "args": ["controlplane", "--state-dir", STATE_DIR],
         "env": _controlplane_env(namespace, values),
         "ports": [
@@ -151,8 +159,13 @@ def controlplane(namespace: str, values: Mapping[str, Any]) -> list[dict[str, An
         "metadata": {"name": MESH_CONFIG_MAP, "namespace": namespace, "labels": dict(PART_OF)},
         "data": {MESH_CONFIG_KEY: mesh_config_text(values)},
     }
-    url = values["injectionURL"]
-    injector = injector_configuration(namespace, url=url, service="" if url else CONTROL_PLANE)
+    injector = injector_configuration(namespace, "", service=CONTROL_PLANE)
+    for webhook in injector["webhooks"]:  # they share one clientConfig: one each
+        if values["injectionURL"]:
+            webhook["clientConfig"] = {"url": values["injectionURL"]}
+        else:
+            client = webhook["clientConfig"]
+            webhook["clientConfig"] = {k: v for k, v in client.items() if k != "caBundle"}
     return [
         *rbac_manifests(namespace),
         mesh,

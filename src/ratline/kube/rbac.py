@@ -2,9 +2,8 @@
 
 Read: every kind it watches (pods, nodes, namespaces, services, service accounts,
 EndpointSlices, CRDs, Istio's and Ratline's custom resources). Write: custom resources'
-status, its webhook configurations (validation and injection), TokenReviews
-(certificate requests), and in its own namespace the leader Lease, the CA Secret and
-reading the MeshConfig ConfigMap.
+status, its webhook configuration, TokenReviews (certificate requests), and in its own
+namespace the leader Lease, the CA Secret and reading the MeshConfig ConfigMap.
 `ratline manifest rbac` prints these; the tests run the control plane with exactly them.
 """
 
@@ -37,6 +36,8 @@ def rbac_manifests(namespace: str, kinds: Mapping[str, KindInfo] = KINDS) -> lis
         _rule(groups, ["*"], READ),
         _rule(groups, ["*/status"], ["get", "patch", "update"]),
         _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        # The mesh root in every namespace (`istio-ca-root-cert`, server-side applied).
+        _rule([""], ["configmaps"], ["get", "list", "watch", "create", "update", "patch"]),
         _rule(
             ["admissionregistration.k8s.io"],
             ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
