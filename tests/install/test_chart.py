@@ -109,3 +109,13 @@ def test_helm_template_equals_manifest_generate_with_changed_values(tmp_path: Pa
 def test_each_part_can_be_left_out(part: str) -> None:
     text = helm_template(NS, [f"{part}.enabled=false"])
     _same(text, render(NS, resolve([parse_set(f"{part}.enabled=false")])))
+
+
+def test_the_parts_install_alone_as_istios_three_charts() -> None:
+    """`helm install ratline-base charts/ratline/charts/base`, then controlplane, gateways."""
+    alone = []
+    for part in ("base", "controlplane", "gateways"):
+        alone += documents(
+            helm("template", f"ratline-{part}", str(CHART / "charts" / part), "-n", NS).stdout
+        )
+    _same(yaml.safe_dump_all(alone), render(NS, resolve([])))
