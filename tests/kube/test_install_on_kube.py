@@ -64,9 +64,17 @@ class InstalledControlPlane(KubeControlPlane):
         return ["--kubeconfig", str(kubeconfig), "--state-dir", str(self.state)]
 
 
-def remove_crds(cluster: KubeCluster) -> None:
-    """Other modules' CRDs of the same names (not the release's: Helm would refuse them)."""
+def remove_cluster_wide(cluster: KubeCluster) -> None:
+    """Other modules' cluster-wide objects of the same names (`ratline manifest crds|rbac`
+    applied with kubectl): Helm refuses to adopt objects it did not create."""
     cluster.kubectl("delete", "crd", *CRD_NAMES, "--ignore-not-found", "--wait=true")
+    cluster.kubectl(
+        "delete",
+        "clusterrole/ratline-controlplane",
+        "clusterrolebinding/ratline-controlplane",
+        f"mutatingwebhookconfiguration/{INJECTOR}",
+        "--ignore-not-found",
+    )
 
 
 def remove_install(cluster: KubeCluster, namespace: str) -> None:
@@ -113,7 +121,7 @@ def ca_bundle(cluster: KubeCluster, kind: str, name: str) -> str:
 def helm_release(
     kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    remove_crds(kube_cluster)
+    remove_cluster_wide(kube_cluster)
     port = free_fixed_port()
     sets = [
         f"base.validationURL=https://127.0.0.1:{port}/validate",
@@ -250,6 +258,12 @@ def ratline_installed(helm_release: dict[str, Any], kube_cluster: KubeCluster) -
         yield
     finally:
         remove_install(kube_cluster, INSTALL_NS)
+        kube_cluster.kubectl(
+            "delete",
+            "clusterrole/ratline-controlplane",
+            "clusterrolebinding/ratline-controlplane",
+            "--ignore-not-found",
+        )
         kube_cluster.kubectl(
             "delete", "namespace", INSTALL_NS, "--wait=false", "--ignore-not-found"
         )
