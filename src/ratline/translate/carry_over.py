@@ -21,15 +21,19 @@ resources as the very same objects), then by value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
+from ratline.api.errors import ConfigMessage
 from ratline.model.snapshot import MeshSnapshot, Service
 
 InstanceView = frozenset[tuple[str, str, str, int, str, int, bool]]
 """What the services say about one instance: (hostname, service name, service namespace,
 service port, its protocol, endpoint port, has a sidecar) for each endpoint naming it."""
+
+
+VS_KIND = "VirtualService"
 
 
 class Carry(Enum):
@@ -56,6 +60,12 @@ def carry_from(previous: MeshSnapshot, snapshot: MeshSnapshot) -> Carry:
     return Carry.OUTBOUND
 
 
+def not_about_routing(messages: Iterable[ConfigMessage]) -> list[ConfigMessage]:
+    """The findings to carry under `Carry.OUTBOUND`: those about VirtualServices come again
+    from translating the routes afresh."""
+    return [m for m in messages if m.resource is None or m.resource.kind != VS_KIND]
+
+
 def service_shape(service: Service) -> tuple[Any, ...]:
     """Everything of a service but its endpoints."""
     return (
@@ -68,6 +78,7 @@ def service_shape(service: Service) -> tuple[Any, ...]:
         service.export_to,
         service.origin,
         service.addresses,
+        service.subject_alt_names,
     )
 
 

@@ -23,7 +23,6 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from google.protobuf.message import Message
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
@@ -34,9 +33,10 @@ from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
 from ratline.translate import (
     authz,
+    client_credentials,
     clusters,
     endpoints,
-    gateway_servers,
+    gateway_tls,
     l4_listeners,
     listeners,
     names,
@@ -45,8 +45,15 @@ from ratline.translate import (
     telemetry_envoy,
     tls,
 )
-from ratline.translate.carry_over import Carry, InstanceView, carry_from, instance_views
+from ratline.translate.carry_over import (
+    Carry,
+    InstanceView,
+    carry_from,
+    instance_views,
+    not_about_routing,
+)
 from ratline.translate.common import Findings
+from ratline.translate.gateway_servers import GatewayPorts, exposes, gateway_ports
 from ratline.translate.http_routes import gateway_ref
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import visible_to
@@ -56,12 +63,10 @@ from ratline.translate.proxy_resources import (
     OutboundPart,
     ProxyResources,
 )
-from ratline.translate.routes import GatewayServer, ProxyScope
+from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
-
-VS_KIND = "VirtualService"
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -90,12 +95,8 @@ class MeshGenerator:
         """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
         self._findings = Findings()
         self._previous: MeshGenerator | None = None
-        """The generator of the previous snapshot when the mesh changed at most in what
-        `carry` allows (`translate.carry_over`): unchanged services' outbound parts are
-        taken from there, and with `Carry.ALL` also the route configurations and every
-        proxy whose own instance, and what the services say about it, are unchanged (a
-        proxy's own resources are a function of the config, its instance, that view,
-        mTLS and the settings; the shared parts are never carried as a whole)."""
+        """The previous snapshot's generator when `carry` allows taking some of its
+        translation (`translate.carry_over`; the shared parts never as a whole)."""
         self._carry = Carry.NOTHING
         if previous is not None and previous.mtls == mtls and previous.settings == settings:
             self._carry = carry_from(previous.snapshot, snapshot)
@@ -104,10 +105,7 @@ class MeshGenerator:
         if self._carry is Carry.ALL and previous is not None:
             self._findings.extend(previous.messages)
         elif self._carry is Carry.OUTBOUND and previous is not None:
-            # Findings about VirtualServices come again from translating routes afresh.
-            self._findings.extend(
-                m for m in previous.messages if m.resource is None or m.resource.kind != VS_KIND
-            )
+            self._findings.extend(not_about_routing(previous.messages))
         if previous is not None:
             previous._previous = None  # keep one generation, never a chain
         self._label_scoped = _uses_source_labels(snapshot)
@@ -417,7 +415,13 @@ class MeshGenerator:
             + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
+            secrets=self._client_secrets(instance),
         )
+
+    def _client_secrets(self, instance: WorkloadInstance, **more: Any) -> tuple[Any, ...]:
+        """SDS Secrets: the DestinationRules' credentialNames (and a gateway's own)."""
+        found = client_credentials.client_secrets(self.snapshot, instance.namespace)
+        return gateway_tls.secrets_by_name({**found, **more})
 
     def _inbound_protocol(self, instance: WorkloadInstance, port: Any) -> str:
         if self._inbound_protocols is None:
@@ -485,13 +489,16 @@ class MeshGenerator:
         return self._service_routes[key]
 
     def gateway_servers(self, instance: WorkloadInstance) -> dict[int, list[GatewayServer]]:
-        """The HTTP servers of the Gateways selecting this proxy, by listen port."""
-        return self._gateway_servers(instance)[0]
+        """The plain HTTP servers of the Gateways selecting this proxy, by listen port."""
+        return self._gateway_ports(instance).http
 
-    def _gateway_servers(
-        self, instance: WorkloadInstance
-    ) -> tuple[dict[int, list[GatewayServer]], dict[int, list[GatewayServer]]]:
-        return gateway_servers.servers_for(self.snapshot, instance, self.settings, self._findings)
+    def _gateway_ports(self, instance: WorkloadInstance) -> GatewayPorts:
+        return gateway_ports(
+            self.snapshot,
+            instance,
+            lambda p: gateway_listen_port(p, self.settings, instance),
+            self._findings,
+        )
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
@@ -499,7 +506,8 @@ class MeshGenerator:
         resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
-        http_servers, l4_servers = self._gateway_servers(instance)
+        ports = self._gateway_ports(instance)
+        http_servers, l4_servers = ports.http, ports.l4
         for port, servers in sorted(http_servers.items()):
             security = self._security(instance, port)
             out_listeners.append(
@@ -513,6 +521,27 @@ class MeshGenerator:
             )
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
+            )
+        secrets = gateway_tls.GatewaySecrets(self.snapshot, instance.namespace, self.mtls)
+        for port, servers in sorted(ports.https.items()):
+            chains = gateway_tls.https_chains(servers, secrets, self._findings)
+            if not chains:
+                continue  # each server reported why (no certificate, hosts taken)
+            out_listeners.append(
+                gateway_tls.https_listener(
+                    self.settings.bind_address,
+                    port,
+                    chains,
+                    mesh,
+                    self._security(instance, port).filters,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
+            )
+            out_routes.extend(
+                routes.gateway_route_config(
+                    self.snapshot, [c.server], port, scope, self._findings, c.route_config
+                )
+                for c in chains
             )
         for port, servers in sorted(l4_servers.items()):
             security = self._security(instance, port)
@@ -535,6 +564,7 @@ class MeshGenerator:
             own_clusters=self._security(instance, 0).clusters + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
+            secrets=self._client_secrets(instance, **secrets.used),
         )
 
     def _gateway_chains(
@@ -548,7 +578,7 @@ class MeshGenerator:
                 vs
                 for vs in self.snapshot.virtual_services
                 if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
-                and gateway_servers.exposes(server, vs)
+                and exposes(server, vs)
             ]
             ctx = L4Context(
                 snapshot=self.snapshot,
@@ -565,10 +595,3 @@ class MeshGenerator:
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
-
-
-def _name(message: Message) -> str:
-    name = getattr(message, "name", "") or getattr(message, "cluster_name", "")
-    if not name:
-        raise ValueError(f"{message.DESCRIPTOR.full_name} without a name")
-    return str(name)
