@@ -5,7 +5,8 @@ and `POST /inject` (sidecar injection, `ratline.kube.injection`, configured by
 `ratline.kube.injector_config`) with a certificate of the mesh CA.
 `webhook_configuration` is the validating configuration the leader keeps in the
 cluster: the kinds Ratline reads in its own API groups (Istio's and `ratline.dev`;
-Kubernetes' own kinds are the API server's to validate), CREATE and UPDATE, `failurePolicy: Fail`, and the mesh CA as `caBundle`. The API server reaches the
+Kubernetes' own kinds are the API server's to validate), CREATE and UPDATE,
+`failurePolicy: Fail`, and the mesh CA as `caBundle`. The API server reaches the
 webhook by URL (a control plane outside the cluster) or through a Service (in one).
 """
 
