@@ -12,6 +12,7 @@ from ratline.translate.generator import MeshGenerator
 from tests.translate import mesh
 from tests.translate.static_config import validate, write_bootstrap
 
+
 def captured_snapshot() -> object:
     snapshot = mesh.snapshot()
     instances = {}
