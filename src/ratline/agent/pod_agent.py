@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +40,7 @@ log = logging.getLogger("ratline.agent.pod")
 
 LISTEN_ADDRESS = "0.0.0.0"
 BOOTSTRAP_FILE = "envoy-rev.json"
+ENVOY_LOG = "envoy.log"
 
 
 class PodAgent:
@@ -69,7 +69,9 @@ class PodAgent:
             envoy=settings.envoy,
             bootstrap=build_bootstrap(params),
             config_path=config.proxy_dir / BOOTSTRAP_FILE,
-            log_path=Path("/dev/stderr"),
+            # A file of the pod's proxy volume: Envoy runs as the proxy's UID, which may
+            # not reopen the container's stderr.
+            log_path=config.proxy_dir / ENVOY_LOG,
             admin_port=ENVOY_ADMIN_PORT,
             concurrency=config.concurrency,
             log_level=settings.envoy_log_level,
