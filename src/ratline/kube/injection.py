@@ -64,6 +64,7 @@ PROXY_DIR = "/etc/istio/proxy"
 PODINFO_DIR = "/etc/istio/pod"
 TRAFFIC = "traffic.sidecar.istio.io/"
 REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
+TEMPLATES = "inject.istio.io/templates"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def skip_reason(pod: Mapping[str, Any], namespace: str) -> str:
         return f"{INJECT}: false"
     if (pod.get("spec") or {}).get("hostNetwork"):
         return "the pod uses the host network"
+    if "gateway" in str(annotations.get(TEMPLATES, "")).split(","):
+        return "a gateway template (Ratline injects sidecars only)"
     if namespace in IGNORED_NAMESPACES:
         return f"namespace {namespace} is never injected"
     return ""
