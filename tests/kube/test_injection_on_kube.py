@@ -196,7 +196,8 @@ def test_app_calls_by_name_and_cluster_ip_through_captured_sidecars(
                       "import urllib.request as u; print(u.build_opener(u.ProxyHandler({}))"
                       ".open('http://127.0.0.1:15000/stats').read().decode())").stdout
     counters = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
-    assert int(counters["listener.0.0.0.0_15006.ssl.handshake"]) >= 3
+    assert int(counters["listener.0.0.0.0_15006.ssl.handshake"]) >= 1  # pooled upstream
+    assert int(counters["cluster.inbound|9080||.upstream_rq_total"]) >= 3
     # No bypass: straight to the app's port, from another pod or from the node, is captured
     # by the details pod's iptables and refused without mTLS.
     direct = node.exec(MESH_NS, sleep_pod, sys.executable, "-c", CALL,
