@@ -11,8 +11,8 @@ one stored in the API server), it
   a private /24 used only by these namespaces, a route for the service CIDR through the
   bridge (captured connections are redirected inside the pod and never leave it; the host
   does not forward), and `/etc/netns/NS/hosts` naming every Service's cluster IP (how the
-  pod resolves `reviews`, `reviews.bookinfo.svc.cluster.local`), a resolv.conf with no
-  reachable server;
+  pod resolves `reviews`, `reviews.bookinfo.svc.cluster.local`; every pod's is rewritten
+  whenever a pod starts, or on `refresh_hosts`), a resolv.conf with no reachable server;
 - materialises the volumes (emptyDir, configMap, the projected service-account token
   through a TokenRequest with the volume's audience, downwardAPI labels/annotations) and
   runs each container's command as a process in the namespace, the volumes bind-mounted at
@@ -186,6 +186,7 @@ class PodNode:
         )
         self.pods[(namespace, name)] = running
         self._network(running)
+        self.refresh_hosts()
         self._volumes(running)
         self._write_status(running)
         for spec in pod["spec"].get("initContainers") or ():
@@ -271,6 +272,13 @@ class PodNode:
         (etc / "hosts").write_text(self._hosts(pod))
         (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
+    def refresh_hosts(self) -> None:
+        """Every pod's hosts file names every Service now (the cluster DNS's part)."""
+        for pod in list(self.pods.values()):
+            hosts = Path("/etc/netns") / pod.netns / "hosts"
+            if hosts.exists():
+                hosts.write_text(self._hosts(pod))  # same file: running programs see it
+
     def _hosts(self, pod: RunningPod) -> str:
         lines = ["127.0.0.1 localhost", f"{pod.ip} {pod.name}"]
         for svc in self.cluster.get_json("services", "-A")["items"]:
@@ -290,25 +298,34 @@ class PodNode:
             path = pod.root / "volumes" / volume["name"]
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o777)  # emptyDir: writable by any container's user
-            if "configMap" in volume:
-                cm = self.cluster.get_json("configmap", volume["configMap"]["name"],
-                                           "-n", pod.namespace)
-                for key, value in (cm.get("data") or {}).items():
-                    (path / key).write_text(value)
-            for source in (volume.get("projected") or {}).get("sources") or ():
+            sources = [volume, *((volume.get("projected") or {}).get("sources") or ())]
+            for source in sources:
+                if "configMap" in source:
+                    self._config_map(pod, source["configMap"], path)
                 token = source.get("serviceAccountToken")
                 if token:
                     (path / token["path"]).write_text(self.cluster.token(
                         pod.namespace, spec.get("serviceAccountName") or "default",
                         audience=token.get("audience"),
-                        seconds=int(token.get("expirationSeconds") or 3600)))
-            for item in (volume.get("downwardAPI") or {}).get("items") or ():
-                field_path = item["fieldRef"]["fieldPath"].split(".")[-1]
-                values = meta.get(field_path) or {}
-                (path / item["path"]).write_text(
-                    "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items())))
+                        seconds=max(600, int(token.get("expirationSeconds") or 3600))))
+                for item in (source.get("downwardAPI") or {}).get("items") or ():
+                    field_path = item["fieldRef"]["fieldPath"]
+                    if field_path in ("metadata.labels", "metadata.annotations"):
+                        values = meta.get(field_path.split(".")[-1]) or {}
+                        text = "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()))
+                    else:
+                        text = self._field(pod, field_path)
+                    (path / item["path"]).write_text(text)
             for child in path.iterdir():
                 child.chmod(0o644)
+
+    def _config_map(self, pod: RunningPod, source: Mapping[str, Any], path: Path) -> None:
+        cm = self.cluster.get_json("configmap", source["name"], "-n", pod.namespace)
+        data = cm.get("data") or {}
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            if item["key"] in data:
+                (path / item["path"]).write_text(data[item["key"]])
 
     def _field(self, pod: RunningPod, path: str) -> str:
         values = {
@@ -337,7 +354,11 @@ class PodNode:
             elif "fieldRef" in (var.get("valueFrom") or {}):
                 env[var["name"]] = self._field(pod, var["valueFrom"]["fieldRef"]["fieldPath"])
         script = ["set -e"]
-        for mount in spec.get("volumeMounts") or ():
+        # A mount over a folder holding the pod's own files (an emptyDir on /tmp) last, or
+        # it would hide the other volumes' sources.
+        mounts = sorted(spec.get("volumeMounts") or (),
+                        key=lambda m: pod.root.is_relative_to(m["mountPath"]))
+        for mount in mounts:
             target = Path(mount["mountPath"])
             self._mountpoint(target)
             source = pod.root / "volumes" / mount["name"]

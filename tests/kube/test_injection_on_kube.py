@@ -13,6 +13,7 @@ pod's agent drains, and with the webhook down pod creation does what failurePoli
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import yaml
 from tests.helpers import wait_for
 from tests.kube.ratline_on_kube import (
     BOOKINFO,
+    BOOKINFO_NETWORKING,
     INJECTOR_CONFIGURATION,
     REPO,
     KubeControlPlane,
@@ -41,8 +43,19 @@ MESH_NS = "injected"
 BOOKINFO_NS = "bookinfo-injected"
 PLAIN_NS = "not-injected"
 APPS = REPO / "examples" / "bookinfo" / "apps"
-DETAILS_IMAGE = "registry.istio.io/release/examples-bookinfo-details-v1:1.20.3"
-IMAGES = {DETAILS_IMAGE: [sys.executable, str(APPS / "details.py")]}
+ISTIO_IMAGE = "registry.istio.io/release/examples-bookinfo-{}:1.20.3"
+IMAGES = {
+    ISTIO_IMAGE.format("details-v1"): [sys.executable, str(APPS / "details.py")],
+    ISTIO_IMAGE.format("ratings-v1"): [sys.executable, str(APPS / "ratings.py")],
+    ISTIO_IMAGE.format("productpage-v1"): [sys.executable, str(APPS / "productpage.py")],
+    **{
+        ISTIO_IMAGE.format(f"reviews-{v}"): ["env", f"SERVICE_VERSION={v}", sys.executable,
+                                             str(APPS / "reviews.py")]
+        for v in ("v1", "v2", "v3")
+    },
+}
+"""The node's local images: what each of Istio's Bookinfo images runs (Ratline's apps)."""
+VERSION = re.compile(r'class="reviews" data-version="(v\d)"')
 CALL = (
     "import sys, urllib.request\n"
     "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
@@ -207,6 +220,51 @@ def test_app_calls_by_name_and_cluster_ip_through_captured_sidecars(
     assert http_ok(f"http://{details_ip}:15021/healthz/ready")  # the agent's own port
 
 
+def test_bookinfo_routing_through_the_captured_path(
+    kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode]
+) -> None:
+    """Istio's Bookinfo, unchanged, with Istio's request-routing task, all captured."""
+    _, node = mesh
+    kube_cluster.apply(istio_file(BOOKINFO), "-n", MESH_NS)
+    started = node.run_all(MESH_NS, 5, "app in (productpage,reviews,ratings)")
+    for name in started:
+        node.wait_ready(MESH_NS, name)
+    (sleep_pod,) = [n for (ns, n) in node.pods if ns == MESH_NS and n.startswith("sleep")]
+
+    last: list[str] = [""]
+
+    def version(user: str = "") -> str | None:
+        url = "http://productpage:9080/productpage" + (f"?user={user}" if user else "")
+        proc = node.exec(MESH_NS, sleep_pod, sys.executable, "-c", CALL, url)
+        found = VERSION.search(proc.stdout) if proc.returncode == 0 else None
+        last[0] = (proc.stdout + proc.stderr)[-600:]
+        return found.group(1) if found else None
+
+    def settles(expected: str, user: str = "", in_a_row: int = 5) -> None:
+        streak = [0]
+
+        def agreed() -> bool:
+            streak[0] = streak[0] + 1 if version(user) == expected else 0
+            return streak[0] >= in_a_row
+
+        wait_for(agreed, timeout=60, interval=0.1, what=f"reviews {expected} for {user!r}")
+
+    seen: set[str] = set()
+    try:
+        wait_for(lambda: seen.add(version() or "none") or seen >= {"v1", "v2", "v3"},
+                 timeout=60, interval=0.05, what="every reviews version")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; seen {seen}; last answer: {last[0]}") from None
+    networking = Path(BOOKINFO_NETWORKING)
+    for task in ("destination-rule-all.yaml", "virtual-service-all-v1.yaml"):
+        kube_cluster.apply(istio_file(networking / task), "-n", MESH_NS)
+    settles("v1")
+    kube_cluster.apply(istio_file(networking / "virtual-service-reviews-jason-v2-v3.yaml"),
+                       "-n", MESH_NS)
+    settles("v2", user="jason")
+    settles("v3")
+
+
 def test_a_job_completes_with_its_sidecar(
     kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode]
 ) -> None:
@@ -225,7 +283,7 @@ def test_deleted_pod_drains_and_leaves_nothing(
     kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode]
 ) -> None:
     _, node = mesh
-    (name,) = [n for (ns, n) in node.pods if ns == MESH_NS and n.startswith("sleep")]
+    name = next(n for (ns, n) in node.pods if ns == MESH_NS and n.startswith("reviews-v1"))
     pod = node.pods[(MESH_NS, name)]
     node.stop_pod(MESH_NS, name)
     assert [c.exit_code for c in pod.sidecars] == [0]
