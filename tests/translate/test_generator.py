@@ -109,7 +109,7 @@ def test_findings_are_collected_once() -> None:
         generator.protos_for(instance.node_id)
     texts = [str(m) for m in generator.messages]
     assert len(texts) == len(set(texts))
-    assert any("tls mode SIMPLE (TLS termination at a gateway)" in t for t in texts)
+    assert any("no Secret 'cert' with a certificate and key" in t for t in texts)
 
 
 def test_source_labels_give_proxies_their_own_routes() -> None:

@@ -252,6 +252,7 @@ def _service_entry_services(
                 export_to=tuple(spec.export_to or ("*",)),
                 origin="ServiceEntry",
                 addresses=tuple(spec.addresses),
+                subject_alt_names=tuple(spec.subject_alt_names),
             )
         )
     return out

@@ -100,6 +100,10 @@ class WorkloadInstance:
     proxy_pid: int | None = None
     locality: str = ""
     """`region/zone/subzone` (or a prefix), e.g. from a Kubernetes pod's Node labels."""
+    gateway_listen: tuple[tuple[int, int], ...] | None = None
+    """A gateway's (server port, port it listens on) pairs, as its runtime bound them:
+    translation binds a listener only for these. None: every server port by the
+    unprivileged rule (80 → 8080), as the built-in ingress gateway and Kubernetes'."""
 
     @cached_property
     def node_id(self) -> str:
@@ -129,7 +133,14 @@ class WorkloadInstance:
             app_pid=data.get("app_pid"),
             proxy_pid=data.get("proxy_pid"),
             locality=str(data.get("locality") or ""),
+            gateway_listen=_pairs(data.get("gateway_listen")),
         )
+
+
+def _pairs(value: Any) -> tuple[tuple[int, int], ...] | None:
+    if value is None:
+        return None
+    return tuple((int(a), int(b)) for a, b in value)
 
 
 def node_id(kind: ProxyKind, address: str, name: str, namespace: str) -> str:

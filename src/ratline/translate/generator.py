@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
-from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS, is_http
+from ratline.api.protocols import TLS_PROTOCOLS, is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, WorkloadInstance
@@ -31,8 +31,10 @@ from ratline.settings import Settings
 from ratline.translate import (
     authz,
     captured_sidecar,
+    client_credentials,
     clusters,
     endpoints,
+    gateway_tls,
     l4_listeners,
     listeners,
     names,
@@ -41,7 +43,8 @@ from ratline.translate import (
     telemetry_envoy,
     tls,
 )
-from ratline.translate.common import CONFLICT, Findings, labels_match
+from ratline.translate.common import Findings
+from ratline.translate.gateway_servers import GatewayPorts, gateway_ports
 from ratline.translate.http_routes import gateway_ref
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import hosts_intersection, visible_to
@@ -51,20 +54,10 @@ from ratline.translate.proxy_resources import (
     OutboundPart,
     ProxyResources,
 )
-from ratline.translate.routes import GatewayServer, ProxyScope
+from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
-
-HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
-"""Gateway server protocols translated so far (TLS termination comes later)."""
-L4_SERVER_PROTOCOLS = TCP_PROTOCOLS - TLS_PROTOCOLS
-"""Gateway servers routed by `tcp:` rules (TLS and HTTPS ones in PASSTHROUGH by `tls:`)."""
-
-
-def listen_port(server_port: int, settings: Settings) -> int:
-    """Where a gateway really listens for a server port (80 → 8080 with the default offset)."""
-    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -392,7 +385,13 @@ class MeshGenerator:
             + passthrough,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
+            secrets=self._client_secrets(instance),
         )
+
+    def _client_secrets(self, instance: WorkloadInstance, **more: Any) -> tuple[Any, ...]:
+        """SDS Secrets: the DestinationRules' credentialNames (and a gateway's own)."""
+        found = client_credentials.client_secrets(self.snapshot, instance.namespace)
+        return gateway_tls.secrets_by_name({**found, **more})
 
     def _inbound_protocol(self, instance: WorkloadInstance, port: Any) -> str:
         if self._inbound_protocols is None:
@@ -460,58 +459,16 @@ class MeshGenerator:
         return self._service_routes[key]
 
     def gateway_servers(self, instance: WorkloadInstance) -> dict[int, list[GatewayServer]]:
-        """The HTTP servers of the Gateways selecting this proxy, by listen port."""
-        return self._gateway_servers(instance)[0]
+        """The plain HTTP servers of the Gateways selecting this proxy, by listen port."""
+        return self._gateway_ports(instance).http
 
-    def _gateway_servers(
-        self, instance: WorkloadInstance
-    ) -> tuple[dict[int, list[GatewayServer]], dict[int, list[GatewayServer]]]:
-        """(HTTP servers, TCP and TLS-passthrough servers) of the Gateways selecting this
-        proxy, by listen port. One port serves one kind: a later server of the other kind
-        on it is reported and left out."""
-        http: dict[int, list[GatewayServer]] = {}
-        l4: dict[int, list[GatewayServer]] = {}
-        for gateway in self.snapshot.gateways:
-            if not labels_match(gateway.spec.selector, instance.labels):
-                continue
-            for index, server in enumerate(gateway.spec.servers):
-                where = f"spec.servers[{index}]"
-                protocol = server.port.protocol.upper()
-                mode = server.tls.mode if server.tls is not None else None
-                if protocol in HTTP_SERVER_PROTOCOLS:
-                    kind, other = http, l4
-                    if mode is not None:
-                        what = f"tls mode {mode} (TLS termination at a gateway)"
-                        self._findings.not_supported(gateway, f"{where}.tls.mode", what)
-                elif protocol in L4_SERVER_PROTOCOLS or (
-                    protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"
-                ):
-                    kind, other = l4, http
-                elif protocol in TLS_PROTOCOLS:
-                    what = f"tls mode {mode or 'unset'} (TLS termination at a gateway)"
-                    self._findings.add(
-                        gateway,
-                        f"{where}.tls.mode",
-                        f"{what} is not yet supported by Ratline; the {protocol} server is ignored",
-                    )
-                    continue
-                else:
-                    self._findings.not_supported(
-                        gateway, f"{where}.port.protocol", f"protocol {protocol}"
-                    )
-                    continue
-                port = listen_port(server.port.number, self.settings)
-                if port in other:
-                    taken = other[port][0]
-                    message = (
-                        f"port {server.port.number} is already served by {taken.ref} "
-                        f"spec.servers[{taken.index}] with protocol "
-                        f"{taken.server.port.protocol}; ignored"
-                    )
-                    self._findings.add(gateway, f"{where}.port", message, CONFLICT)
-                    continue
-                kind.setdefault(port, []).append(GatewayServer(gateway, server, index))
-        return http, l4
+    def _gateway_ports(self, instance: WorkloadInstance) -> GatewayPorts:
+        return gateway_ports(
+            self.snapshot,
+            instance,
+            lambda p: gateway_listen_port(p, self.settings, instance),
+            self._findings,
+        )
 
     def _gateway(self, instance: WorkloadInstance) -> ProxyResources:
         scope = ProxyScope.of(instance.namespace, instance.labels)
@@ -519,7 +476,8 @@ class MeshGenerator:
         resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners = []
         out_routes = []
-        http_servers, l4_servers = self._gateway_servers(instance)
+        ports = self._gateway_ports(instance)
+        http_servers, l4_servers = ports.http, ports.l4
         for port, servers in sorted(http_servers.items()):
             security = self._security(instance, port)
             out_listeners.append(
@@ -533,6 +491,27 @@ class MeshGenerator:
             )
             out_routes.append(
                 routes.gateway_route_config(self.snapshot, servers, port, scope, self._findings)
+            )
+        secrets = gateway_tls.GatewaySecrets(self.snapshot, instance.namespace, self.mtls)
+        for port, servers in sorted(ports.https.items()):
+            chains = gateway_tls.https_chains(servers, secrets, self._findings)
+            if not chains:
+                continue  # each server reported why (no certificate, hosts taken)
+            out_listeners.append(
+                gateway_tls.https_listener(
+                    self.settings.bind_address,
+                    port,
+                    chains,
+                    mesh,
+                    self._security(instance, port).filters,
+                    self._hcm_telemetry(instance, resolved, own, client=True),
+                )
+            )
+            out_routes.extend(
+                routes.gateway_route_config(
+                    self.snapshot, [c.server], port, scope, self._findings, c.route_config
+                )
+                for c in chains
             )
         for port, servers in sorted(l4_servers.items()):
             security = self._security(instance, port)
@@ -555,6 +534,7 @@ class MeshGenerator:
             own_clusters=self._security(instance, 0).clusters + trace_clusters,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
+            secrets=self._client_secrets(instance, **secrets.used),
         )
 
     def _gateway_chains(
