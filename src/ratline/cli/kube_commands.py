@@ -3,7 +3,8 @@
 `ratline controlplane --kubeconfig FILE` runs the control plane in the foreground against
 a cluster; `ratline manifest crds | kubectl apply -f -` installs Ratline's CRDs, and
 `ratline manifest rbac` the control plane's ServiceAccount and RBAC, `ratline manifest
-injector` the sidecar injector's MutatingWebhookConfiguration.
+injector` the sidecar injector's MutatingWebhookConfiguration;
+`ratline manifest generate` every object of the install (`ratline.cli.install_commands`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import click
 import yaml
+
+from ratline.cli.install_commands import generate
 
 
 @click.command(short_help="Serve a Kubernetes cluster's mesh (foreground).")
@@ -50,7 +53,7 @@ def _print_documents(documents: list[dict[str, object]]) -> None:
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False), nl=False)
 
 
-@click.group(short_help="Print Kubernetes manifests: crds, rbac, injector.")
+@click.group(short_help="Print Kubernetes manifests: crds, rbac, injector, generate.")
 def manifest() -> None:
     """Print Kubernetes manifests (for `kubectl apply -f -`)."""
 
@@ -91,5 +94,6 @@ def injector(namespace: str | None, ca_bundle: Path, service: str, url: str) -> 
     )
     _print_documents([body])
 
+manifest.add_command(generate)
 
 COMMANDS = [controlplane, manifest]

@@ -28,6 +28,7 @@ _COMMAND_MODULES = {
     "kube-inject": "pod_commands",
     "iptables": "pod_commands",
     "agent": "pod_commands",
+    "install": "install_commands",
     "prometheus-config": "observe_commands",
     "traces": "observe_commands",
     "dashboard": "observe_commands",
