@@ -136,6 +136,9 @@ def build_services(
             endpoints=endpoints,
             export_to=("*",),
             origin="Service",
+            addresses=tuple(
+                ip for ip in (spec.cluster_ips or (spec.cluster_ip,)) if ip and ip != "None"
+            ),
         )
 
     global _inline_entries

@@ -2,15 +2,11 @@
 
 `MeshGenerator` is made for one snapshot (the memo lives inside it, so no cache key can
 miss an input). Outbound clusters and load assignments are built once per egress scope
-(what the applying Istio `Sidecar` lets a proxy see, see `translate.sidecar_scope`;
-gateways and proxies without a Sidecar see everything) and proxies of the same scope get
-the very same tuples; the sidecar route configuration depends only on the proxy's namespace
-and egress scope (and labels, when some VirtualService matches on sourceLabels); inbound
-resources are per proxy and gateway resources per gateway proxy.
-
-Messages only: packing them for the xDS server (once per message, the shared parts once
-for all proxies) is `ratline.controlplane.config_source`'s job, since the translate layer
-may not import the xDS server's package. `ProxyResources.shared` marks what is shared.
+(`translate.sidecar_scope`) and proxies of the same scope get the very same tuples; the
+sidecar route configuration depends only on the proxy's namespace, egress scope (and
+labels, when a VirtualService matches on sourceLabels); inbound resources are per proxy,
+gateway resources per gateway proxy; a captured sidecar's are `translate.captured_sidecar`'s.
+Messages only: packing them (shared parts once) is `ratline.controlplane.config_source`'s.
 """
 
 from __future__ import annotations
@@ -33,6 +29,7 @@ from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
 from ratline.translate import (
     authz,
+    captured_sidecar,
     client_credentials,
     clusters,
     endpoints,
@@ -368,9 +365,9 @@ class MeshGenerator:
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
         resolved, own, trace_clusters = self._telemetry(instance)
-        out_listeners = []
-        out_routes = []
-        if instance.sidecar is not None:
+        out_listeners, out_routes, inbound_chains = [], [], []
+        captured = captured_sidecar.is_captured(instance)
+        if instance.sidecar is not None and not captured:
             scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners.append(
                 listeners.http_proxy_listener(
@@ -381,7 +378,7 @@ class MeshGenerator:
                 )
             )
             out_routes.append(self.sidecar_routes(scope))
-            local_listeners, local_routes = self._local_outbound(instance, scope)
+            local_listeners, local_routes = self.local_outbound(instance, scope)
             out_listeners += local_listeners
             out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
@@ -409,10 +406,17 @@ class MeshGenerator:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
+                inbound_chains.append((port.container_port, inbound))
+        passthrough: tuple[cluster_pb2.Cluster, ...] = ()
+        if captured:  # virtualOutbound/virtualInbound instead
+            scope = ProxyScope.of(instance.namespace, instance.labels, egress)
+            out_listeners, out_routes, passthrough = captured_sidecar.resources(
+                self, instance, scope, inbound_chains)
         return ProxyResources(
             own_clusters=tuple(clusters.inbound_clusters(instance))
             + self._security(instance, 0).clusters
-            + trace_clusters,
+            + trace_clusters
+            + passthrough,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
             secrets=self._client_secrets(instance),
@@ -436,15 +440,15 @@ class MeshGenerator:
             self._mesh_routing[namespace] = found
         return found
 
-    def _local_outbound(
-        self, instance: WorkloadInstance, scope: ProxyScope
+    def local_outbound(
+        self, instance: WorkloadInstance, scope: ProxyScope, outbound: Any = None
     ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
-        """A sidecar's local listener per reported service port it may see (and the RDS of
-        the HTTP/2 and gRPC ones)."""
+        """A sidecar's listener per reported (or given) service port it may see, and RDS."""
         assert instance.sidecar is not None
         found_listeners: list[listener_pb2.Listener] = []
         found_routes: list[route_pb2.RouteConfiguration] = []
-        targets = l4_listeners.outbound_targets(self.snapshot, instance.sidecar.outbound)
+        reported = instance.sidecar.outbound if outbound is None else outbound
+        targets = l4_listeners.outbound_targets(self.snapshot, reported)
         for target in targets:
             service = target.service
             if not visible_to(service.export_to, service.namespace, instance.namespace):
