@@ -472,6 +472,19 @@ def _reported_instance(pod: dict[str, Any], outbound_port: int) -> dict[str, Any
     }
 
 
+def _first_difference(
+    differing: list[tuple[str, str]], kube: dict[Any, list[str]], ours: dict[Any, list[str]]
+) -> str:
+    """Which (node, type) pairs differ, and the first resource that differs in the first one."""
+    key = differing[0]
+    only_kube = sorted(set(kube[key]) - set(ours[key]))
+    only_local = sorted(set(ours[key]) - set(kube[key]))
+    return (
+        f"{len(differing)} (node, type) pairs differ, e.g. {key}: "
+        f"only from Kubernetes {only_kube[:1]}, only from the local sources {only_local[:1]}"
+    )
+
+
 def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: Path) -> None:
     """The Kubernetes sources and the local ones (mesh directory + a runner's report)
     give every proxy the same xDS for the same mesh."""
@@ -538,8 +551,16 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
                 for kind in ("CDS", "LDS", "RDS", "EDS")
             }
 
-        kube = dumps(mesh.cp)
-        wait_for(lambda: dumps(local) == kube, timeout=15, what="the local control plane's push")
+        # Both sides are read afresh on every poll: the Kubernetes control plane may still be
+        # pushing the VirtualService applied above when the first dump is taken.
+        deadline = time.monotonic() + 30
+        while True:
+            kube, ours = dumps(mesh.cp), dumps(local)
+            differing = [key for key in kube if kube[key] != ours[key]]
+            if not differing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not differing, _first_difference(differing, kube, ours)
         assert all(kube[(n, "CDS")] and kube[(n, "LDS")] for n in nodes)
     finally:
         local.stop()
