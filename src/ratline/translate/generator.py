@@ -50,8 +50,7 @@ from ratline.translate.carry_over import (
     not_about_routing,
 )
 from ratline.translate.common import Findings
-from ratline.translate.gateway_servers import GatewayPorts, exposes, gateway_ports
-from ratline.translate.http_routes import gateway_ref
+from ratline.translate.gateway_servers import GatewayPorts, gateway_l4_chains, gateway_ports
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import visible_to
 from ratline.translate.proxy_resources import (
@@ -62,7 +61,7 @@ from ratline.translate.proxy_resources import (
 )
 from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
-from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
+from ratline.translate.tcp_routes import L4Context
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
 
 
@@ -558,7 +557,9 @@ class MeshGenerator:
                 l4_listeners.gateway_l4_listener(
                     self.settings.bind_address,
                     port,
-                    self._gateway_chains(instance, servers, tls_passthrough),
+                    gateway_l4_chains(
+                        self.snapshot, instance, servers, tls_passthrough, self._findings
+                    ),
                     tls_passthrough,
                     mesh,
                     extra,
@@ -570,31 +571,6 @@ class MeshGenerator:
             routes=tuple(out_routes),
             secrets=self._client_secrets(instance, **secrets.used),
         )
-
-    def _gateway_chains(
-        self, instance: WorkloadInstance, servers: list[GatewayServer], tls_passthrough: bool
-    ) -> list[L4Chain]:
-        """The `tls:` (passthrough) or `tcp:` rules of the VirtualServices bound to these
-        servers whose hosts the servers expose, server by server."""
-        chains: list[L4Chain] = []
-        for server in servers:
-            bound = [
-                vs
-                for vs in self.snapshot.virtual_services
-                if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
-                and exposes(server, vs)
-            ]
-            ctx = L4Context(
-                snapshot=self.snapshot,
-                gateway=server.ref,
-                port=server.server.port.number,
-                proxy_namespace=instance.namespace,
-                proxy_labels=instance.labels,
-                findings=self._findings,
-            )
-            section = "tls" if tls_passthrough else "tcp"
-            chains += rule_chains(ctx, bound, section)
-        return first_match_wins(chains, None)
 
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
