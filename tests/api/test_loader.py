@@ -255,8 +255,8 @@ ENVELOPE_CASES = [
         ResourceKey("Frobnicator", "default", "a"),
         "kind",
         "unknown kind 'Frobnicator'; accepted kinds: AuthorizationPolicy, DestinationRule, "
-        "Gateway, Namespace, PeerAuthentication, RequestAuthentication, Service, ServiceAccount, "
-        "ServiceEntry, Sidecar, Telemetry, VirtualService, Workload, WorkloadEntry",
+        "Gateway, Namespace, PeerAuthentication, RequestAuthentication, Secret, Service, "
+        "ServiceAccount, ServiceEntry, Sidecar, Telemetry, VirtualService, Workload, WorkloadEntry",
     ),
     (
         "apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: a}\nspec: {}\n",

@@ -199,6 +199,7 @@ spec:
         consistentHash: {useSourceIp: true, minimumRingSize: 64}
         localityLbSetting:
           distribute: [{from: "us-east/*", to: {"us-east/*": 80, "us-west/*": 20}}]
+      tls: {mode: MUTUAL, credentialName: reviews-credential, sni: reviews.example}
   - name: v3
     labels: {version: v3}
     trafficPolicy:
@@ -221,6 +222,23 @@ spec:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*/reviews.example"]
     name: web
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls:
+      mode: MUTUAL
+      serverCertificate: /cert.pem
+      privateKey: /key.pem
+      caCertificates: /ca.pem
+      subjectAltNames: [client.example.com]
+      verifyCertificateSpki: [LjMm5DUzqpkNvZ7T6IbcL8P9eZWEVCRN8TcvxJAvdC8=]
+      verifyCertificateHash: [5de2d3aa0ec2e22e3b5e7d1e1c1bfc3bd6e4e6bba4ba3bf1d0be7e3f0c3d2e1a]
+      minProtocolVersion: TLSV1_2
+      maxProtocolVersion: TLSV1_3
+      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+  - port: {number: 8443, name: https-cred, protocol: HTTPS}
+    hosts: ["*/reviews.example"]
+    tls: {mode: SIMPLE, credentialName: reviews-credential}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -273,6 +291,34 @@ spec:
       gateways: [istio-system/l4]
     route:
     - destination: {host: reviews, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-api}
+spec:
+  hosts: [api.external.test]
+  addresses: [240.0.0.9]
+  ports: [{number: 443, name: https, protocol: HTTPS, targetPort: 8443}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {https: 9443}
+    labels: {app: api}
+    locality: r1/z1
+    weight: 2
+    serviceAccount: api
+  exportTo: ["*"]
+  subjectAltNames: [spiffe://cluster.local/ns/default/sa/api]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: selected}
+spec:
+  hosts: [selected.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: api}}
 """
 
 IGNORED = """
@@ -303,20 +349,21 @@ spec:
   - port: {number: 443, name: https, protocol: HTTPS}
     hosts: ["*"]
     tls:
-      httpsRedirect: true
-      mode: SIMPLE
+      mode: MUTUAL
       serverCertificate: /cert.pem
       privateKey: /key.pem
       caCertificates: /ca.pem
       caCrl: /crl.pem
-      credentialName: cert
-      credentialNames: [cert]
-      subjectAltNames: [a.example.com]
-      verifyCertificateSpki: [abc]
-      verifyCertificateHash: [def]
-      minProtocolVersion: TLSV1_2
-      maxProtocolVersion: TLSV1_3
-      cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
+      credentialNames: [cert, cert-ecdsa]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: other-network}
+spec:
+  hosts: [vm.external.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, network: network2}]
 """
 
 REFUSED = {

@@ -90,6 +90,20 @@ def test_source_reporter_without_a_peer_is_unknown_but_names_the_service() -> No
     assert labels["request_protocol"] == "http"
 
 
+def test_hosts_outside_the_registry_are_passthrough_or_blackhole_as_in_istio() -> None:
+    base = {"reporter": "source", **own("source", PRODUCTPAGE), im.RAW_PEER: ""}
+    passed = dict(istio_labels({**base, im.RAW_CLUSTER: "PassthroughCluster",
+                                im.RAW_ROUTE: "allow_any"}))
+    assert passed["destination_service"] == "PassthroughCluster"
+    assert passed["destination_service_name"] == "PassthroughCluster"
+    blocked = dict(istio_labels({**base, im.RAW_CLUSTER: "-", im.RAW_ROUTE: "block_all",
+                                 "response_code": "502"}))
+    assert blocked["destination_service_name"] == "BlackHoleCluster"
+    assert blocked["destination_service_namespace"] == "unknown"
+    other = dict(istio_labels({**base, im.RAW_CLUSTER: "-", im.RAW_ROUTE: "-"}))
+    assert other["destination_service"] == "unknown"
+
+
 def test_tag_overrides_remove_and_set_labels() -> None:
     raw = {"reporter": "source", **own("source", PRODUCTPAGE),
            im.RAW_REMOVE: "source_principal,request_protocol",

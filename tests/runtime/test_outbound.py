@@ -47,6 +47,7 @@ spec:
   hosts: [db.example.com, "*.wild.example.com"]
   ports: [{number: 5432, name: tcp, protocol: tcp}, {number: 80, name: http, protocol: HTTP}]
   resolution: DNS
+  endpoints: [{address: db.internal.example.com}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -3,7 +3,7 @@ server), `localhost` for a loopback bind."""
 
 from __future__ import annotations
 
-from ratline.runtime.local.startup import gateway_schemes, mesh_urls, ready_line
+from ratline.runtime.local.startup import mesh_urls, ready_line
 
 LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 
@@ -11,12 +11,6 @@ LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 def gateway(*servers: tuple[int, str], selector: dict[str, str] | None = None) -> dict[str, object]:
     return {"spec": {"selector": selector or {"istio": "ingressgateway"},
                      "servers": [{"port": {"number": n, "protocol": p}} for n, p in servers]}}
-
-
-def test_schemes_per_listen_port() -> None:
-    docs = [gateway((80, "HTTP"), (443, "HTTPS"), (9000, "TCP")),
-            gateway((81, "HTTP"), selector={"istio": "other"})]
-    assert gateway_schemes(docs, LABELS, 8000) == {8080: "http", 8443: "https"}
 
 
 def test_ready_line_lists_every_ingress_url() -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from ratline.runtime.local.workloads import (
     InstanceSpec,
     desired_instances,
-    gateway_listen_ports,
     parse_workload,
     plan_reconcile,
 )
@@ -83,17 +82,3 @@ def test_plan_is_empty_when_nothing_changed() -> None:
     # Scaling up starts only the new replica.
     plan = plan_reconcile(running, _specs(workload("a", replicas=3)))
     assert plan.stop == () and [s.name for s in plan.start] == ["a-2"]
-
-
-def test_gateway_listen_ports_follow_selecting_gateways() -> None:
-    labels = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
-    gateways = [
-        {
-            "spec": {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [{"port": {"number": 80}}, {"port": {"number": 9443}}],
-            }
-        },
-        {"spec": {"selector": {"istio": "egressgateway"}, "servers": [{"port": {"number": 81}}]}},
-    ]
-    assert gateway_listen_ports(gateways, labels, 8000) == [8080, 9443]

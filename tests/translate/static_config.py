@@ -57,14 +57,30 @@ def static_bootstrap(resources: ProxyResources, admin_port: int = 0) -> dict[str
                     hcm.route_config.CopyFrom(routes[name])
                     hcm.route_config.validate_clusters.value = True
                 network_filter.typed_config.Pack(hcm)
-        listeners.append(_to_dict(listener))
+        listeners.append(_static_secret_refs(_to_dict(listener)))
+    secrets = [_to_dict(secret) for secret in resources.secrets]
     return {
         "node": {"id": "test", "cluster": "test"},
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
-        "static_resources": {"clusters": [*clusters, _xds_cluster()], "listeners": listeners},
+        "static_resources": {
+            "clusters": [*clusters, _xds_cluster()],
+            "listeners": listeners,
+            "secrets": secrets,
+        },
     }
+
+
+def _static_secret_refs(value: Any) -> Any:
+    """SDS references over ADS (gateway credentials) as references to static secrets."""
+    if isinstance(value, dict):
+        if set(value) == {"name", "sds_config"} and "ads" in value["sds_config"]:
+            return {"name": value["name"]}
+        return {k: _static_secret_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_static_secret_refs(v) for v in value]
+    return value
 
 
 def _xds_cluster() -> dict[str, Any]:

@@ -44,12 +44,18 @@ def test_validation_catches_a_route_to_a_missing_cluster(tmp_path: Path) -> None
 def test_envoy_validates_every_supported_traffic_field(tmp_path: Path, instance: str) -> None:
     """The fixture that sets every supported VirtualService/DestinationRule field (see
     tests/api/test_traffic_support.py) translates to config Envoy accepts (mTLS off; the
-    file-based DR tls certificates of the fixture do not exist here)."""
+    file-based DR tls certificates of the fixture do not exist here; the gateway's are
+    made)."""
     from tests.api.test_traffic_support import SUPPORTED
+    from tests.translate.test_gateway_tls import _pem
 
     config = SUPPORTED.replace(
         "      tls:\n        mode: MUTUAL", "      tls:\n        mode: DISABLE"
     )
+    cert, key = _pem("reviews.example")  # the gateway's files must exist for Envoy
+    for name, text in (("cert.pem", cert), ("key.pem", key), ("ca.pem", cert)):
+        (tmp_path / name).write_text(text)
+        config = config.replace(f": /{name}", f": {tmp_path / name}")
     generator = MeshGenerator(mesh.snapshot(config), Settings.from_env())
     resources = generator.protos_for(mesh.node(instance))
     assert resources is not None

@@ -109,7 +109,7 @@ def test_findings_are_collected_once() -> None:
         generator.protos_for(instance.node_id)
     texts = [str(m) for m in generator.messages]
     assert len(texts) == len(set(texts))
-    assert any("tls mode SIMPLE (TLS termination at a gateway)" in t for t in texts)
+    assert any("no Secret 'cert' with a certificate and key" in t for t in texts)
 
 
 def test_source_labels_give_proxies_their_own_routes() -> None:
@@ -178,11 +178,15 @@ def test_unchanged_proxies_reuse_their_own_resources_when_only_instances_changed
 
 
 def test_a_config_change_translates_every_proxy_afresh() -> None:
+    from dataclasses import replace
+
     instances = list(mesh.instances())
     first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
     node = mesh.node("reviews-v1-0")
     before = first.protos_for(node)
-    second = MeshGenerator(_snapshot_with(instances, "c2", "v2"), SETTINGS, previous=first)
+    changed = _snapshot_with(instances, "c2", "v2")
+    changed = replace(changed, destination_rules=changed.destination_rules[1:])
+    second = MeshGenerator(changed, SETTINGS, previous=first)
     after = second.protos_for(node)
     assert before is not None and after is not None
     assert after.listeners is not before.listeners

@@ -7,6 +7,7 @@ for a host and gateway) as in Istio; RL01xx for Ratline's own findings.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +17,11 @@ from typing import Any
 
 from ratline.api.envelope import Resource, ResourceKey
 from ratline.api.errors import ConfigMessage, Severity
+from ratline.api.gateway_deployment import (
+    GatewayDeploymentError,
+    is_gateway_deployment,
+    parse_gateway_deployment,
+)
 from ratline.api.hosts import MESH_GATEWAY, fqdn, host_matches, hosts_overlap, resolve_gateway
 from ratline.api.kinds import known_kind
 from ratline.api.schemas.core import ServiceSpec
@@ -39,11 +45,16 @@ CONFLICTING_VIRTUAL_SERVICES = "IST0109"
 ROUTE_WEIGHTS_NOT_100 = "RL0101"
 SERVICE_SELECTS_NO_WORKLOAD = "RL0102"
 COMMAND_NOT_FOUND = "RL0103"
+BAD_GATEWAY_DEPLOYMENT = "RL0106"
 LOCALITY_FAILOVER_WITHOUT_OUTLIER = "RL0105"
 
 INGRESS_GATEWAY_NAMESPACE = "istio-system"
 INGRESS_GATEWAY_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}
 """Labels of the built-in ingress gateway, which always exists."""
+
+
+TRAFFIC_SPECS = (VirtualServiceSpec, DestinationRuleSpec, GatewaySpec, ServiceEntrySpec)
+"""The kinds whose fields `traffic_support` rates."""
 
 
 def analyze(
@@ -60,7 +71,7 @@ def analyze(
     for resource in resources:
         spec = resource.spec
         report = _Reporter(resource, messages)
-        if isinstance(spec, VirtualServiceSpec | DestinationRuleSpec | GatewaySpec):
+        if isinstance(spec, TRAFFIC_SPECS):
             messages.extend(unsupported_fields(resource))
         if isinstance(spec, VirtualServiceSpec):
             _check_virtual_service(spec, resource.namespace, index, report)
@@ -124,6 +135,10 @@ class _Index:
                 index.workloads.append((r.namespace, r.labels))
             elif isinstance(spec, WorkloadEntrySpec):
                 index.workloads.append((r.namespace, {**r.labels, **spec.labels}))
+            elif is_gateway_deployment(r.raw):
+                with contextlib.suppress(GatewayDeploymentError):
+                    gateway = parse_gateway_deployment(r.raw)
+                    index.workloads.append((gateway.namespace, gateway.label_map))
         return index
 
     def has_service(self, host: str) -> bool:
@@ -315,7 +330,14 @@ def _check_workload(spec: WorkloadSpec, mesh_dir: Path | None, report: _Reporter
 
 
 def _check_opaque(resource: Resource[Any], report: _Reporter) -> None:
-    """A kind accepted without a schema: say what Ratline does not do with it."""
+    """A kind accepted without a schema: say what Ratline does not do with it (a gateway
+    Deployment is run as a gateway: only its errors are reported)."""
+    if is_gateway_deployment(resource.raw):
+        try:
+            parse_gateway_deployment(resource.raw)
+        except GatewayDeploymentError as exc:
+            report(exc.field, exc.message, BAD_GATEWAY_DEPLOYMENT, Severity.ERROR)
+        return
     info = known_kind(resource.api_version, resource.kind)
     if info is not None and info.unsupported is not None:
         report("kind", info.unsupported, info.unsupported_code, Severity.WARNING)

@@ -17,6 +17,7 @@ from ratline.api.envelope import DEFAULT_NAMESPACE, Resource, ResourceKey, Sourc
 from ratline.api.errors import ConfigMessage
 from ratline.api.field_errors import errors_by_field
 from ratline.api.kinds import KindInfo, UnknownKindError, known_kind, lookup
+from ratline.api.secrets import secret_spec
 
 _ENVELOPE_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _IGNORED_METADATA = frozenset(
@@ -222,6 +223,8 @@ def _string_map(
 
 
 def _validate_spec(data: Mapping[Any, Any], info: KindInfo, problems: _Problems) -> Any:
+    if info.body:  # a Secret: its data, checked as a TLS credential
+        return secret_spec(data, problems.add)
     if not info.has_spec or info.opaque:
         return info.spec_model()
     if "spec" not in data:

@@ -33,6 +33,7 @@ from ratline.api.schemas.security import (
 )
 from ratline.api.schemas.telemetry import TelemetrySpec
 from ratline.api.schemas.workload import WorkloadSpec
+from ratline.api.secrets import BODY_FIELDS, SecretSpec
 
 NameRule = Literal["subdomain", "label", "label1035"]
 """Kubernetes naming: DNS-1123 subdomain, DNS-1123 label, or DNS-1035 label (Services)."""
@@ -64,6 +65,11 @@ class KindInfo:
     """For a kind accepted without a schema (its spec is kept, not read): what Ratline does
     not do with it, as the analyzers report it."""
     unsupported_code: str = ""
+    body: bool = False
+    """The kind's content is its top-level `other_fields`, not a spec (a Secret's `data`):
+    `spec_model` is read from the whole document (`ratline.api.document`)."""
+    in_kubernetes: bool = True
+    """Watched from a Kubernetes API server (`ratline.kube.config_store`)."""
 
     @property
     def opaque(self) -> bool:
@@ -96,6 +102,15 @@ _ALL: tuple[KindInfo, ...] = (
         other_fields=frozenset({"automountServiceAccountToken", "secrets", "imagePullSecrets"}),
     ),
     KindInfo("Namespace", ("v1",), NoSpec, namespaced=False, has_spec=False, name_rule="label"),
+    KindInfo(
+        "Secret",
+        ("v1",),
+        SecretSpec,
+        has_spec=False,
+        other_fields=BODY_FIELDS,
+        body=True,
+        in_kubernetes=False,
+    ),
     KindInfo("Workload", RATLINE_VERSIONS, WorkloadSpec, name_rule="label"),
 )
 
@@ -113,6 +128,21 @@ _LOCAL_RUNTIME = (
     "to run as Workload (ratline.dev/v1alpha1) resources"
 )
 _NOT_TRANSLATED = "{kind} is not yet supported by Ratline; accepted and ignored"
+
+
+GATEWAY_API_VERSIONS = (
+    "gateway.networking.k8s.io/v1",
+    "gateway.networking.k8s.io/v1beta1",
+    "gateway.networking.k8s.io/v1alpha2",
+)
+GATEWAY_API_KINDS = ("GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute",
+                     "ReferenceGrant")
+"""Gateway API kinds accepted without being translated. Its `Gateway` is refused with a
+message instead: its name is Istio's Gateway's, and one store key cannot hold both."""
+_GATEWAY_API = (
+    "{kind} (Gateway API) is not yet supported by Ratline; accepted and ignored: use "
+    "Istio's Gateway and VirtualService (docs/edge.md)"
+)
 
 
 def _kubernetes(
@@ -148,7 +178,7 @@ _OPAQUE: tuple[KindInfo, ...] = (
     *_kubernetes(("apps/v1",), ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")),
     *_kubernetes(
         ("v1",),
-        ("Pod", "ReplicationController", "ConfigMap", "Secret", "PersistentVolumeClaim"),
+        ("Pod", "ReplicationController", "ConfigMap", "PersistentVolumeClaim"),
     ),
     *_kubernetes(("batch/v1",), ("Job", "CronJob")),
     *_kubernetes(("autoscaling/v1", "autoscaling/v2"), ("HorizontalPodAutoscaler",)),
@@ -163,6 +193,17 @@ _OPAQUE: tuple[KindInfo, ...] = (
     *_istio(("networking.istio.io/v1beta1",), ("ProxyConfig",)),
     *_istio(("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"), ("Telemetry",)),
     *_istio(("extensions.istio.io/v1alpha1",), ("WasmPlugin",)),
+    *(
+        KindInfo(
+            kind,
+            GATEWAY_API_VERSIONS,
+            NoSpec,
+            namespaced=kind != "GatewayClass",
+            unsupported=_GATEWAY_API.format(kind=kind),
+            unsupported_code=NOT_SUPPORTED_KIND,
+        )
+        for kind in GATEWAY_API_KINDS
+    ),
 )
 
 OPAQUE_KINDS: Mapping[tuple[str, str], KindInfo] = {
@@ -204,6 +245,12 @@ def lookup(api_version: str, kind: str) -> KindInfo:
     if info is None:
         raise UnknownKindError(
             f"unknown kind {kind!r}; accepted kinds: {', '.join(sorted(KINDS))}", "kind"
+        )
+    if api_version not in info.api_versions and api_version in GATEWAY_API_VERSIONS:
+        raise UnknownKindError(
+            f"the Gateway API's {kind} ({api_version}) is not yet supported by Ratline; use "
+            f"{info.api_versions[0]} {kind} with a VirtualService (docs/edge.md)",
+            "apiVersion",
         )
     if api_version not in info.api_versions:
         raise UnknownKindError(

@@ -1,8 +1,9 @@
 """What Ratline does with each field of Istio's traffic API (VirtualService,
-DestinationRule, Gateway), in one table that three things read: the analyzer that reports
-fields valid in Istio but not translated here (`unsupported_fields`, RAT0001, at
-`ratline apply` and `ratline analyze`), `docs/traffic.md`, and the test that keeps the page
-equal to this table and to the schemas.
+DestinationRule, Gateway, ServiceEntry), in one table that three things read: the
+analyzer that reports fields valid in Istio but not translated here
+(`unsupported_fields`, RAT0001, at `ratline apply` and `ratline analyze`),
+`docs/traffic.md`, and the test that keeps the page equal to this table and to the
+schemas.
 
 Fields are named per message, as Istio's reference does (`HTTPRoute.fault`,
 `TrafficPolicy.tunnel`): a message used in several places (a TrafficPolicy at the top, in
@@ -24,7 +25,12 @@ from pydantic import BaseModel
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage, Severity
-from ratline.api.schemas.networking import DestinationRuleSpec, GatewaySpec, VirtualServiceSpec
+from ratline.api.schemas.networking import (
+    DestinationRuleSpec,
+    GatewaySpec,
+    ServiceEntrySpec,
+    VirtualServiceSpec,
+)
 
 NOT_SUPPORTED = "RAT0001"
 """The code of a field that is valid Istio config but that Ratline does not translate."""
@@ -55,12 +61,6 @@ def _each(support: Support, *fields: str) -> dict[str, Support]:
 def _ignored(what: str) -> Support:
     return Support(Status.IGNORED, f"{what} is not yet supported by Ratline; ignored")
 
-
-TLS_TERMINATION = Support(
-    Status.IGNORED, "TLS termination at a gateway is not yet supported by Ratline; ignored"
-)
-"""The certificate and TLS-version settings of a gateway server (its PASSTHROUGH mode is
-translated; terminating TLS is not yet)."""
 
 SUPPORT: Mapping[str, Mapping[str, Support]] = {
     "FaultDelay": {
@@ -100,13 +100,10 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
     ),
     "ZoneAwareFailover": _each(_ignored("zoneAwareLbSetting"), "from", "to"),
     "ClientTLSSettings": {
-        "credentialName": Support(
-            Status.IGNORED,
-            "credentialName (use clientCertificate, privateKey and caCertificates files) is "
-            "not yet supported by Ratline; ignored",
-            by_translation=True,
-        ),
         "caCrl": Support(Status.IGNORED, _ignored("caCrl").message, by_translation=True),
+    },
+    "WorkloadEntrySpec": {
+        "network": _ignored("network (several networks, east-west gateways)"),
     },
     "Server": {
         "bind": Support(
@@ -116,28 +113,21 @@ SUPPORT: Mapping[str, Mapping[str, Support]] = {
         ),
         "defaultEndpoint": _ignored("a Gateway server defaultEndpoint"),
     },
-    "ServerTLSSettings": _each(
-        TLS_TERMINATION,
-        "httpsRedirect",
-        "serverCertificate",
-        "privateKey",
-        "caCertificates",
-        "caCrl",
-        "credentialName",
-        "credentialNames",
-        "subjectAltNames",
-        "verifyCertificateSpki",
-        "verifyCertificateHash",
-        "minProtocolVersion",
-        "maxProtocolVersion",
-        "cipherSuites",
-    ),
+    "ServerTLSSettings": {
+        "caCrl": _ignored("a gateway server caCrl (certificate revocation list)"),
+        "credentialNames": Support(
+            Status.IGNORED,
+            "credentialNames beyond the first (a second, ECDSA or RSA, certificate) is not "
+            "yet supported by Ratline; the first is served",
+        ),
+    },
 }
 
 ROOTS: Mapping[str, type[BaseModel]] = {
     "VirtualService": VirtualServiceSpec,
     "DestinationRule": DestinationRuleSpec,
     "Gateway": GatewaySpec,
+    "ServiceEntry": ServiceEntrySpec,
 }
 """The traffic kinds and their spec models."""
 

@@ -7,6 +7,7 @@ and `routeConfigName`).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -235,10 +236,44 @@ def endpoint_rows(assignments: Sequence[Mapping[str, Any]]) -> list[Row]:
     return sorted(rows, key=lambda r: (r[2], r[0]))
 
 
+SECRET_HEADERS = ("RESOURCE NAME", "TYPE", "SERIAL NUMBER", "NOT AFTER", "SUBJECT")
+
+
+def _pem_certificate(value: Mapping[str, Any]) -> Any:
+    from cryptography import x509  # only this table needs it
+
+    text = value.get("inline_bytes")
+    try:
+        return x509.load_pem_x509_certificate(base64.b64decode(str(text or "")))
+    except ValueError:
+        return None
+
+
+def secret_rows(resources: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """SDS secrets (as `istioctl proxy-config secret`): certificate, never the key."""
+    rows = []
+    for secret in resources:
+        if "tls_certificate" in secret:
+            kind, value = "Cert Chain", secret["tls_certificate"].get("certificate_chain", {})
+        else:
+            kind = "CA"
+            value = (secret.get("validation_context") or {}).get("trusted_ca", {})
+        cert = _pem_certificate(value)
+        rows.append([
+            str(secret.get("name", "")),
+            kind,
+            format(cert.serial_number, "x") if cert else "-",
+            cert.not_valid_after_utc.isoformat() if cert else "-",
+            cert.subject.rfc4514_string() if cert else "-",
+        ])
+    return rows
+
+
 TABLES = {
     "clusters": (CLUSTER_HEADERS, cluster_rows),
     "listeners": (LISTENER_HEADERS, listener_rows),
     "routes": (ROUTE_HEADERS, route_rows),
     "endpoints": (ENDPOINT_HEADERS, endpoint_rows),
+    "secret": (SECRET_HEADERS, secret_rows),
 }
 """For each proxy-config subcommand: its headers and its row builder."""

@@ -132,7 +132,9 @@ def _show_config(kind: str, target: str, output: str, mesh_dir: Path) -> None:
         node = resolve_node(target, proxies, instances)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
-    type_url = {"clusters": "CDS", "listeners": "LDS", "routes": "RDS", "endpoints": "EDS"}[kind]
+    type_url = {
+        "clusters": "CDS", "listeners": "LDS", "routes": "RDS", "endpoints": "EDS", "secret": "SDS"
+    }[kind]
     answer = client.get("/v1/config-dump", {"node": node, "type": type_url})
     resources = list(answer.get("resources") or ())
     if output != "table":
@@ -167,6 +169,7 @@ for _kind, _summary in (
     ("listeners", "The proxy's listeners (LDS)."),
     ("routes", "The proxy's route configurations (RDS)."),
     ("endpoints", "The proxy's cluster endpoints (EDS)."),
+    ("secret", "A gateway's TLS secrets (SDS over ADS): certificates, never keys."),
 ):
     proxy_config.add_command(_proxy_config_command(_kind, _summary))
 

@@ -2,7 +2,9 @@
 
 `ratline controlplane --kubeconfig FILE` runs the control plane in the foreground against
 a cluster; `ratline manifest crds | kubectl apply -f -` installs Ratline's CRDs, and
-`ratline manifest rbac` the control plane's ServiceAccount and RBAC.
+`ratline manifest rbac` the control plane's ServiceAccount and RBAC, `ratline manifest
+injector` the sidecar injector's MutatingWebhookConfiguration;
+`ratline manifest generate` every object of the install (`ratline.cli.install_commands`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import click
 import yaml
+
+from ratline.cli.install_commands import generate
 
 
 @click.command(short_help="Serve a Kubernetes cluster's mesh (foreground).")
@@ -49,7 +53,7 @@ def _print_documents(documents: list[dict[str, object]]) -> None:
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False), nl=False)
 
 
-@click.group(short_help="Print Kubernetes manifests: crds, rbac.")
+@click.group(short_help="Print Kubernetes manifests: crds, rbac, injector, generate.")
 def manifest() -> None:
     """Print Kubernetes manifests (for `kubectl apply -f -`)."""
 
@@ -71,5 +75,25 @@ def rbac(namespace: str | None) -> None:
 
     _print_documents(rbac_manifests(namespace or Settings.from_env().kube_namespace))
 
+
+@manifest.command()
+@click.option("--namespace", default=None, help="The control plane's (default: the setting's).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="The mesh CA's root certificate (PEM), the caBundle.")
+@click.option("--service", default="istiod", show_default=True,
+              help="The control plane's Service (the webhook is its port 443, path /inject).")
+@click.option("--url", default="", help="Reach the webhook by URL instead of a Service.")
+def injector(namespace: str | None, ca_bundle: Path, service: str, url: str) -> None:
+    """The MutatingWebhookConfiguration `ratline-sidecar-injector` (the leader keeps it)."""
+    from ratline.kube.injector_config import injector_configuration
+    from ratline.settings import Settings
+
+    body = injector_configuration(
+        namespace or Settings.from_env().kube_namespace, ca_bundle.read_text(),
+        url=url, service="" if url else service,
+    )
+    _print_documents([body])
+
+manifest.add_command(generate)
 
 COMMANDS = [controlplane, manifest]

@@ -97,8 +97,10 @@ def log_path_for(mesh_dir: Path, target: str, stream: LogStream) -> tuple[str, P
     except OSError:
         log_names = []
     instance = resolve_instance(target, entries, log_names)
-    is_gateway = instance.startswith(GATEWAY_PROXY) and not any(
-        e.get("name") == instance and e.get("workload") for e in entries
+    gateways = {str(g.get("name")) for g in info.get("gateways") or ()}
+    instances = {str(i.get("name")) for i in info.get("instances") or ()}
+    is_gateway = instance in gateways or (
+        instance.startswith(GATEWAY_PROXY) and instance not in instances
     )
     if is_gateway and stream == "app":
         stream = "envoy"  # a gateway is only its Envoy

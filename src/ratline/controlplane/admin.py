@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format
 
 from ratline.api.analyze import analyze
 from ratline.api.envelope import ResourceKey
 from ratline.api.errors import ConfigError, ConfigMessage
 from ratline.api.kinds import type_name
+from ratline.api.secrets import redacted
 from ratline.config.store import StoreWriteError
 from ratline.controlplane.app import ControlPlane
 from ratline.controlplane.ca_http import admin_auth_middleware
@@ -23,7 +25,8 @@ from ratline.controlplane.telemetry import ControlPlaneTelemetry
 from ratline.dashboard.http_api import Dashboard
 from ratline.registry.instances import InstanceDecoder
 from ratline.registry.registry import ReportedInstances
-from ratline.xds.types import SHORT_NAMES
+from ratline.translate.gateway_tls import redacted_secret
+from ratline.xds.types import SECRET, SHORT_NAMES
 
 log = logging.getLogger("ratline.admin")
 
@@ -31,6 +34,20 @@ MAX_BODY = 8 * 1024 * 1024
 LONG_POLL_MAX_S = 60.0
 
 _TYPE_BY_SHORT = {v: k for k, v in SHORT_NAMES.items()}
+
+
+def _shown(kind: str, document: Any) -> dict[str, Any]:
+    """A stored document as the API shows it: a Secret's values never."""
+    return redacted(document) if kind == "Secret" else dict(document)
+
+
+def _without_keys(body: Any) -> Any:
+    """An xDS resource as the API shows it: an SDS secret without its private key."""
+    if body.type_url != SECRET:
+        return body
+    secret = secret_pb2.Secret()
+    body.Unpack(secret)
+    return redacted_secret(secret)
 
 
 def _errors(messages: list[ConfigMessage], status: int) -> web.Response:
@@ -133,7 +150,7 @@ class AdminApi:
                 "origin": s.origin,
                 "file": s.resource.source.file,
                 "document": s.resource.source.document,
-                "resource": dict(s.resource.raw),
+                "resource": _shown(s.resource.kind, s.resource.raw),
             }
             for s in self.cp.store.stored(kind)
         ]
@@ -227,7 +244,7 @@ class AdminApi:
             return _errors([ConfigMessage(f"node: no proxy known as {node!r}")], 404)
         version, resources = found
         items = [
-            json_format.MessageToDict(r.body, preserving_proto_field_name=True)
+            json_format.MessageToDict(_without_keys(r.body), preserving_proto_field_name=True)
             for _, r in sorted(resources.get(type_url, {}).items())
         ]
         return web.json_response(

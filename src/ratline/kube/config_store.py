@@ -60,7 +60,7 @@ class KubeConfigStore:
         self.connection = connection
         self.namespace = namespace
         """The control plane's namespace (Istio's `istio-system`): where MeshConfig is."""
-        self.kinds = kinds
+        self.kinds = {kind: info for kind, info in kinds.items() if info.in_kubernetes}
         self.types: dict[str, ResourceType] = {}
         """Kind → the resource type watched for it."""
         self._informers: dict[str, Informer[Any]] = {}

@@ -22,6 +22,7 @@ from ratline.observability.istio_metrics import (
     RAW_OVERRIDE_PREFIX,
     RAW_PEER,
     RAW_REMOVE,
+    RAW_ROUTE,
     RAW_SERVICES,
     SOURCE,
     TCP_DROPPED,
@@ -54,6 +55,21 @@ def cluster_service(cluster: str) -> str | None:
     if len(parts) == 4 and parts[0] == "outbound" and parts[3]:
         return parts[3]
     return None
+
+
+CATCH_ALL_CLUSTERS = frozenset({"PassthroughCluster", "BlackHoleCluster"})
+"""Istio's clusters for hosts outside the registry; their name is the destination service."""
+BLOCK_ALL_ROUTE = "block_all"
+"""REGISTRY_ONLY's 502 route (no upstream cluster): counted as `BlackHoleCluster`, as Istio."""
+
+
+def _catch_all_service(raw: Mapping[str, str]) -> str:
+    cluster = raw.get(RAW_CLUSTER, "")
+    if cluster in CATCH_ALL_CLUSTERS:
+        return cluster
+    if raw.get(RAW_ROUTE, "") == BLOCK_ALL_ROUTE:
+        return "BlackHoleCluster"
+    return UNKNOWN
 
 
 def _expand_host(authority: str, namespace: str) -> str:
@@ -147,7 +163,7 @@ def _derive(raw: Mapping[str, str], tcp: bool, own: Identity) -> dict[str, str]:
     else:
         labels.update(_own_labels("source", raw, own))
         labels.update(_peer_labels("destination", peer))
-        service = cluster_service(raw.get(RAW_CLUSTER, "")) or UNKNOWN
+        service = cluster_service(raw.get(RAW_CLUSTER, "")) or _catch_all_service(raw)
         security = UNKNOWN
     name, namespace = service_parts(service) if service != UNKNOWN else (UNKNOWN, UNKNOWN)
     labels.update(

@@ -62,6 +62,9 @@ class SidecarPorts:
     """The agent's merged metrics port for this proxy (Istio's 15020); 0: none."""
     outbound: tuple[LocalOutbound, ...] = ()
     """Local outbound listeners, one per service port the app may call that way."""
+    interception_mode: str = ""
+    """The proxy's metadata INTERCEPTION_MODE: "REDIRECT" when iptables capture its app's
+    traffic (virtualOutbound/virtualInbound instead of the HTTP_PROXY listener)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SidecarPorts:
@@ -73,6 +76,7 @@ class SidecarPorts:
                 LocalOutbound(str(o["hostname"]), int(o["port"]), int(o["local_port"]))
                 for o in data.get("outbound") or ()
             ),
+            interception_mode=str(data.get("interception_mode") or ""),
         )
 
 
@@ -96,6 +100,10 @@ class WorkloadInstance:
     proxy_pid: int | None = None
     locality: str = ""
     """`region/zone/subzone` (or a prefix), e.g. from a Kubernetes pod's Node labels."""
+    gateway_listen: tuple[tuple[int, int], ...] | None = None
+    """A gateway's (server port, port it listens on) pairs, as its runtime bound them:
+    translation binds a listener only for these. None: every server port by the
+    unprivileged rule (80 → 8080), as the built-in ingress gateway and Kubernetes'."""
 
     @cached_property
     def node_id(self) -> str:
@@ -125,7 +133,14 @@ class WorkloadInstance:
             app_pid=data.get("app_pid"),
             proxy_pid=data.get("proxy_pid"),
             locality=str(data.get("locality") or ""),
+            gateway_listen=_pairs(data.get("gateway_listen")),
         )
+
+
+def _pairs(value: Any) -> tuple[tuple[int, int], ...] | None:
+    if value is None:
+        return None
+    return tuple((int(a), int(b)) for a, b in value)
 
 
 def node_id(kind: ProxyKind, address: str, name: str, namespace: str) -> str:

@@ -40,6 +40,7 @@ HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 """Service port protocols whose upstream connections speak HTTP/2."""
 
 HTTP_PROTOCOL_OPTIONS = cluster_policy.HTTP_PROTOCOL_OPTIONS
+HTTP_PORTS = cluster_policy.HTTP_PROTOCOLS
 
 DEFAULT_LB = cluster_policy.DEFAULT_LB
 
@@ -200,8 +201,25 @@ def service_clusters(
                     tls.apply_client_tls(
                         cluster, snapshot, service, policy.tls, rule, policy.field_path, findings
                     )
+                    _auto_sni(cluster, policy.tls, port)
             result.append(cluster)
     return result
+
+
+def _auto_sni(cluster: cluster_pb2.Cluster, tls_settings: Any, port: ServicePort) -> None:
+    """TLS origination (SIMPLE, MUTUAL) of an HTTP port without `sni`: the SNI is the
+    request's Host, and with a CA and no `subjectAltNames` the server's certificate is
+    checked against it (Istio's ENABLE_AUTO_SNI and VERIFY_CERTIFICATE_AT_CLIENT)."""
+    if tls_settings is None or tls_settings.mode not in ("SIMPLE", "MUTUAL") or tls_settings.sni:
+        return
+    if not cluster.HasField("transport_socket") or port.protocol.upper() not in HTTP_PORTS:
+        return
+    options = cluster_policy.protocol_options(cluster)
+    options.upstream_http_protocol_options.auto_sni = True
+    verifying = tls_settings.ca_certificates and not tls_settings.insecure_skip_verify
+    if verifying and not tls_settings.subject_alt_names:
+        options.upstream_http_protocol_options.auto_san_validation = True
+    cluster_policy.store_protocol_options(cluster, options)
 
 
 def outbound_clusters(

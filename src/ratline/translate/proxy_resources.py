@@ -14,6 +14,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from ratline.translate.common import type_url
@@ -27,6 +28,7 @@ CLUSTER_TYPE = type_url(cluster_pb2.Cluster)
 ENDPOINT_TYPE = type_url(endpoint_pb2.ClusterLoadAssignment)
 LISTENER_TYPE = type_url(listener_pb2.Listener)
 ROUTE_TYPE = type_url(route_pb2.RouteConfiguration)
+SECRET_TYPE = type_url(secret_pb2.Secret)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ProxyResources:
     own_endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
     listeners: tuple[listener_pb2.Listener, ...] = ()
     routes: tuple[route_pb2.RouteConfiguration, ...] = ()
+    secrets: tuple[secret_pb2.Secret, ...] = ()
+    """SDS over ADS: the TLS credentials a gateway's servers name (`kubernetes://NAME`)."""
     shared: Mapping[str, tuple[Message, ...]] = field(default_factory=dict)
     """Type URL → the shared part of that type (clusters and load assignments)."""
 
@@ -62,6 +66,7 @@ class ProxyResources:
             ENDPOINT_TYPE: (self.shared.get(ENDPOINT_TYPE, ()), self.own_endpoints),
             LISTENER_TYPE: ((), self.listeners),
             ROUTE_TYPE: ((), self.routes),
+            SECRET_TYPE: ((), self.secrets),
         }
 
     def by_type(self) -> dict[str, tuple[Message, ...]]:

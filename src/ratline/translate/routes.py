@@ -21,6 +21,8 @@ from ratline.api.envelope import Resource
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
 from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
+from ratline.registry.instances import WorkloadInstance
+from ratline.settings import Settings
 from ratline.translate import names
 from ratline.translate.common import CONFLICT, UNRESOLVED, Findings, age_key
 from ratline.translate.delegate import expand_rules
@@ -62,7 +64,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
     """The names an app in `proxy_namespace` may use for a service port.
 
     `reviews.default.svc.cluster.local:9080`, `reviews:9080` (same namespace only),
-    `reviews.default:9080`, `reviews.default.svc:9080`; without the port only for port 80,
+    `reviews.default:9080`, `reviews.default.svc:9080`, a ServiceEntry's single
+    `addresses`; without the port only for port 80,
     since the absolute URL an app sends through HTTP_PROXY carries any other port.
     """
     hosts = [service.hostname]
@@ -72,6 +75,8 @@ def service_domains(service: Service, port: int, proxy_namespace: str) -> list[s
         if proxy_namespace == service.namespace:
             hosts.append(short)
         hosts += [f"{short}.{service.namespace}", f"{short}.{service.namespace}.svc"]
+    # A ServiceEntry's addresses stand for it as a VIP does (single addresses, not ranges).
+    hosts += [a.removesuffix("/32") for a in service.addresses if "/" not in a.removesuffix("/32")]
     domains = [f"{h}:{port}" for h in hosts]
     if port == 80:
         domains += hosts
@@ -249,22 +254,36 @@ def gateway_domains(host: str) -> list[str]:
     return [host]
 
 
+def gateway_listen_port(
+    server_port: int, settings: Settings, instance: WorkloadInstance | None = None
+) -> int | None:
+    """Where a gateway really listens for a server port: where its runtime bound it when
+    it says (None: not bound yet), else 80 → 8080 with the default offset."""
+    if instance is not None and instance.gateway_listen is not None:
+        return dict(instance.gateway_listen).get(server_port)
+    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
+
+
 def gateway_route_config(
     snapshot: MeshSnapshot,
     servers: Sequence[GatewayServer],
     listen_port: int,
     scope: ProxyScope,
     findings: Findings,
+    name: str | None = None,
 ) -> route_pb2.RouteConfiguration:
-    """`http.PORT`: the virtual hosts of the VirtualServices bound to these servers.
+    """`http.PORT` (or `name`): the virtual hosts of the VirtualServices bound to these
+    servers.
 
     Several VirtualServices for one host are merged as Istio merges them on gateways: their
     routes in order of age (creationTimestamp, then namespace and name), catch-all routes
-    moved to the end."""
-    config = route_pb2.RouteConfiguration(name=names.gateway_route_config(listen_port))
+    moved to the end. A host of a server with `tls.httpsRedirect` answers every request
+    with a 301 to `https://` (Envoy's `require_tls: ALL`, as Istio)."""
+    config = route_pb2.RouteConfiguration(name=name or names.gateway_route_config(listen_port))
     config.validate_clusters.value = False
     by_host: dict[str, list[rc.Route]] = {}
     seen: set[tuple[str, str]] = set()
+    redirect: set[str] = set()
     for vs in sorted(snapshot.virtual_services, key=age_key):
         if not visible_to(vs.spec.export_to, vs.namespace, scope.namespace):
             continue
@@ -279,12 +298,23 @@ def gateway_route_config(
                     if host is None or (host, str(vs.key)) in seen:
                         continue
                     seen.add((host, str(vs.key)))
+                    if server.server.tls is not None and server.server.tls.https_redirect:
+                        redirect.add(host)
                     routes = virtual_service_routes(snapshot, vs, server.ref, port, scope, findings)
                     by_host.setdefault(host, []).extend(routes)
+    for server in servers:  # redirected hosts no VirtualService claims redirect too
+        if server.server.tls is not None and server.server.tls.https_redirect:
+            for value in server.server.hosts:
+                host = split_namespaced_host(value, server.gateway.namespace)[1]
+                if host not in by_host:
+                    by_host[host] = []
+                    redirect.add(host)
     for host in sorted(by_host):
         virtual_host = config.virtual_hosts.add(
             name=names.virtual_host(host, listen_port), domains=gateway_domains(host)
         )
+        if host in redirect:
+            virtual_host.require_tls = rc.VirtualHost.ALL
         merged = by_host[host]
         virtual_host.routes.extend(
             [r for r in merged if not is_catch_all(r)] + [r for r in merged if is_catch_all(r)]

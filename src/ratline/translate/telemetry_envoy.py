@@ -127,6 +127,7 @@ def request_tags(
             ("source_principal", "%UPSTREAM_LOCAL_URI_SAN%"),
             ("destination_principal", "%UPSTREAM_PEER_URI_SAN%"),
             (im.RAW_CLUSTER, "%UPSTREAM_CLUSTER%"),
+            (im.RAW_ROUTE, "%ROUTE_NAME%"),
         ]
     tags += [
         (im.RAW_PEER, peer),

@@ -26,7 +26,8 @@ from google.protobuf import struct_pb2
 from ratline.api.envelope import Resource
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate.common import Findings, labels_match, pack_any
+from ratline.translate import client_credentials
+from ratline.translate.common import UNRESOLVED, Findings, labels_match, pack_any
 
 SDS_CLUSTER = "sds-grpc"
 """The bootstrap cluster reaching the agent's SDS server (as Istio names it)."""
@@ -189,7 +190,10 @@ def _trust_domain(snapshot: MeshSnapshot) -> str:
 
 
 def service_identities(snapshot: MeshSnapshot, service: Service) -> list[str]:
-    """The SPIFFE IDs of the sidecars behind a service (what its clients accept)."""
+    """The SPIFFE IDs of the sidecars behind a service (what its clients accept), or a
+    ServiceEntry's `subjectAltNames` when it has them."""
+    if service.subject_alt_names:
+        return sorted(service.subject_alt_names)
     td = _trust_domain(snapshot)
     ids = {
         f"spiffe://{td}/ns/{e.namespace}/sa/{e.service_account}"
@@ -276,12 +280,17 @@ def apply_client_tls(
         context = upstream_istio_mutual(sans, tls.sni or cluster.name)
         cluster.transport_socket.CopyFrom(transport_socket(context))
         return
-    if tls.credential_name and rule is not None:
-        findings.not_supported(
-            rule,
-            f"{path}.credentialName",
-            "credentialName (use clientCertificate, privateKey and caCertificates files)",
-        )
+    if tls.credential_name:
+        known = {secret.name for secret in snapshot.extra.get("Secret", ())}
+        if tls.credential_name not in known and rule is not None:
+            message = (
+                f"no Secret {tls.credential_name} (apply one beside the proxies using this "
+                "rule); until then the cluster has no certificate and its requests fail"
+            )
+            findings.add(rule, f"{path}.credentialName", message, UNRESOLVED)
+        sans = san_matchers(tls.subject_alt_names)
+        context = client_credentials.credential_context(tls, tls.sni or "", sans)
+        cluster.transport_socket.CopyFrom(transport_socket(context))
         return
     if tls.ca_crl and rule is not None:
         findings.not_supported(rule, f"{path}.caCrl", "caCrl")

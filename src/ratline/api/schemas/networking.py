@@ -195,6 +195,15 @@ class ServiceEntrySpec(Spec):
             missing = [i for i, e in enumerate(self.endpoints) if not e.address]
             if missing:
                 raise ValueError(f"endpoints[{missing[0]}]: STATIC resolution needs an address")
+        if self.resolution in ("DNS", "DNS_ROUND_ROBIN") and not self.endpoints:
+            wild = [h for h in self.hosts if "*" in h]
+            if wild:
+                raise ValueError(
+                    f"hosts: wildcard host {wild[0]} needs endpoints with "
+                    f"resolution {self.resolution} (there is no name to resolve)"
+                )
+        if self.resolution == "DNS_ROUND_ROBIN" and len(self.endpoints) > 1:
+            raise ValueError("endpoints: DNS_ROUND_ROBIN takes at most one endpoint")
         names = [p.name for p in self.ports]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -1,9 +1,9 @@
 """The local runner (`ratline up DIR`): a kubelet for one machine.
 
 It starts the control plane as a child, reads Workload and Gateway resources through
-the admin API, runs one sidecar + app per Workload replica and the ingress gateway,
+the admin API, runs one sidecar + app per Workload replica and the gateways (`gateway_fleet`),
 reports every instance to the registry, keeps `run.json` current, restarts what
-crashes, and on SIGINT/SIGTERM stops apps, then sidecars, then the gateway, then the
+crashes, and on SIGINT/SIGTERM stops apps, then sidecars, then the gateways, then the
 control plane. The decisions (what to start or stop) are the pure functions of
 `workloads`; this module only wires them to processes.
 """
@@ -31,12 +31,8 @@ from ratline.runtime.local.cpchild import (
     ControlPlaneInfo,
 )
 from ratline.runtime.local.cpclient import AdminClient, ControlPlaneUnavailable
-from ratline.runtime.local.gateway import (
-    GATEWAY_INSTANCE,
-    GATEWAY_NAMESPACE,
-    GATEWAY_SERVICE_ACCOUNT,
-    IngressGateway,
-)
+from ratline.runtime.local.gateway import LocalGateway
+from ratline.runtime.local.gateway_fleet import FleetContext, GatewayFleet
 from ratline.runtime.local.instances import AllocatedPorts, InstanceDirs, LocalInstance
 from ratline.runtime.local.leftovers import (
     RecordedProcess,
@@ -57,7 +53,6 @@ from ratline.runtime.local.security import LocalSecurity, read_admin_token
 from ratline.runtime.local.startup import ready_line
 from ratline.runtime.local.supervisor import Backoff, RestartPolicy
 from ratline.runtime.local.workloads import (
-    GATEWAY_KIND,
     WORKLOAD_KIND,
     InstanceKey,
     InstanceSpec,
@@ -106,9 +101,22 @@ class Runner:
         self.policy = RestartPolicy.from_settings(settings)
         self.allocator = PortAllocator(settings.bind_address)
         self.instances: dict[InstanceKey, LocalInstance] = {}
-        self.gateway: IngressGateway | None = None
         self.metrics = ProxyMetricsPorts(settings.bind_address)
         """The agent's metrics port of every proxy (Istio's merged 15020)."""
+        self.gateways = GatewayFleet(
+            FleetContext(
+                settings=settings,
+                policy=self.policy,
+                allocator=self.allocator,
+                metrics=self.metrics,
+                proxies_dir=self.dirs.proxies_dir,
+                logs_dir=self.logs_dir,
+                bootstrap_extra=self._bootstrap_extra,
+                security=lambda: self.security,
+                on_change=self.notify,
+            )
+        )
+        """The built-in ingress gateway and every gateway Deployment's replicas."""
         self.prometheus: PrometheusAddon | None = None
         self.workload_errors: list[str] = []
         self.outbound_service_ports: list[OutboundServicePort] = []
@@ -207,10 +215,7 @@ class Runner:
             )
             await self.security.start()
         self._write_run_file()
-        self._start_gateway(xds_port)
-        assert self.gateway is not None
-        await self.metrics.add(self.gateway.stats_port, self._admin(self.gateway.admin_port),
-                               self.gateway.peer)
+        await self.gateways.start_built_in(xds_port)
         if self.prometheus is not None:
             await self.prometheus.start(info.admin)
             self._write_run_file()
@@ -244,16 +249,13 @@ class Runner:
                 await task
         instances = list(self.instances.values())
         # Drain first: every Envoy lets its in-flight requests finish before any app stops.
-        envoys = [i.sidecar for i in instances]
-        if self.gateway is not None:
-            envoys.append(self.gateway.envoy)
+        envoys = [i.sidecar for i in instances] + [g.envoy for g in self.gateways.all()]
         await _gather_logged(e.drain() for e in envoys)
         if instances:
             log.info("stopping %d instances", len(instances))
         await _gather_logged(i.stop_app() for i in instances)
         await _gather_logged(i.stop_sidecar() for i in instances)
-        if self.gateway is not None:
-            await _gather_logged([self.gateway.envoy.stop()])
+        await _gather_logged(g.envoy.stop() for g in self.gateways.all())
         await _gather_logged([self.metrics.close()])
         if self.prometheus is not None:
             await _gather_logged([self.prometheus.stop()])
@@ -268,26 +270,13 @@ class Runner:
             remove_run_state(self.mesh_dir, data)
         log.info("mesh stopped")
 
-    # -- the ingress gateway ----------------------------------------------------------
+    # -- gateways ---------------------------------------------------------------------
 
-    def _start_gateway(self, xds_port: int) -> None:
-        gateway = IngressGateway(
-            settings=self.settings,
-            policy=self.policy,
-            xds_port=xds_port,
-            admin_port=self.allocator.allocate(),
-            stats_port=self.allocator.allocate(),
-            proxies_dir=self.dirs.proxies_dir,
-            logs_dir=self.logs_dir,
-            bootstrap_extra=self._bootstrap_extra(),
-            on_change=self.notify,
-        )
-        if self.security is not None:
-            self.security.enroll(
-                gateway.node_id, GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, GATEWAY_INSTANCE
-            )
-        self.gateway = gateway
-        gateway.envoy.start()
+    async def _stop_gateways(self, gateways: list[LocalGateway]) -> None:
+        """Out of the registry first, then drained and stopped."""
+        await self._push_instances()
+        await _gather_logged(g.envoy.drain() for g in gateways)
+        await _gather_logged(g.envoy.stop() for g in gateways)
 
     # -- watching Workloads and reconciling -------------------------------------------
 
@@ -316,7 +305,6 @@ class Runner:
             for r in workload_items
             if r.get("file")
         }
-        gateways = [r.get("resource") or {} for r in resources if r.get("kind") == GATEWAY_KIND]
         documents = (r.get("resource") or {} for r in resources)
         self.outbound_service_ports = outbound_service_ports(documents)
         desired, errors = desired_instances(workloads, sources)
@@ -324,10 +312,7 @@ class Runner:
             for error in errors:
                 log.error("%s", error)
             self.workload_errors = errors
-        if self.gateway is not None:
-            for port in self.gateway.update_listen(gateways):
-                # Never hand a gateway's port to an app or a sidecar.
-                self.allocator.reserve(port)
+        await self.gateways.reconcile(resources, self._stop_gateways)
         running = {key: inst.spec for key, inst in self.instances.items()}
         plan = plan_reconcile(running, desired)
         stopping = [self.instances.pop(key) for key in plan.stop]
@@ -445,9 +430,7 @@ class Runner:
 
     def reported_instances(self) -> list[WorkloadInstance]:
         reported = [inst.to_workload_instance() for inst in self.instances.values()]
-        if self.gateway is None:
-            return reported
-        return [*reported, self.gateway.workload_instance()]
+        return [*reported, *self.gateways.workload_instances()]
 
     async def _report_loop(self) -> None:
         while True:
@@ -481,9 +464,10 @@ class Runner:
         log.info("%s", ready_line(self.run_info()))
 
     def _update_ready(self) -> None:
-        if self.ready or not self._synced or self.gateway is None:
+        ingress = self.gateways.built_in
+        if self.ready or not self._synced or ingress is None:
             return
-        if not self.gateway.envoy.ready.is_set():
+        if not self.gateways.ready():
             return
         if not all(i.sidecar.ready.is_set() or i.finished for i in self.instances.values()):
             return
@@ -496,14 +480,14 @@ class Runner:
             "mesh ready: %d instances, gateway admin %s:%d%s, control plane admin http://%s",
             len(self.instances),
             self.settings.bind_address,
-            self.gateway.admin_port,
-            f", listening on {self.gateway.listen}" if self.gateway.listen else "",
+            ingress.admin_port,
+            f", listening on {ingress.listen}" if ingress.listen else "",
             cp.admin if cp else "-",
         )
 
     def run_info(self) -> dict[str, Any]:
         cp = self.cp.info if self.cp is not None else None
-        gateways = [self.gateway.run_info()] if self.gateway is not None else []
+        gateways = self.gateways.run_info()
         return {
             "runner_pid": os.getpid(),
             "mesh_dir": str(self.mesh_dir),
@@ -525,8 +509,7 @@ class Runner:
         wanted: list[tuple[int | None, str]] = [(os.getpid(), "runner")]
         if cp is not None:
             wanted.append((cp.pid, "control plane"))
-        if self.gateway is not None:
-            wanted.append((self.gateway.envoy.pid, f"gateway {GATEWAY_INSTANCE}"))
+        wanted.extend(self.gateways.processes())
         for key in sorted(self.instances):
             inst = self.instances[key]
             wanted.append((inst.sidecar.pid, f"sidecar {inst.name}"))

@@ -20,7 +20,6 @@ from ratline.api.envelope import DEFAULT_NAMESPACE
 from ratline.api.schemas.workload import WorkloadSpec as WorkloadSchema
 
 WORKLOAD_KIND = "Workload"
-GATEWAY_KIND = "Gateway"
 
 
 @dataclass(frozen=True)
@@ -160,26 +159,3 @@ def plan_reconcile(
     start = [spec for key, spec in desired.items() if running.get(key) != spec]
     return ReconcilePlan(start=tuple(sorted(start, key=lambda s: s.key)), stop=tuple(sorted(stop)))
 
-
-def gateway_listen_ports(
-    gateway_docs: Iterable[Mapping[str, Any]],
-    gateway_labels: Mapping[str, str],
-    port_offset: int,
-) -> list[int]:
-    """Ports the ingress gateway listens on, from the Gateways that select it.
-
-    Server ports below 1024 listen on port + `port_offset` (Istio's 80 → 8080).
-    """
-    ports: set[int] = set()
-    for doc in gateway_docs:
-        spec = doc.get("spec") or {}
-        selector = spec.get("selector") or {}
-        if not isinstance(selector, Mapping):
-            continue
-        if any(gateway_labels.get(k) != v for k, v in selector.items()):
-            continue
-        for server in spec.get("servers") or ():
-            number = ((server or {}).get("port") or {}).get("number")
-            if isinstance(number, int) and number > 0:
-                ports.add(number + port_offset if number < 1024 else number)
-    return sorted(ports)
