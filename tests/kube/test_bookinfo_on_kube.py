@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -568,9 +569,16 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
 
         # Both sides are read afresh on every poll: the Kubernetes control plane may still be
         # pushing the VirtualService applied above when the first dump is taken.
+        # The local control plane answers 404 for a node until it has taken the report.
         deadline = time.monotonic() + 30
         while True:
-            kube, ours = dumps(mesh.cp), dumps(local)
+            try:
+                kube, ours = dumps(mesh.cp), dumps(local)
+            except urllib.error.HTTPError as err:
+                if err.code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                continue
             differing = [key for key in kube if kube[key] != ours[key]]
             if not differing or time.monotonic() > deadline:
                 break

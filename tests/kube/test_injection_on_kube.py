@@ -145,9 +145,18 @@ def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
         node.teardown()
         cp.uninstall_webhook()
         cp.stop()
-        for ns in (MESH_NS, BOOKINFO_NS, PLAIN_NS):
+        # Gone before the next module: its config (e.g. DestinationRules) would show in the
+        # xDS of the modules after it, which compare whole config dumps.
+        namespaces = (MESH_NS, BOOKINFO_NS, PLAIN_NS)
+        for ns in namespaces:
+            kube_cluster.kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0",
+                                 "--force", "--wait=false", check=False)
             kube_cluster.kubectl("delete", "namespace", ns, "--ignore-not-found",
                                  "--wait=false")
+        wait_for(lambda: all(kube_cluster.kubectl("get", "namespace", ns,
+                                                  check=False).returncode != 0
+                             for ns in namespaces),
+                 timeout=90, interval=0.5, what="the injection tests' namespaces deleted")
 
 
 def create_retrying(cluster: KubeCluster, text: str, *args: str) -> None:

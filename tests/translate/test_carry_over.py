@@ -14,6 +14,7 @@ from ratline.settings import Settings
 from ratline.translate.carry_over import Carry, carry_from, service_shape
 from ratline.translate.generator import MeshGenerator
 from tests.translate import mesh
+from tests.translate.test_captured_sidecar import captured_snapshot
 
 SETTINGS = Settings()
 EXTERNAL = "api.partner.example"
@@ -116,6 +117,26 @@ def test_a_virtual_service_edit_carries_the_clusters_over_and_translates_routes(
     before, after = first.protos_for(node), carried.protos_for(node)
     assert before is not None and after is not None
     assert after.routes is not before.routes
+
+
+def test_a_virtual_service_edit_translates_a_captured_sidecar_again() -> None:
+    """A captured sidecar's per-service hand-off listeners carry routes of their own, so a
+    VirtualService edit is not carried over for it (found when the jason task stayed on v1
+    through the captured path)."""
+    snapshot: Any = captured_snapshot()
+    first = MeshGenerator(snapshot, SETTINGS)
+    edited = load_text(
+        mesh.CONFIG.replace("weight: 80", "weight: 70", 1).replace("weight: 20", "weight: 30", 1),
+        "test.yaml",
+    )
+    edited.raise_for_errors()
+    virtual_services = tuple(r for r in edited.resources if r.kind == "VirtualService")
+    changed = dataclasses.replace(snapshot, config_version="c2", virtual_services=virtual_services)
+    assert carry_from(first.snapshot, changed) is Carry.OUTBOUND
+    carried = _check_exact(first, changed)
+    node = mesh.node("productpage-v1-0")
+    before, after = first.protos_for(node), carried.protos_for(node)
+    assert before is not None and after is not None and after.routes != before.routes
 
 
 def test_the_same_content_under_a_new_config_version_carries_everything() -> None:

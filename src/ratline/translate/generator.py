@@ -187,6 +187,8 @@ class MeshGenerator:
         sidecar = instance.sidecar
         if instance.kind is ProxyKind.ROUTER or sidecar is None:
             return None
+        if captured_sidecar.is_captured(instance):
+            return None  # its per-service listeners route by the VirtualServices
         if l4_listeners.outbound_targets(self.snapshot, sidecar.outbound):
             return None
         scope = ProxyScope.of(instance.namespace, instance.labels, self.egress_scope(instance))
