@@ -88,6 +88,7 @@ class MeshGenerator:
         self.mtls = mtls
         """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
         self._findings = Findings()
+        self._findings.extend(snapshot.model_findings)
         self._previous: MeshGenerator | None = None
         """The generator of the previous snapshot when only instances changed since: a
         proxy's own resources are a function of the config, its own instance, mTLS and the
