@@ -7,7 +7,8 @@
 weighted `backendRefs` → `route` (weights normalised to percentages). `l4_routes` does
 the same for TCPRoute and TLSRoute `backendRefs`. A backend in another namespace needs a
 ReferenceGrant there (`granted`); one that is not allowed or does not exist is left out
-and named in `Refs.problems` (the route's ResolvedRefs condition).
+and named in `Refs.problems` (the route's ResolvedRefs condition); a rule left with
+no backend answers 500 (404 when it names none).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def _destination(
     host = f"{ref.name}.{namespace}.svc.{ctx.domain_suffix}"
     if host not in ctx.services:
         refs.problems.append((NOT_FOUND, where, f"Service {namespace}/{ref.name} not found"))
+        return None
     destination: dict[str, Any] = {"host": host}
     if ref.port is not None:
         destination["port"] = {"number": ref.port}
@@ -253,11 +255,10 @@ def http_rules(ctx: RouteContext, refs: Refs) -> list[dict[str, Any]]:
         if rule.timeouts is not None and rule.timeouts.request:
             http["timeout"] = rule.timeouts.request
         if "redirect" not in http:
-            routes, lost = _routes(rule.backend_refs, where, ctx, refs, http=True)
-            if routes and not lost:
+            routes, _lost = _routes(rule.backend_refs, where, ctx, refs, http=True)
+            if routes:
+                # A backend left out loses its share to the others (docs/differences.md).
                 http["route"] = routes
-            elif routes:
-                http["route"] = routes  # Istio too sends the whole share to the ones left
             else:
                 # No backend to send to: 500 for invalid backends, 404 when none is named.
                 status = 500 if rule.backend_refs else 404
