@@ -236,10 +236,7 @@ def _route(route: Resource[Any], ctx: RouteContext, parents: list[tuple[Any, lis
     refs = Refs()
     attached = [e for _ref, entries, _why in parents for e in entries]
     spec: dict[str, Any] = {"hosts": list(getattr(route.spec, "hostnames", ())) or ["*"]}
-    if route.kind == "GRPCRoute":
-        model.finding(route, "kind", "GRPCRoute is not yet supported by Ratline; ignored")
-        attached = []
-    elif route.kind == "HTTPRoute":
+    if route.kind in ("HTTPRoute", "GRPCRoute"):
         spec["http"] = http_rules(ctx, refs)
     else:
         rules = l4_routes(ctx, refs)

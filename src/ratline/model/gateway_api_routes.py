@@ -2,7 +2,8 @@
 
 `http_rules` turns an HTTPRoute's rules into VirtualService `http:` rules: `matches` →
 `match` (path Exact/PathPrefix/RegularExpression → `uri`, `headers`, `queryParams`,
-`method`), `RequestHeaderModifier`/`ResponseHeaderModifier` → `headers`,
+`method`; a GRPCRoute's `method` → `uri` on `/service/method`),
+`RequestHeaderModifier`/`ResponseHeaderModifier` → `headers`,
 `RequestRedirect` → `redirect`, `URLRewrite` → `rewrite`, `RequestMirror` → `mirrors`,
 weighted `backendRefs` → `route` (weights normalised to percentages). `l4_routes` does
 the same for TCPRoute and TLSRoute `backendRefs`. A backend in another namespace needs a
@@ -19,7 +20,7 @@ from typing import Any
 
 from ratline.api.envelope import Resource
 from ratline.api.gateway_api import GATEWAY_API_GROUP
-from ratline.api.schemas.gateway_api import BackendRef, HTTPRouteFilter, HTTPRouteRule
+from ratline.api.schemas.gateway_api import BackendRef, HTTPRouteFilter
 
 NOT_PERMITTED = "RefNotPermitted"
 NOT_FOUND = "BackendNotFound"
@@ -169,18 +170,33 @@ def _string_match(kind: str, value: str) -> dict[str, str]:
     return {"regex": value} if kind == "RegularExpression" else {"exact": value}
 
 
-def _matches(rule: HTTPRouteRule) -> list[dict[str, Any]]:
+def _grpc_path(method: Any) -> dict[str, str]:
+    """A GRPCRoute method match → Istio's `uri` match on `/service/method`."""
+    service = method.service
+    name = method.method
+    if method.type == "RegularExpression":
+        return {"regex": f"/{service or '[^/]+'}/{name or '[^/]+'}"}
+    if service and name:
+        return {"exact": f"/{service}/{name}"}
+    if service:
+        return {"prefix": f"/{service}/"}
+    return {"regex": f"/[^/]+/{name}"} if name else {"prefix": "/"}
+
+
+def _matches(rule: Any) -> list[dict[str, Any]]:
     matches = []
     for m in rule.matches:
         match: dict[str, Any] = {}
-        if m.path is not None:
+        if getattr(m, "method", None) is not None and not isinstance(m.method, str):
+            match["uri"] = _grpc_path(m.method)
+        if getattr(m, "path", None) is not None:
             kind = {"Exact": "exact", "PathPrefix": "prefix", "RegularExpression": "regex"}
             match["uri"] = {kind[m.path.type]: m.path.value}
         if m.headers:
             match["headers"] = {h.name.lower(): _string_match(h.type, h.value) for h in m.headers}
-        if m.query_params:
+        if getattr(m, "query_params", ()):
             match["queryParams"] = {q.name: _string_match(q.type, q.value) for q in m.query_params}
-        if m.method:
+        if isinstance(getattr(m, "method", None), str):
             match["method"] = {"exact": m.method}
         matches.append(match)
     return matches
@@ -242,7 +258,7 @@ def _apply_filter(
 
 
 def http_rules(ctx: RouteContext, refs: Refs) -> list[dict[str, Any]]:
-    """The VirtualService `http:` rules of an HTTPRoute."""
+    """The VirtualService `http:` rules of an HTTPRoute or a GRPCRoute."""
     rules = []
     for index, rule in enumerate(ctx.route.spec.rules):
         where = f"spec.rules[{index}]"
@@ -252,8 +268,9 @@ def http_rules(ctx: RouteContext, refs: Refs) -> list[dict[str, Any]]:
             http["match"] = matches
         for k, f in enumerate(rule.filters):
             _apply_filter(f, f"{where}.filters[{k}]", http, ctx, refs)
-        if rule.timeouts is not None and rule.timeouts.request:
-            http["timeout"] = rule.timeouts.request
+        timeouts = getattr(rule, "timeouts", None)
+        if timeouts is not None and timeouts.request:
+            http["timeout"] = timeouts.request
         if "redirect" not in http:
             routes, _lost = _routes(rule.backend_refs, where, ctx, refs, http=True)
             if routes:

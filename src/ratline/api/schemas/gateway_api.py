@@ -198,12 +198,28 @@ class HTTPRouteSpec(Spec):
     rules: Seq[HTTPRouteRule] = ()
 
 
-class GRPCRouteSpec(Spec):
-    """Read only as far as its parents and hostnames: GRPCRoute is not translated yet."""
+class GRPCMethodMatch(Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: str | None = None
+    method: str | None = None
 
+
+class GRPCRouteMatch(Spec):
+    method: GRPCMethodMatch | None = None
+    headers: Seq[NameValueMatch] = ()
+
+
+class GRPCRouteRule(Spec):
+    name: str | None = None
+    matches: Seq[GRPCRouteMatch] = ()
+    filters: Seq[HTTPRouteFilter] = ()
+    backend_refs: Seq[BackendRef] = ()
+
+
+class GRPCRouteSpec(Spec):
     parent_refs: Seq[ParentReference] = ()
     hostnames: Seq[NonEmptyStr] = ()
-    rules: Seq[dict[str, object]] = ()
+    rules: Seq[GRPCRouteRule] = ()
 
 
 class L4RouteRule(Spec):
