@@ -13,7 +13,10 @@ import http.client
 import json
 import re
 import shutil
+import socket
+import ssl
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 BOOKINFO = REPO / "examples" / "bookinfo"
 HOST = "bookinfo.example.com"
 SPLIT_HOST = "split.example.com"
+TLS_HOST = "tls.example.com"
+TLS_ECHO_APP = Path(__file__).resolve().parent / "apps" / "tls_echo.py"
 
 GATEWAY_API = f"""\
 apiVersion: gateway.networking.k8s.io/v1
@@ -45,6 +50,7 @@ spec:
     hostname: {HOST}
     tls: {{mode: Terminate, certificateRefs: [{{kind: Secret, name: bookinfo-credential}}]}}
   - {{name: tcp, port: 9000, protocol: TCP}}
+  - {{name: tls, port: 8443, protocol: TLS, hostname: {TLS_HOST}, tls: {{mode: Passthrough}}}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -82,6 +88,28 @@ metadata: {{name: productpage-tcp}}
 spec:
   parentRefs: [{{name: bookinfo-gateway, sectionName: tcp}}]
   rules: [{{backendRefs: [{{name: productpage, port: 9080}}]}}]
+"""
+TLS_ECHO = f"""\
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: tls-echo}}
+spec:
+  parentRefs: [{{name: bookinfo-gateway, sectionName: tls}}]
+  hostnames: [{TLS_HOST}]
+  rules: [{{backendRefs: [{{name: tls-echo, port: 9443}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: tls-echo}}
+spec: {{selector: {{app: tls-echo}}, ports: [{{name: tls, port: 9443}}]}}
+---
+apiVersion: ratline.dev/v1alpha1
+kind: Workload
+metadata: {{name: tls-echo, labels: {{app: tls-echo}}}}
+spec:
+  command: [{sys.executable}, tls_echo.py, passed, tls.crt, tls.key]
+  ports: [{{name: tls, containerPort: 9443}}]
 """
 VERSION_SERVICES = "".join(
     f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: reviews-{v}}}\n"
@@ -130,7 +158,11 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     server = make_leaf(certs, ca, HOST, 1)
     mesh_dir = root / "mesh"
     shutil.copytree(BOOKINFO, mesh_dir, ignore=shutil.ignore_patterns(".ratline"))
-    (mesh_dir / "gateway-api.yaml").write_text(GATEWAY_API + VERSION_SERVICES)
+    (mesh_dir / "gateway-api.yaml").write_text(GATEWAY_API + VERSION_SERVICES + TLS_ECHO)
+    backend = make_leaf(certs, ca, TLS_HOST, 2)
+    shutil.copy(TLS_ECHO_APP, mesh_dir / "tls_echo.py")
+    shutil.copy(backend.cert, mesh_dir / "tls.crt")
+    shutil.copy(backend.key, mesh_dir / "tls.key")
     (mesh_dir / "secrets.yaml").write_text(
         tls_secret("bookinfo-credential", server, namespace="default")
     )
@@ -202,12 +234,29 @@ def test_tcp_route(front: Front) -> None:
     assert status == 200 and "Book Details" in body
 
 
+def test_tls_route_passes_the_tls_session_through_by_sni(front: Front) -> None:
+    context = ssl.create_default_context(cafile=str(front.ca))
+
+    def echo() -> str | None:
+        try:
+            with socket.create_connection(("127.0.0.1", front.port(8443)), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname=TLS_HOST) as conn:
+                conn.sendall(b"hello\n")
+                return conn.recv(256).decode().strip() or None
+        except OSError:
+            return None
+
+    # The answer names the SNI the backend saw: the TLS session reached it unbroken.
+    assert wait_for(echo, timeout=30, what="tls-echo through the TLS listener") == (
+        f"passed {TLS_HOST} hello")
+
+
 def test_status_conditions_readable(front: Front) -> None:
     gateway = front.get_status("gateway.gateway.networking.k8s.io", "bookinfo-gateway")
     conditions = {c["type"]: c["status"] for c in gateway["conditions"]}
     assert conditions == {"Accepted": "True", "Programmed": "True"}
     attached = {item["name"]: item["attachedRoutes"] for item in gateway["listeners"]}
-    assert attached == {"http": 2, "https": 1, "tcp": 1}
+    assert attached == {"http": 2, "https": 1, "tcp": 1, "tls": 1}
     route = front.get_status("httproute", "bookinfo")
     (parent,) = route["parents"]
     assert {c["type"]: c["status"] for c in parent["conditions"]} == {
