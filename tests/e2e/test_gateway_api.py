@@ -187,6 +187,35 @@ def test_bookinfo_through_the_gateway_of_its_own(front: Front) -> None:
     assert headers.get("x-served-by") == "gateway-api"
     assert front.get("/static/none")[0] in (200, 404)  # reaches productpage
     assert front.get("/other")[0] == 404  # no rule matches
+    # Istio's Gateway and VirtualService of the same names (examples/bookinfo) still serve.
+    assert front.mesh.get(front.mesh.gateway_url("/productpage"))[0] == 200
+    istio = front.mesh.ratline("get", "gateway", "bookinfo-gateway", "-o", "yaml").stdout
+    assert yaml.safe_load(istio)["apiVersion"] == "networking.istio.io/v1"
+
+
+def test_a_gateway_applied_live_gets_an_envoy_and_deleting_it_stops_it(front: Front) -> None:
+    extra = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: extra}\n"
+        "spec: {gatewayClassName: istio, listeners: [{name: web, port: 8080, protocol: HTTP}]}\n"
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+        "metadata: {name: extra}\nspec:\n  parentRefs: [{name: extra}]\n"
+        "  rules: [{backendRefs: [{name: details, port: 9080}]}]\n"
+    )
+    path = front.mesh.apply_ok(extra, "extra.yaml")
+    told = front.mesh.ratline("apply", "-f", str(path)).stdout
+    assert "gateway.gateway.networking.k8s.io/extra unchanged" in told, told
+
+    def extra_port() -> int | None:
+        found = [g for g in front.mesh.run_info()["gateways"] if g["workload"] == "extra-istio"]
+        return int(found[0]["server_ports"]["8080"]) if found and found[0]["ready"] else None
+
+    port = wait_for(extra_port, timeout=30, what="the extra Gateway's Envoy")
+    wait_for(
+        lambda: http_get(f"http://127.0.0.1:{port}/details/0")[0] == 200 or None,
+        timeout=30, what="details through the extra Gateway",
+    )
+    front.mesh.delete_file(path)
+    wait_for(lambda: extra_port() is None or None, timeout=30, what="the extra Envoy gone")
 
 
 def test_redirect(front: Front) -> None:
