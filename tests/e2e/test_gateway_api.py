@@ -186,6 +186,7 @@ def test_bookinfo_through_the_gateway_of_its_own(front: Front) -> None:
     assert status == 200 and "Book Details" in body
     assert headers.get("x-served-by") == "gateway-api"
     assert front.get("/static/none")[0] in (200, 404)  # reaches productpage
+    assert front.get("/staticky")[0] == 404  # PathPrefix matches whole segments: no route
     assert front.get("/other")[0] == 404  # no rule matches
     # Istio's Gateway and VirtualService of the same names (examples/bookinfo) still serve.
     assert front.mesh.get(front.mesh.gateway_url("/productpage"))[0] == 200

@@ -171,6 +171,9 @@ spec:
     snapshot = _snapshot(route)
     vs = _vs(snapshot, "web-httproute")
     assert vs["hosts"] == ("web.example.com",)
+    segment = _snapshot(route.replace("type: URLRewrite", "type: CORS"))
+    (segment_rule,) = _vs(segment, "web-httproute")["http"]
+    assert segment_rule["match"][0]["uri"] == {"regex": "/api(/.*)?"}  # not /apis
     (rule,) = vs["http"]
     (match,) = rule["match"]
     assert match["uri"] == {"prefix": "/api"} and match["method"] == {"exact": "POST"}

@@ -14,6 +14,7 @@ no backend answers 500 (404 when it names none).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,6 +171,19 @@ def _string_match(kind: str, value: str) -> dict[str, str]:
     return {"regex": value} if kind == "RegularExpression" else {"exact": value}
 
 
+def _path_match(kind: str, value: str, by_segment: bool) -> dict[str, str]:
+    """A path match as Istio's `uri`; PathPrefix matches whole path segments (`/static`
+    matches `/static` and `/static/x`, never `/statics`), as the Gateway API says, except
+    in a rule that replaces the matched prefix (Envoy's `prefix_rewrite` needs a prefix)."""
+    if kind == "Exact":
+        return {"exact": value}
+    if kind == "RegularExpression":
+        return {"regex": value}
+    if value.endswith("/") or not by_segment:
+        return {"prefix": value}
+    return {"regex": f"{re.escape(value)}(/.*)?"}
+
+
 def _grpc_path(method: Any) -> dict[str, str]:
     """A GRPCRoute method match → Istio's `uri` match on `/service/method`."""
     service = method.service
@@ -183,15 +197,25 @@ def _grpc_path(method: Any) -> dict[str, str]:
     return {"regex": f"/[^/]+/{name}"} if name else {"prefix": "/"}
 
 
+def _replaces_prefix(rule: Any) -> bool:
+    for f in rule.filters:
+        change = {"URLRewrite": f.url_rewrite, "RequestRedirect": f.request_redirect}.get(f.type)
+        if change is not None:
+            path = change.path
+            if path is not None and path.type == "ReplacePrefixMatch":
+                return True
+    return False
+
+
 def _matches(rule: Any) -> list[dict[str, Any]]:
+    by_segment = not _replaces_prefix(rule)
     matches = []
     for m in rule.matches:
         match: dict[str, Any] = {}
         if getattr(m, "method", None) is not None and not isinstance(m.method, str):
             match["uri"] = _grpc_path(m.method)
         if getattr(m, "path", None) is not None:
-            kind = {"Exact": "exact", "PathPrefix": "prefix", "RegularExpression": "regex"}
-            match["uri"] = {kind[m.path.type]: m.path.value}
+            match["uri"] = _path_match(m.path.type, m.path.value, by_segment)
         if m.headers:
             match["headers"] = {h.name.lower(): _string_match(h.type, h.value) for h in m.headers}
         if getattr(m, "query_params", ()):
