@@ -294,9 +294,13 @@ def test_status_conditions_readable(front: Front) -> None:
     broken = (
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: broken}\n"
         "spec:\n  parentRefs: [{name: bookinfo-gateway}]\n  hostnames: [broken.example.com]\n"
-        "  rules: [{backendRefs: [{name: nowhere, port: 9080}]}]\n"
+        "  rules: [{backendRefs: [{name: nowhere, port: 9080}],\n"
+        "           filters: [{type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}]}]\n"
     )
-    front.mesh.apply_ok(broken, "broken.yaml")
+    applied = front.mesh.apply(broken, "broken.yaml")
+    assert applied.returncode == 0, applied.stderr
+    told = applied.stdout + applied.stderr
+    assert "RAT0001" in told and "spec.rules[0].filters[0]" in told and "ExtensionRef" in told
     (parent,) = front.get_status("httproute", "broken")["parents"]
     refs = next(c for c in parent["conditions"] if c["type"] == "ResolvedRefs")
     assert refs["status"] == "False" and refs["reason"] == "BackendNotFound"
