@@ -344,10 +344,12 @@ spec:
     )  # analyzer findings as admission warnings
 
     def status() -> dict[str, Any] | None:
+        # The analyzers' findings and translation's come from two passes: wait for both.
         found = mesh.cluster.get_json("virtualservice", "ratings", "-n", BOOKINFO_NS)
-        return found.get("status") if found.get("status", {}).get("validationMessages") else None
+        codes = {m["type"]["code"] for m in found.get("status", {}).get("validationMessages", ())}
+        return found["status"] if {"IST0101", "RAT0002"} <= codes else None
 
-    ratings = wait_for(status, timeout=20, what="status.validationMessages on ratings")
+    ratings = wait_for(status, timeout=20, what="IST0101 and RAT0002 in ratings' status")
     assert {
         "level": "ERROR",
         "type": {"code": "IST0101", "name": "ReferencedResourceNotFound"},

@@ -2,7 +2,8 @@
 
 `ratline controlplane --kubeconfig FILE` runs the control plane in the foreground against
 a cluster; `ratline manifest crds | kubectl apply -f -` installs Ratline's CRDs, and
-`ratline manifest rbac` the control plane's ServiceAccount and RBAC.
+`ratline manifest rbac` the control plane's ServiceAccount and RBAC;
+`ratline manifest generate` every object of the install (`ratline.cli.install_commands`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import click
 import yaml
+
+from ratline.cli.install_commands import generate
 
 
 @click.command(short_help="Serve a Kubernetes cluster's mesh (foreground).")
@@ -49,7 +52,7 @@ def _print_documents(documents: list[dict[str, object]]) -> None:
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False), nl=False)
 
 
-@click.group(short_help="Print Kubernetes manifests: crds, rbac.")
+@click.group(short_help="Print Kubernetes manifests: crds, rbac, generate (the install).")
 def manifest() -> None:
     """Print Kubernetes manifests (for `kubectl apply -f -`)."""
 
@@ -71,5 +74,7 @@ def rbac(namespace: str | None) -> None:
 
     _print_documents(rbac_manifests(namespace or Settings.from_env().kube_namespace))
 
+
+manifest.add_command(generate)
 
 COMMANDS = [controlplane, manifest]

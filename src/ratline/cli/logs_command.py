@@ -97,11 +97,14 @@ def log_path_for(mesh_dir: Path, target: str, stream: LogStream) -> tuple[str, P
     except OSError:
         log_names = []
     instance = resolve_instance(target, entries, log_names)
-    is_gateway = instance.startswith(GATEWAY_PROXY) and not any(
-        e.get("name") == instance and e.get("workload") for e in entries
+    gateways = {str(e.get("name")) for e in info.get("gateways") or ()}
+    workloads = {str(e.get("name")) for e in info.get("instances") or ()}
+    # A gateway is only its Envoy; with no run file, a name left on disk tells.
+    is_gateway = instance in gateways or (
+        instance.startswith(GATEWAY_PROXY) and instance not in workloads
     )
     if is_gateway and stream == "app":
-        stream = "envoy"  # a gateway is only its Envoy
+        stream = "envoy"
     return instance, instance_log(mesh_dir, instance, stream)
 
 

@@ -26,6 +26,7 @@ _COMMAND_MODULES = {
     "version": "inspect_commands",
     "controlplane": "kube_commands",
     "manifest": "kube_commands",
+    "install": "install_commands",
     "prometheus-config": "observe_commands",
     "traces": "observe_commands",
     "dashboard": "observe_commands",

@@ -36,9 +36,11 @@ def rbac_manifests(namespace: str, kinds: Mapping[str, KindInfo] = KINDS) -> lis
         _rule(groups, ["*"], READ),
         _rule(groups, ["*/status"], ["get", "patch", "update"]),
         _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        # The mesh root in every namespace (`istio-ca-root-cert`, server-side applied).
+        _rule([""], ["configmaps"], ["get", "list", "watch", "create", "update", "patch"]),
         _rule(
             ["admissionregistration.k8s.io"],
-            ["validatingwebhookconfigurations"],
+            ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
             ["get", "list", "watch", "create", "update", "patch"],
         ),
     ]

@@ -67,6 +67,13 @@ VALIDATING_WEBHOOK = ResourceType(
     "validatingwebhookconfigurations",
     namespaced=False,
 )
+MUTATING_WEBHOOK = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "MutatingWebhookConfiguration",
+    "mutatingwebhookconfigurations",
+    namespaced=False,
+)
 CRD = ResourceType(
     "apiextensions.k8s.io",
     "v1",
