@@ -223,3 +223,43 @@ spec:
         {"exact": "/echo.Echo/Say"}, {"prefix": "/echo.Echo/"}]
     assert rule["match"][1]["headers"] == {"x-user": {"exact": "jason"}}
     assert _conditions(snapshot, "GRPCRoute", "echo", "infra")["Accepted"] == "Accepted"
+
+
+def test_valid_config_not_translated_is_reported_by_field() -> None:
+    route = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: same}, {group: "", kind: Service, name: web}]
+  rules:
+  - filters:
+    - {type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch,
+       replacePrefixMatch: /new}}}
+    timeouts: {backendRequest: 1s}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: infra}
+spec:
+  gatewayClassName: istio
+  addresses: [{value: 10.0.0.1}]
+  listeners:
+  - name: sel
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchExpressions: [{key: edge, operator: Exists}]}
+"""
+    snapshot = _snapshot(route)
+    fields = {(m.resource.name, m.field) for m in snapshot.model_findings}
+    assert {
+        ("web", "spec.parentRefs[1]"),
+        ("web", "spec.rules[0].timeouts.backendRequest"),
+        ("other", "spec.addresses"),
+        ("other", "spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions"),
+    } <= fields
+    (rule,) = _vs(snapshot, "web-httproute")["http"]
+    assert rule["redirect"] == {"redirectCode": 302, "prefixRewrite": "/new"}

@@ -106,6 +106,15 @@ def _server(listener: Listener, gw: Resource[Any], grants: tuple[Resource[Any], 
         "name": listener.name,
     }
     tls = listener.tls
+    if tls is not None and tls.options:
+        model.finding(gw, f"{where}.tls.options", "tls.options are not yet supported by "
+                      "Ratline; ignored")
+    allowed = listener.allowed_routes
+    selector = allowed.namespaces.selector if allowed and allowed.namespaces else None
+    if selector is not None and selector.match_expressions:
+        model.finding(gw, f"{where}.allowedRoutes.namespaces.selector.matchExpressions",
+                      "matchExpressions are not yet supported by Ratline: no route of "
+                      "another namespace binds to this listener")
     if protocol in ("HTTPS", "TLS") and tls is not None and tls.mode == "Passthrough":
         server["tls"] = {"mode": "PASSTHROUGH"}
     elif protocol in ("HTTPS", "TLS"):
@@ -137,6 +146,9 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
     classes = {r.name: r for r in resources if r.kind == "GatewayClass"}
     for res in classes.values():
         ours = res.spec.controller_name == CONTROLLER_NAME
+        if ours and res.spec.parameters_ref:
+            model.finding(res, "spec.parametersRef", "parametersRef is not yet supported by "
+                          "Ratline; ignored")
         if ours:
             model.status[res.key] = {"conditions": [condition("Accepted", True, "Accepted", "")]}
     for gw in (r for r in resources if r.kind == KUBERNETES_GATEWAY):
@@ -145,6 +157,10 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
                           f"{gw.spec.gateway_class_name!r} is not served by Ratline (only "
                           f"{ISTIO_CLASS!r}); the Gateway is ignored")
             continue
+        for name in ("addresses", "infrastructure"):
+            if getattr(gw.spec, name):
+                model.finding(gw, f"spec.{name}", f"{name} is not yet supported by Ratline "
+                              "(the local runtime picks the gateway's ports); ignored")
         entries: list[_Listener] = []
         listener_status: list[dict[str, Any]] = []
         for index, listener in enumerate(gw.spec.listeners):
@@ -184,6 +200,8 @@ def _allows(entry: _Listener, route: Resource[Any], ns_labels: Mapping[str, Mapp
         labels = ns_labels.get(route.namespace, {})
         if any(labels.get(k) != v for k, v in wanted.items()):
             return "NotAllowedByListeners"
+        if selector is not None and selector.match_expressions:
+            return "NotAllowedByListeners"  # reported on the Gateway: not evaluated
     if allowed is not None and allowed.kinds and not any(
         k.kind == route.kind and (k.group or GATEWAY_API_GROUP) == GATEWAY_API_GROUP
         for k in allowed.kinds
@@ -206,16 +224,19 @@ def _hosts_meet(a: str, b: str) -> bool:
 
 
 def _parents(route: Resource[Any], listeners: Mapping[tuple[str, str], list[_Listener]],
-             ns_labels: Mapping[str, Mapping[str, str]]
+             ns_labels: Mapping[str, Mapping[str, str]], model: GatewayApiModel
              ) -> list[tuple[Any, list[_Listener], str]]:
     """Each parentRef served by Ratline with the listeners that accept the route (and
     the reason when none does)."""
     found: list[tuple[Any, list[_Listener], str]] = []
-    for ref in route.spec.parent_refs:
+    for index, ref in enumerate(route.spec.parent_refs):
         if (ref.group or GATEWAY_API_GROUP) != GATEWAY_API_GROUP or (ref.kind or "Gateway") != (
             "Gateway"
         ):
-            continue  # a mesh (Service) parent: not Ratline's to serve here
+            model.finding(route, f"spec.parentRefs[{index}]", f"a {ref.kind} parent (the "
+                          "Gateway API for the mesh, GAMMA) is not yet supported by Ratline; "
+                          "ignored")
+            continue
         entries = listeners.get((ref.namespace or route.namespace, ref.name))
         if entries is None:
             found.append((ref, [], "NoMatchingParent"))
@@ -327,7 +348,7 @@ def convert(resources: Iterable[Resource[Any]], services: Mapping[str, Any],
     for route in resources:
         if route.kind not in ROUTE_PROTOCOLS:
             continue
-        parents = _parents(route, listeners, ns_labels)
+        parents = _parents(route, listeners, ns_labels, model)
         _route(route, RouteContext(route, services, grants, domain_suffix), parents, model)
     for gw in (r for r in resources if r.kind == KUBERNETES_GATEWAY):
         if (gw.namespace, gw.name) in listeners:

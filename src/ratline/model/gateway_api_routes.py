@@ -252,7 +252,9 @@ def _apply_filter(
             redirect["authority"] = r.hostname
         if r.port is not None:
             redirect["port"] = r.port
-        if r.path is not None:
+        if r.path is not None and r.path.type == "ReplacePrefixMatch":
+            redirect["prefixRewrite"] = _path_value(r.path)
+        elif r.path is not None:
             redirect["uri"] = _path_value(r.path)
         rule["redirect"] = redirect
     elif f.type == "URLRewrite" and f.url_rewrite is not None:
@@ -295,6 +297,8 @@ def http_rules(ctx: RouteContext, refs: Refs) -> list[dict[str, Any]]:
         timeouts = getattr(rule, "timeouts", None)
         if timeouts is not None and timeouts.request:
             http["timeout"] = timeouts.request
+        if timeouts is not None and timeouts.backend_request:
+            refs.unsupported.append((f"{where}.timeouts.backendRequest", "timeouts.backendRequest"))
         if "redirect" not in http:
             routes, _lost = _routes(rule.backend_refs, where, ctx, refs, http=True)
             if routes:
