@@ -34,7 +34,8 @@ def store_kind(text: str) -> str:
     if wanted in _ALIASES:
         return _ALIASES[wanted]
     for kind in (*KINDS, *(i.kind for i in GATEWAY_API.values())):
-        names = {kind.lower(), f"{kind.lower()}s", type_name(kind), f"{type_name(kind)}s"}
+        singular, _, group = type_name(kind).partition(".")
+        names = {kind.lower(), f"{kind.lower()}s", type_name(kind), f"{singular}s.{group}"}
         if wanted in names or wanted.rstrip("s") == kind.lower():
             return kind
     raise click.BadParameter(f"unknown kind {text!r}", param_hint="KIND")
@@ -52,19 +53,30 @@ def _condition(status: Mapping[str, Any] | None, kind: str) -> str:
     return "True" if all(s == "True" for s in found) else "False"
 
 
-def resource_rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """Table rows: namespace, name, Accepted, ResolvedRefs / Programmed, origin."""
+def columns(kind: str) -> list[str]:
+    """The table's columns for a store kind: Gateway API kinds show their conditions."""
+    if kind in ("KubernetesGateway", "GatewayClass"):
+        return ["NAMESPACE", "NAME", "ACCEPTED", "PROGRAMMED", "ORIGIN"]
+    if kind.endswith("Route"):
+        return ["NAMESPACE", "NAME", "ACCEPTED", "RESOLVEDREFS", "ORIGIN"]
+    return ["NAMESPACE", "NAME", "ORIGIN", "FILE"]
+
+
+def resource_rows(kind: str, items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Table rows under `columns(kind)`."""
     rows = []
     for item in items:
         status = item.get("status")
-        rows.append([
-            item.get("namespace") or "-",
-            item.get("name") or "-",
-            _condition(status, "Accepted"),
-            _condition(status, "Programmed")
-            if status and "conditions" in status else _condition(status, "ResolvedRefs"),
-            item.get("origin") or "-",
-        ])
+        cells = {
+            "NAMESPACE": item.get("namespace") or "-",
+            "NAME": item.get("name") or "-",
+            "ACCEPTED": _condition(status, "Accepted"),
+            "PROGRAMMED": _condition(status, "Programmed"),
+            "RESOLVEDREFS": _condition(status, "ResolvedRefs"),
+            "ORIGIN": item.get("origin") or "-",
+            "FILE": item.get("file") or "-",
+        }
+        rows.append([cells[c] for c in columns(kind)])
     return rows
 
 
@@ -99,8 +111,7 @@ def get(kind: str, name: str | None, namespace: str | None, output: str, mesh_di
             "apiVersion": "v1", "kind": "List", "items": documents}
         echo_data(data, output)
         return
-    headers = ["NAMESPACE", "NAME", "ACCEPTED", "PROGRAMMED/REFS", "ORIGIN"]
-    click.echo(render_table(headers, resource_rows(items)))
+    click.echo(render_table(columns(stored), resource_rows(stored, items)))
 
 
 COMMANDS = [get]

@@ -300,7 +300,7 @@ def _route(route: Resource[Any], ctx: RouteContext, parents: list[tuple[Any, lis
                     condition("Accepted", bool(entries) and not problem, "Accepted",
                               why or "UnsupportedValue", problem),
                     condition("ResolvedRefs", not refs.problems, "ResolvedRefs", reason_refs,
-                              text_refs),
+                              text_refs or "All references resolved"),
                 ],
             }
             for ref, entries, why in parents
@@ -320,8 +320,9 @@ def _gateway_status(gw: Resource[Any], entries: list[_Listener], model: GatewayA
             "conditions": [
                 condition("Accepted", ok, "Accepted", "UnsupportedProtocol", item["problem"]),
                 condition("ResolvedRefs", ok, "ResolvedRefs", "InvalidCertificateRef",
-                          item["problem"]),
-                condition("Programmed", ok, "Programmed", "Invalid", item["problem"]),
+                          item["problem"] or "All references resolved"),
+                condition("Programmed", ok, "Programmed", "Invalid",
+                          item["problem"] or "Resource programmed"),
             ],
         })
     bad = [i for i in draft if not i["ok"]]
@@ -330,7 +331,8 @@ def _gateway_status(gw: Resource[Any], entries: list[_Listener], model: GatewayA
         "conditions": [
             condition("Accepted", True, "Accepted", "Invalid",
                       message or "Resource accepted"),
-            condition("Programmed", len(bad) < len(draft), "Programmed", "Invalid", message),
+            condition("Programmed", len(bad) < len(draft), "Programmed", "Invalid",
+                      message or "Resource programmed"),
         ],
         "listeners": listeners,
     }
