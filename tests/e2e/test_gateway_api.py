@@ -1,7 +1,8 @@
 """The Kubernetes Gateway API on Bookinfo, through the real gateway Envoy it gets.
 
 One mesh for the module: Bookinfo plus a Gateway API `Gateway` of class `istio` with an
-HTTP, an HTTPS (certificate from a Secret made with openssl) and a TCP listener, and
+HTTP, an HTTPS (certificate from a Secret made with openssl, in another namespace that a
+ReferenceGrant opens), a TCP and a TLS passthrough listener, and
 routes: Istio's Gateway API Bookinfo ingress (HTTPRoute to productpage), a weighted split
 between two Services of reviews' versions, header modifiers, a redirect, and a TCPRoute.
 The Gateway gets its own Envoy (`bookinfo-gateway-istio`), as in Istio.
@@ -48,9 +49,18 @@ spec:
     port: 443
     protocol: HTTPS
     hostname: {HOST}
-    tls: {{mode: Terminate, certificateRefs: [{{kind: Secret, name: bookinfo-credential}}]}}
+    tls:
+      mode: Terminate
+      certificateRefs: [{{kind: Secret, name: bookinfo-credential, namespace: istio-system}}]
   - {{name: tcp, port: 9000, protocol: TCP}}
   - {{name: tls, port: 8443, protocol: TLS, hostname: {TLS_HOST}, tls: {{mode: Passthrough}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: gateway-certificates, namespace: istio-system}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}}]
+  to: [{{group: "", kind: Secret, name: bookinfo-credential}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -164,7 +174,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     shutil.copy(backend.cert, mesh_dir / "tls.crt")
     shutil.copy(backend.key, mesh_dir / "tls.key")
     (mesh_dir / "secrets.yaml").write_text(
-        tls_secret("bookinfo-credential", server, namespace="default")
+        tls_secret("bookinfo-credential", server, namespace="istio-system")
     )
     mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
     try:

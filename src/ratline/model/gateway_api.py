@@ -89,6 +89,9 @@ class _Listener:
     gateway: Resource[Any]
     listener: Listener
     istio_name: str
+    istio_namespace: str
+    """The Istio Gateway's namespace: the Gateway's, or its certificate Secret's when a
+    ReferenceGrant lets it use one of another namespace (translation looks there)."""
     attached: int = 0
 
 
@@ -125,13 +128,11 @@ def _server(listener: Listener, gw: Resource[Any], grants: tuple[Resource[Any], 
         if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
             return None, f"certificateRefs[0]: {ref.kind} is not a Secret"
         namespace = ref.namespace or gw.namespace
-        if namespace != gw.namespace:
-            if not granted(grants, "Gateway", gw.namespace, "", "Secret", namespace, ref.name):
-                return None, f"Secret {namespace}/{ref.name}: no ReferenceGrant allows it"
-            model.finding(gw, f"{where}.tls.certificateRefs[0].namespace",
-                          "a certificate Secret in another namespace is not yet supported by "
-                          "Ratline; the listener is ignored")
-            return None, "a certificate Secret in another namespace is not supported"
+        if namespace != gw.namespace and not granted(
+            grants, "Gateway", gw.namespace, "", "Secret", namespace, ref.name
+        ):
+            return None, f"Secret {namespace}/{ref.name}: no ReferenceGrant allows it"
+        server["_namespace"] = namespace  # the Istio Gateway's: its Secrets are found there
         if protocol == "TLS":
             model.finding(gw, f"{where}.tls.mode", "TLS termination on a TLS listener is not "
                           "yet supported by Ratline; the listener is ignored")
@@ -167,12 +168,13 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
             server, problem = _server(listener, gw, grants, f"spec.listeners[{index}]", model)
             name = istio_gateway_name(gw.name, listener.name)
             if server is not None:
+                namespace = server.pop("_namespace", gw.namespace)
                 spec = GatewaySpec.model_validate(
                     {"selector": selector_for(gw.name), "servers": [server]},
                     by_alias=True, by_name=False,
                 )
-                model.gateways.append(_synthetic("Gateway", name, gw.namespace, spec, gw))
-                entries.append(_Listener(gw, listener, name))
+                model.gateways.append(_synthetic("Gateway", name, namespace, spec, gw))
+                entries.append(_Listener(gw, listener, name, namespace))
             listener_status.append({"name": listener.name, "ok": server is not None,
                                     "problem": problem})
         listeners[(gw.namespace, gw.name)] = entries
@@ -276,7 +278,7 @@ def _route(route: Resource[Any], ctx: RouteContext, parents: list[tuple[Any, lis
         model.finding(route, where, f"{what} is not yet supported by Ratline; ignored")
     problem = ""
     if attached:
-        spec["gateways"] = sorted({f"{e.gateway.namespace}/{e.istio_name}" for e in attached})
+        spec["gateways"] = sorted({f"{e.istio_namespace}/{e.istio_name}" for e in attached})
         try:
             vs = VirtualServiceSpec.model_validate(spec, by_alias=True, by_name=False)
         except ValidationError as exc:
