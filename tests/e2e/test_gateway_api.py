@@ -244,7 +244,8 @@ def test_weighted_split_between_two_services(front: Front) -> None:
             seen[json.loads(body)["version"]] += 1
         return seen
 
-    wait_for(lambda: versions(1) or None, timeout=30, what="the split route")
+    wait_for(lambda: front.get("/reviews/0", host=SPLIT_HOST)[0] == 200 or None, timeout=30,
+             what="the split route")
     seen = versions(400)
     assert set(seen) <= {"v1", "v2"}
     # 80/20 over 400: mean 80 for v2, sd 8; 50/50 or 70/30 would be far outside.
