@@ -7,6 +7,11 @@ Kinds Ratline has a schema for are in `KINDS`. Kinds of the Kubernetes and Istio
 has none for yet are accepted as they are (`OPAQUE_KINDS`: a file holding one is not
 refused, the analyzers report what Ratline does not do with it); giving such a kind a
 schema is adding its `KindInfo` to `_ALL`, which then takes precedence.
+
+The Gateway API's kinds (`gateway.networking.k8s.io`) are in `GATEWAY_API`, looked up by
+their group first: its `Gateway` is stored under the kind `KubernetesGateway`
+(`KindInfo.document_kind` keeps the written name), so that the store, keyed by kind,
+namespace and name, holds it beside Istio's Gateway.
 """
 
 from __future__ import annotations
