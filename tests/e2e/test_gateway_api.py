@@ -4,7 +4,7 @@ One mesh for the module: Bookinfo plus a Gateway API `Gateway` of class `istio` 
 HTTP, an HTTPS (certificate from a Secret made with openssl, in another namespace that a
 ReferenceGrant opens), a TCP and a TLS passthrough listener, and
 routes: Istio's Gateway API Bookinfo ingress (HTTPRoute to productpage), a weighted split
-between two Services of reviews' versions, header modifiers, a redirect, and a TCPRoute.
+between two Services of reviews' versions, header modifiers, a redirect, a TCPRoute, a TLSRoute and a GRPCRoute.
 The Gateway gets its own Envoy (`bookinfo-gateway-istio`), as in Istio.
 """
 
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
@@ -35,7 +36,8 @@ BOOKINFO = REPO / "examples" / "bookinfo"
 HOST = "bookinfo.example.com"
 SPLIT_HOST = "split.example.com"
 TLS_HOST = "tls.example.com"
-TLS_ECHO_APP = Path(__file__).resolve().parent / "apps" / "tls_echo.py"
+APPS = Path(__file__).resolve().parent / "apps"
+TLS_ECHO_APP = APPS / "tls_echo.py"
 
 GATEWAY_API = f"""\
 apiVersion: gateway.networking.k8s.io/v1
@@ -54,6 +56,7 @@ spec:
       certificateRefs: [{{kind: Secret, name: bookinfo-credential, namespace: istio-system}}]
   - {{name: tcp, port: 9000, protocol: TCP}}
   - {{name: tls, port: 8443, protocol: TLS, hostname: {TLS_HOST}, tls: {{mode: Passthrough}}}}
+  - {{name: grpc, port: 8090, protocol: HTTP}}
 ---
 apiVersion: gateway.networking.k8s.io/v1beta1
 kind: ReferenceGrant
@@ -121,6 +124,29 @@ spec:
   command: [{sys.executable}, tls_echo.py, passed, tls.crt, tls.key]
   ports: [{{name: tls, containerPort: 9443}}]
 """
+GRPC_ECHO = f"""\
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: echo}}
+spec:
+  parentRefs: [{{name: bookinfo-gateway, sectionName: grpc}}]
+  rules:
+  - matches: [{{method: {{service: echo.Echo, method: Say}}}}]
+    backendRefs: [{{name: grpc-echo, port: 50051}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: grpc-echo}}
+spec: {{selector: {{app: grpc-echo}}, ports: [{{name: grpc, port: 50051}}]}}
+---
+apiVersion: ratline.dev/v1alpha1
+kind: Workload
+metadata: {{name: grpc-echo, labels: {{app: grpc-echo}}}}
+spec:
+  command: [{sys.executable}, grpc_echo.py, echoed]
+  ports: [{{name: grpc, containerPort: 50051}}]
+"""
 VERSION_SERVICES = "".join(
     f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: reviews-{v}}}\n"
     f"spec: {{selector: {{app: reviews, version: {v}}}, ports: [{{port: 9080, name: http}}]}}\n"
@@ -168,7 +194,9 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     server = make_leaf(certs, ca, HOST, 1)
     mesh_dir = root / "mesh"
     shutil.copytree(BOOKINFO, mesh_dir, ignore=shutil.ignore_patterns(".ratline"))
-    (mesh_dir / "gateway-api.yaml").write_text(GATEWAY_API + VERSION_SERVICES + TLS_ECHO)
+    (mesh_dir / "gateway-api.yaml").write_text(
+        GATEWAY_API + VERSION_SERVICES + TLS_ECHO + GRPC_ECHO)
+    shutil.copy(APPS / "grpc_echo.py", mesh_dir / "grpc_echo.py")
     backend = make_leaf(certs, ca, TLS_HOST, 2)
     shutil.copy(TLS_ECHO_APP, mesh_dir / "tls_echo.py")
     shutil.copy(backend.cert, mesh_dir / "tls.crt")
@@ -292,12 +320,31 @@ def test_tls_route_passes_the_tls_session_through_by_sni(front: Front) -> None:
         f"passed {TLS_HOST} hello")
 
 
+def test_grpc_route_matches_methods(front: Front) -> None:
+    def call(method: str) -> str:
+        with grpc.insecure_channel(f"127.0.0.1:{front.port(8090)}") as channel:
+            stub = channel.unary_unary(f"/echo.Echo/{method}")
+            return bytes(stub(b"hi", timeout=5)).decode()
+
+    def said() -> str | None:
+        try:
+            return call("Say")
+        except grpc.RpcError:
+            return None
+
+    assert wait_for(said, timeout=30, what="echo.Echo/Say through the gateway") == "echoed hi"
+    with pytest.raises(grpc.RpcError) as raised:
+        call("Flaky")  # no rule matches this method: the gateway answers 404
+    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_status_conditions_readable(front: Front) -> None:
     gateway = front.get_status("gateway.gateway.networking.k8s.io", "bookinfo-gateway")
     conditions = {c["type"]: c["status"] for c in gateway["conditions"]}
     assert conditions == {"Accepted": "True", "Programmed": "True"}
     attached = {item["name"]: item["attachedRoutes"] for item in gateway["listeners"]}
-    assert attached == {"http": 2, "https": 1, "tcp": 1, "tls": 1}
+    # bookinfo (no sectionName) binds every HTTP/HTTPS listener of its namespace
+    assert attached == {"http": 2, "https": 1, "tcp": 1, "tls": 1, "grpc": 2}
     route = front.get_status("httproute", "bookinfo")
     (parent,) = route["parents"]
     assert {c["type"]: c["status"] for c in parent["conditions"]} == {
