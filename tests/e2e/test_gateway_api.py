@@ -1,10 +1,11 @@
 """The Kubernetes Gateway API on Bookinfo, through the real gateway Envoy it gets.
 
-One mesh for the module: Bookinfo plus a Gateway API `Gateway` of class `istio` with an
-HTTP, an HTTPS (certificate from a Secret made with openssl, in another namespace that a
-ReferenceGrant opens), a TCP and a TLS passthrough listener, and
-routes: Istio's Gateway API Bookinfo ingress (HTTPRoute to productpage), a weighted split
-between two Services of reviews' versions, header modifiers, a redirect, a TCPRoute, a TLSRoute and a GRPCRoute.
+One mesh for the module: Bookinfo plus a Gateway API `Gateway` of class `istio` with
+HTTP, HTTPS (certificate from a Secret made with openssl, in another namespace that a
+ReferenceGrant opens), TCP, TLS passthrough and gRPC listeners, and routes: Istio's
+Gateway API Bookinfo ingress (HTTPRoute to productpage), a weighted split between two
+Services of reviews' versions, header modifiers, a redirect, a TCPRoute, a TLSRoute and
+a GRPCRoute.
 The Gateway gets its own Envoy (`bookinfo-gateway-istio`), as in Istio.
 """
 
