@@ -69,7 +69,8 @@ def test_listeners_become_istio_servers_of_the_gateways_own_deployment() -> None
     assert https.tls.mode == "SIMPLE" and https.tls.credential_name == "cert"
     assert https.hosts == ("a.example.com",)
     assert servers["pass"].servers[0].tls.mode == "PASSTHROUGH"
-    assert servers["tcp"].selector == {"gateway.networking.k8s.io/gateway-name": "gw"}
+    assert servers["tcp"].selector == {
+        "gateway.networking.k8s.io/gateway-name": "gw", "ratline.dev/gateway-namespace": "infra"}
     status = snapshot.gateway_api_status[ResourceKey("KubernetesGateway", "infra", "gw")]
     udp = next(item for item in status["listeners"] if item["name"] == "udp")
     assert udp["conditions"][0]["status"] == "False"

@@ -170,7 +170,7 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
             if server is not None:
                 namespace = server.pop("_namespace", gw.namespace)
                 spec = GatewaySpec.model_validate(
-                    {"selector": selector_for(gw.name), "servers": [server]},
+                    {"selector": selector_for(gw.name, gw.namespace), "servers": [server]},
                     by_alias=True, by_name=False,
                 )
                 model.gateways.append(_synthetic("Gateway", name, namespace, spec, gw))
