@@ -294,7 +294,8 @@ spec:
     assert not [g for g in refused.gateways if g.name.endswith("-https")]
     status = refused.gateway_api_status[ResourceKey("KubernetesGateway", "infra", "gw")]
     https = next(item for item in status["listeners"] if item["name"] == "https")
-    assert https["conditions"][1]["reason"] == "InvalidCertificateRef"
+    assert [c["status"] for c in https["conditions"]] == ["True", "False", "False"]
+    assert https["conditions"][1]["reason"] == "RefNotPermitted"
     allowed = build(route + grant)
     (gateway,) = [g for g in allowed.gateways if g.name.endswith("-https")]
     assert gateway.namespace == "certs"  # where translation finds the Secret

@@ -96,13 +96,15 @@ class _Listener:
 
 
 def _server(listener: Listener, gw: Resource[Any], grants: tuple[Resource[Any], ...],
-            where: str, model: GatewayApiModel) -> tuple[dict[str, Any] | None, str]:
-    """The Istio server of a listener, or None and why not (a ResolvedRefs message)."""
+            where: str, model: GatewayApiModel) -> tuple[dict[str, Any] | None, str, str]:
+    """The Istio server of a listener, or None, why not and the condition's reason
+    (`UnsupportedProtocol`/`UnsupportedValue`: not accepted; `InvalidCertificateRef`/
+    `RefNotPermitted`: accepted, references not resolved)."""
     protocol = LISTENER_PROTOCOLS.get(listener.protocol)
     if protocol is None:
         model.finding(gw, f"{where}.protocol", f"listener protocol {listener.protocol} is not "
                       "yet supported by Ratline; the listener is ignored")
-        return None, f"protocol {listener.protocol} is not supported"
+        return None, f"protocol {listener.protocol} is not supported", "UnsupportedProtocol"
     server: dict[str, Any] = {
         "port": {"number": listener.port, "protocol": protocol, "name": listener.name},
         "hosts": [listener.hostname or "*"],
@@ -123,22 +125,23 @@ def _server(listener: Listener, gw: Resource[Any], grants: tuple[Resource[Any], 
     elif protocol in ("HTTPS", "TLS"):
         refs = tls.certificate_refs if tls is not None else ()
         if not refs:
-            return None, "a Terminate listener needs tls.certificateRefs"
+            return None, "a Terminate listener needs tls.certificateRefs", "InvalidCertificateRef"
         ref = refs[0]
         if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
-            return None, f"certificateRefs[0]: {ref.kind} is not a Secret"
+            return None, f"certificateRefs[0]: {ref.kind} is not a Secret", "InvalidCertificateRef"
         namespace = ref.namespace or gw.namespace
         if namespace != gw.namespace and not granted(
             grants, "Gateway", gw.namespace, "", "Secret", namespace, ref.name
         ):
-            return None, f"Secret {namespace}/{ref.name}: no ReferenceGrant allows it"
+            why = f"Secret {namespace}/{ref.name}: no ReferenceGrant allows it"
+            return None, why, "RefNotPermitted"
         server["_namespace"] = namespace  # the Istio Gateway's: its Secrets are found there
         if protocol == "TLS":
             model.finding(gw, f"{where}.tls.mode", "TLS termination on a TLS listener is not "
                           "yet supported by Ratline; the listener is ignored")
-            return None, "TLS termination on a TLS listener is not supported"
+            return None, "TLS termination on a TLS listener is not supported", "UnsupportedValue"
         server["tls"] = {"mode": "SIMPLE", "credentialName": ref.name}
-    return server, ""
+    return server, "", ""
 
 
 def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
@@ -165,7 +168,9 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
         entries: list[_Listener] = []
         listener_status: list[dict[str, Any]] = []
         for index, listener in enumerate(gw.spec.listeners):
-            server, problem = _server(listener, gw, grants, f"spec.listeners[{index}]", model)
+            server, problem, reason = _server(
+                listener, gw, grants, f"spec.listeners[{index}]", model
+            )
             name = istio_gateway_name(gw.name, listener.name)
             if server is not None:
                 namespace = server.pop("_namespace", gw.namespace)
@@ -175,8 +180,8 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
                 )
                 model.gateways.append(_synthetic("Gateway", name, namespace, spec, gw))
                 entries.append(_Listener(gw, listener, name, namespace))
-            listener_status.append({"name": listener.name, "ok": server is not None,
-                                    "problem": problem})
+            listener_status.append({"name": listener.name, "problem": problem,
+                                    "reason": reason})
         listeners[(gw.namespace, gw.name)] = entries
         model.status[gw.key] = {"_listeners": listener_status}
     return listeners
@@ -315,19 +320,20 @@ def _gateway_status(gw: Resource[Any], entries: list[_Listener], model: GatewayA
     attached = {e.listener.name: e.attached for e in entries}
     listeners = []
     for item in draft:
-        ok = item["ok"]
+        reason, problem = item["reason"], item["problem"]
+        refs_bad = reason in ("InvalidCertificateRef", "RefNotPermitted")
         listeners.append({
             "name": item["name"],
             "attachedRoutes": attached.get(item["name"], 0),
             "conditions": [
-                condition("Accepted", ok, "Accepted", "UnsupportedProtocol", item["problem"]),
-                condition("ResolvedRefs", ok, "ResolvedRefs", "InvalidCertificateRef",
-                          item["problem"] or "All references resolved"),
-                condition("Programmed", ok, "Programmed", "Invalid",
-                          item["problem"] or "Resource programmed"),
+                condition("Accepted", refs_bad or not reason, "Accepted", reason, problem),
+                condition("ResolvedRefs", not refs_bad, "ResolvedRefs", reason,
+                          problem if refs_bad else "All references resolved"),
+                condition("Programmed", not reason, "Programmed", "Invalid",
+                          problem or "Resource programmed"),
             ],
         })
-    bad = [i for i in draft if not i["ok"]]
+    bad = [i for i in draft if i["reason"]]
     message = "; ".join(f"listener {i['name']}: {i['problem']}" for i in bad)
     model.status[gw.key] = {
         "conditions": [
