@@ -221,9 +221,16 @@ def test_destination_rule_simple_and_mutual_use_the_named_files() -> None:
     assert (cert.certificate_chain.filename, cert.private_key.filename) == ("/c.pem", "/k.pem")
 
 
-def test_credential_name_is_refused_with_a_message() -> None:
-    snapshot = _snapshot(DR.replace("{TLS}", "{mode: SIMPLE, credentialName: my-secret}"))
+def test_credential_name_names_the_secret_over_sds_and_a_missing_one_is_reported() -> None:
+    snapshot = _snapshot(DR.replace("{TLS}", "{mode: MUTUAL, credentialName: my-secret}"))
     generator = MeshGenerator(snapshot, Settings(), mtls=True)
     generator.protos_for(mesh.node("productpage-v1-0"))
     texts = [str(m) for m in generator.messages]
-    assert any("credentialName" in t and "not yet supported" in t for t in texts), texts
+    assert any("credentialName" in t and "no Secret my-secret" in t for t in texts), texts
+    mutual = _upstream(_dr_cluster("{mode: MUTUAL, credentialName: my-secret}"))
+    common = mutual.common_tls_context
+    assert [c.name for c in common.tls_certificate_sds_secret_configs] == ["kubernetes://my-secret"]
+    sds = common.combined_validation_context.validation_context_sds_secret_config
+    assert sds.name == "kubernetes://my-secret-cacert"
+    simple = _upstream(_dr_cluster("{mode: SIMPLE, credentialName: my-secret}"))
+    assert not simple.common_tls_context.tls_certificate_sds_secret_configs
