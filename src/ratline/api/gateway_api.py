@@ -1,6 +1,7 @@
 """The Gateway API's names Ratline shares between the model and the runtime (pure).
 
-As in Istio, a Gateway API `Gateway` of class `istio` gets a gateway deployment of its
+As in Istio, a Gateway API `Gateway` of class `istio` (or of a GatewayClass whose
+`controllerName` is Istio's) gets a gateway deployment of its
 own, named `<gateway>-istio` in the Gateway's namespace, whose pods carry the label
 `gateway.networking.k8s.io/gateway-name: <gateway>` (and Ratline's
 `ratline.dev/gateway-namespace`); each listener becomes a server of
@@ -11,7 +12,7 @@ the deployment from `deployment_for` and binds the ports of `server_ports_doc`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ratline.api.envelope import DEFAULT_NAMESPACE
@@ -44,15 +45,32 @@ def selector_for(gateway: str, namespace: str) -> dict[str, str]:
     return {GATEWAY_NAME_LABEL: gateway, GATEWAY_NAMESPACE_LABEL: namespace}
 
 
-def is_served(doc: Mapping[str, Any]) -> bool:
-    """Whether a raw Gateway API Gateway document is of the class Ratline serves."""
+ISTIO_CLASSES = frozenset({ISTIO_CLASS})
+
+
+def served_classes(class_docs: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The GatewayClasses Ratline serves: `istio` (built in, as Istio installs it) and
+    every GatewayClass (raw document) whose `controllerName` is Istio's."""
+    names = set(ISTIO_CLASSES)
+    for doc in class_docs:
+        spec = doc.get("spec")
+        metadata = doc.get("metadata")
+        if isinstance(spec, Mapping) and spec.get("controllerName") == CONTROLLER_NAME:
+            names.add(str((metadata or {}).get("name") or ""))
+    return frozenset(names)
+
+
+def is_served(doc: Mapping[str, Any], classes: frozenset[str] = ISTIO_CLASSES) -> bool:
+    """Whether a raw Gateway API Gateway document is of a class Ratline serves."""
     spec = doc.get("spec")
-    return isinstance(spec, Mapping) and spec.get("gatewayClassName") == ISTIO_CLASS
+    return isinstance(spec, Mapping) and spec.get("gatewayClassName") in classes
 
 
-def deployment_for(doc: Mapping[str, Any]) -> GatewayDeployment | None:
-    """The gateway deployment a raw Gateway API Gateway gets (None: not of class istio)."""
-    if not is_served(doc):
+def deployment_for(
+    doc: Mapping[str, Any], classes: frozenset[str] = ISTIO_CLASSES
+) -> GatewayDeployment | None:
+    """The gateway deployment a raw Gateway API Gateway gets (None: not of a served class)."""
+    if not is_served(doc, classes):
         return None
     metadata = doc.get("metadata") or {}
     name = str(metadata.get("name") or "")
@@ -99,5 +117,6 @@ __all__ = [
     "is_served",
     "istio_gateway_name",
     "selector_for",
+    "served_classes",
     "server_ports_doc",
 ]

@@ -1,7 +1,8 @@
 """The Gateway API as Istio's model: Gateways → Istio Gateways, routes → VirtualServices.
 
 One translation path, as in Istio: `convert` turns each Gateway API `Gateway` of class
-`istio` (stored as `KubernetesGateway`) into one Istio-shaped Gateway per listener
+`istio` or of a GatewayClass with Istio's `controllerName` (stored as
+`KubernetesGateway`) into one Istio-shaped Gateway per listener
 (`ratline.api.gateway_api` names them and the deployment they select), and each
 HTTPRoute, TCPRoute and TLSRoute into a VirtualService bound to the listeners that
 accept it (`parentRefs` with `sectionName`/`port`, `allowedRoutes` namespaces and kinds,
@@ -30,6 +31,7 @@ from ratline.api.gateway_api import (
     LISTENER_PROTOCOLS,
     istio_gateway_name,
     selector_for,
+    served_classes,
 )
 from ratline.api.kinds import KUBERNETES_GATEWAY
 from ratline.api.schemas.gateway_api import Listener
@@ -148,6 +150,7 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
               model: GatewayApiModel) -> dict[tuple[str, str], list[_Listener]]:
     listeners: dict[tuple[str, str], list[_Listener]] = {}
     classes = {r.name: r for r in resources if r.kind == "GatewayClass"}
+    served = served_classes(r.raw for r in classes.values())
     for res in classes.values():
         ours = res.spec.controller_name == CONTROLLER_NAME
         if ours and res.spec.parameters_ref:
@@ -156,10 +159,11 @@ def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
         if ours:
             model.status[res.key] = {"conditions": [condition("Accepted", True, "Accepted", "")]}
     for gw in (r for r in resources if r.kind == KUBERNETES_GATEWAY):
-        if gw.spec.gateway_class_name != ISTIO_CLASS:
+        if gw.spec.gateway_class_name not in served:
             model.finding(gw, "spec.gatewayClassName", f"gatewayClassName "
                           f"{gw.spec.gateway_class_name!r} is not served by Ratline (only "
-                          f"{ISTIO_CLASS!r}); the Gateway is ignored")
+                          f"{ISTIO_CLASS!r} and GatewayClasses of controllerName "
+                          f"{CONTROLLER_NAME}); the Gateway is ignored")
             continue
         for name in ("addresses", "infrastructure"):
             if getattr(gw.spec, name):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ratline.api.gateway_api import is_served, server_ports_doc
+from ratline.api.gateway_api import is_served, served_classes, server_ports_doc
 from ratline.api.kinds import KUBERNETES_GATEWAY
 from ratline.observability.agent_http import ProxyMetricsPorts
 from ratline.registry.instances import WorkloadInstance
@@ -95,7 +95,10 @@ class GatewayFleet:
         for item in resources:
             by_kind.setdefault(str(item.get("kind")), []).append(item.get("resource") or {})
         gateway_api = by_kind.get(KUBERNETES_GATEWAY, [])
-        desired, errors = desired_gateways(by_kind.get(DEPLOYMENT_KIND, ()), gateway_api)
+        classes = served_classes(by_kind.get("GatewayClass", ()))
+        desired, errors = desired_gateways(
+            by_kind.get(DEPLOYMENT_KIND, ()), gateway_api, classes
+        )
         if errors != self.errors:
             for error in errors:
                 log.error("%s", error)
@@ -116,7 +119,7 @@ class GatewayFleet:
             if key not in self.gateways:
                 await self._start(spec)
         gateway_docs = by_kind.get(GATEWAY_KIND, []) + [
-            server_ports_doc(doc) for doc in gateway_api if is_served(doc)
+            server_ports_doc(doc) for doc in gateway_api if is_served(doc, classes)
         ]
         service_docs = by_kind.get(SERVICE_KIND, [])
         for gateway in self.all():
