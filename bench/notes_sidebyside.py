@@ -4,8 +4,12 @@ goes, for whoever works on the control plane's speed next. Text beside the code,
 
 from __future__ import annotations
 
+from bench.notes_carry_over import CARRY_OVER_NOTES_MD
+
 SIDE_BY_SIDE_NOTES_MD = [
-    "### Notes on the side-by-side run (2026-12-01)",
+    *CARRY_OVER_NOTES_MD,
+    "### Notes on the first side-by-side run (2026-12-01, before the work above; its "
+    "tables were replaced by the run above)",
     "",
     "- **Conditions.** One run, on a 2-core machine shared with six other sessions running "
     "their tests: the load average before each control plane's run was 4.6 to 11.9 (it is "

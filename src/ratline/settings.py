@@ -114,6 +114,18 @@ class Settings:
     plane's namespace (in a cluster, port 443), or "" for `https://BIND_ADDRESS:PORT` (a
     control plane running outside the cluster)."""
 
+    kube_proxy_image: str = "ratline/ratline:latest"
+    """Kubernetes: the image of injected `istio-init` and `istio-proxy` containers (both
+    run `ratline` commands)."""
+
+    kube_injected_xds_address: str = ""
+    """Kubernetes: `host:port` of the xDS server as injected pods reach it (in a cluster,
+    the control plane's Service); "" for the address it serves on."""
+
+    kube_injected_ca_address: str = ""
+    """Kubernetes: `host:port` of the CSR endpoint as injected pods reach it; "" for the
+    address it serves on."""
+
     kube_lease_duration_s: float = 15.0
     """Kubernetes: leader election Lease duration; the leader renews every fifth of it.
     Only the leader writes (status, webhook configuration); every replica serves xDS."""

@@ -29,6 +29,7 @@ ISTIO_CRDS = ISTIO_FILES / "manifests/charts/base/files/crd-all.gen.yaml"
 BOOKINFO = ISTIO_FILES / "samples/bookinfo/platform/kube/bookinfo.yaml"
 BOOKINFO_NETWORKING = ISTIO_FILES / "samples/bookinfo/networking"
 WEBHOOK_CONFIGURATION = f"ratline-validator-{NAMESPACE}"
+INJECTOR_CONFIGURATION = "ratline-sidecar-injector"
 
 
 def istio_file(path: Path) -> str:
@@ -185,7 +186,11 @@ class KubeControlPlane(ControlPlaneProcess):
         return self.state / ".ratline" / "ca" / "trust-bundle.pem"
 
     def uninstall_webhook(self) -> None:
-        """The webhook fails closed: without a control plane, Istio config cannot change."""
+        """The webhooks fail closed: without a control plane, Istio config cannot change
+        and pods to inject cannot be created."""
         self.cluster.kubectl(
             "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found"
+        )
+        self.cluster.kubectl(
+            "delete", "mutatingwebhookconfiguration", INJECTOR_CONFIGURATION, "--ignore-not-found"
         )

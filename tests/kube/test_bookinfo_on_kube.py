@@ -179,7 +179,8 @@ def test_every_istio_bookinfo_sample_applies_with_ratlines_crds(mesh: Mesh) -> N
         }
         assert {"VirtualService", "DestinationRule", "Gateway", "ServiceEntry"} <= kinds
     finally:
-        mesh.cluster.kubectl("delete", "namespace", "samples", "--wait=false")
+        # Waited for: its ServiceEntries (exportTo *) would reach later tests' proxies.
+        mesh.cluster.kubectl("delete", "namespace", "samples", "--timeout=60s")
         mesh.cluster.kubectl(
             "delete",
             "-f",
@@ -524,8 +525,20 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
             }
         ),
     }
+    # The same Services have the same cluster IPs (as `kubectl get svc -o yaml` shows them):
+    # route domains carry them.
+    cluster_ips = {
+        (svc["metadata"]["namespace"], svc["metadata"]["name"]): svc["spec"].get("clusterIP")
+        for svc in mesh.cluster.get_json("services", "-A")["items"]
+    }
     for name, text in samples.items():
-        (mesh_dir / name).write_text(text)
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        for doc in docs:
+            meta = doc.get("metadata") or {}
+            ip = cluster_ips.get((meta.get("namespace", "default"), meta.get("name")))
+            if doc.get("kind") == "Service" and ip:
+                doc["spec"]["clusterIP"] = ip
+        (mesh_dir / name).write_text(yaml.safe_dump_all(docs))
     local = LocalControlPlane(mesh_dir, tmp_path / "local", mesh.cp.env).start()
     try:
         outbound = int(mesh.cp.env["RATLINE_KUBE_PROXY_OUTBOUND_PORT"])

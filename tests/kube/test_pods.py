@@ -89,3 +89,15 @@ def test_node_locality_and_endpoint_slice_readiness() -> None:
         ]
     }
     assert endpoint_slice_readiness(slice_) == (("a", True), ("b", False))
+
+
+def test_an_injected_pod_is_a_captured_instance() -> None:
+    from ratline.kube.injection import InjectionParams, inject
+
+    injected = inject(pod(), InjectionParams(image="i", xds_address="x:1", ca_address="c:2"))
+    instance = pod_instance(
+        pod_record(injected.pod), "", ready=True, outbound_port=15001, admin_port=15000
+    )
+    assert instance.sidecar is not None
+    assert instance.sidecar.interception_mode == "REDIRECT"
+    assert instance.ports == (InstancePort(container_port=9080, app_port=9080, inbound_port=9080),)

@@ -178,11 +178,15 @@ def test_unchanged_proxies_reuse_their_own_resources_when_only_instances_changed
 
 
 def test_a_config_change_translates_every_proxy_afresh() -> None:
+    from dataclasses import replace
+
     instances = list(mesh.instances())
     first = MeshGenerator(_snapshot_with(instances, "c1", "v1"), SETTINGS)
     node = mesh.node("reviews-v1-0")
     before = first.protos_for(node)
-    second = MeshGenerator(_snapshot_with(instances, "c2", "v2"), SETTINGS, previous=first)
+    changed = _snapshot_with(instances, "c2", "v2")
+    changed = replace(changed, destination_rules=changed.destination_rules[1:])
+    second = MeshGenerator(changed, SETTINGS, previous=first)
     after = second.protos_for(node)
     assert before is not None and after is not None
     assert after.listeners is not before.listeners

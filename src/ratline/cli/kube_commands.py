@@ -2,7 +2,8 @@
 
 `ratline controlplane --kubeconfig FILE` runs the control plane in the foreground against
 a cluster; `ratline manifest crds | kubectl apply -f -` installs Ratline's CRDs, and
-`ratline manifest rbac` the control plane's ServiceAccount and RBAC;
+`ratline manifest rbac` the control plane's ServiceAccount and RBAC, `ratline manifest
+injector` the sidecar injector's MutatingWebhookConfiguration;
 `ratline manifest generate` every object of the install (`ratline.cli.install_commands`).
 """
 
@@ -52,7 +53,7 @@ def _print_documents(documents: list[dict[str, object]]) -> None:
     click.echo(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False), nl=False)
 
 
-@click.group(short_help="Print Kubernetes manifests: crds, rbac, generate (the install).")
+@click.group(short_help="Print Kubernetes manifests: crds, rbac, injector, generate.")
 def manifest() -> None:
     """Print Kubernetes manifests (for `kubectl apply -f -`)."""
 
@@ -74,6 +75,24 @@ def rbac(namespace: str | None) -> None:
 
     _print_documents(rbac_manifests(namespace or Settings.from_env().kube_namespace))
 
+
+@manifest.command()
+@click.option("--namespace", default=None, help="The control plane's (default: the setting's).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="The mesh CA's root certificate (PEM), the caBundle.")
+@click.option("--service", default="istiod", show_default=True,
+              help="The control plane's Service (the webhook is its port 443, path /inject).")
+@click.option("--url", default="", help="Reach the webhook by URL instead of a Service.")
+def injector(namespace: str | None, ca_bundle: Path, service: str, url: str) -> None:
+    """The MutatingWebhookConfiguration `ratline-sidecar-injector` (the leader keeps it)."""
+    from ratline.kube.injector_config import injector_configuration
+    from ratline.settings import Settings
+
+    body = injector_configuration(
+        namespace or Settings.from_env().kube_namespace, ca_bundle.read_text(),
+        url=url, service="" if url else service,
+    )
+    _print_documents([body])
 
 manifest.add_command(generate)
 

@@ -97,14 +97,13 @@ def log_path_for(mesh_dir: Path, target: str, stream: LogStream) -> tuple[str, P
     except OSError:
         log_names = []
     instance = resolve_instance(target, entries, log_names)
-    gateways = {str(e.get("name")) for e in info.get("gateways") or ()}
-    workloads = {str(e.get("name")) for e in info.get("instances") or ()}
-    # A gateway is only its Envoy; with no run file, a name left on disk tells.
+    gateways = {str(g.get("name")) for g in info.get("gateways") or ()}
+    instances = {str(i.get("name")) for i in info.get("instances") or ()}
     is_gateway = instance in gateways or (
-        instance.startswith(GATEWAY_PROXY) and instance not in workloads
+        instance.startswith(GATEWAY_PROXY) and instance not in instances
     )
     if is_gateway and stream == "app":
-        stream = "envoy"
+        stream = "envoy"  # a gateway is only its Envoy
     return instance, instance_log(mesh_dir, instance, stream)
 
 

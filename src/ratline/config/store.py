@@ -2,7 +2,10 @@
 
 Two layers make the effective config:
 - the *directory layer*, the YAML files of the mesh directory, re-read when they change;
-  a file that fails to load keeps the resources it had before (last good config);
+  a file that fails to load keeps the resources it had before (last good config). A
+  file whose stat (inode, size, mtime) and then text are unchanged is not parsed again:
+  its resources stay the very same objects, so an edit of one file costs one file's
+  parse, and the snapshot and translation can tell by identity what did not change;
 - the *applied layer*, what `ratline apply` sent, persisted one file per resource under
   the state folder so that a restart loses nothing. An applied resource overrides one of
   the same kind, namespace and name from the directory; deleting it brings the
@@ -17,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Protocol
 
 from ratline.api import analyze, load_mesh_config, load_text
@@ -92,18 +98,66 @@ class ConfigStore(Protocol):
 
 def mesh_files(mesh_dir: Path) -> list[Path]:
     """The YAML files of a mesh directory that hold resources, in a stable order."""
-    found: list[Path] = []
-    for path in mesh_dir.rglob("*"):
-        rel = path.relative_to(mesh_dir)
-        if any(part.startswith(".") for part in rel.parts) or rel.parts[0] == STATE_DIR_NAME:
+    return [mesh_dir / rel for rel, _stat in _scan_mesh_dir(mesh_dir)]
+
+
+def _scan_mesh_dir(mesh_dir: Path) -> list[tuple[str, os.stat_result]]:
+    """(relative path, stat) of each resource file, sorted as the paths are: hidden
+    entries, the state folder and `mesh.yaml` at the top skipped; symlinked folders are
+    not entered (their files, symlinked or not, are read)."""
+    found: list[tuple[tuple[str, ...], str, os.stat_result]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(str(mesh_dir), ())]
+    while pending:
+        folder, parts = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
             continue
-        if path.suffix in (".yaml", ".yml") and path.is_file() and rel != Path(MESH_CONFIG_FILE):
-            found.append(path)
-    return sorted(found)
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or (not parts and name == STATE_DIR_NAME):
+                continue
+            rel_parts = (*parts, name)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, rel_parts))
+                    continue
+                if not name.endswith((".yaml", ".yml")) or rel_parts == (MESH_CONFIG_FILE,):
+                    continue
+                stat = entry.stat()
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((rel_parts, "/".join(rel_parts), stat))
+    found.sort(key=lambda f: f[0])
+    return [(rel, stat) for _parts, rel, stat in found]
 
 
 def _content_key(resource: Resource[Any]) -> str:
     return repr(sorted(resource.raw.items())) if resource.raw else repr(resource.spec)
+
+
+@dataclass(frozen=True)
+class _LoadedFile:
+    """One mesh file as last parsed: what it was parsed from, and what that gave."""
+
+    stat_key: tuple[int, int, int]
+    """(inode, size, mtime ns) when it was read."""
+    read_at_ns: int
+    """When it was read. A file rewritten in place at the same size within the file
+    system's timestamp granularity keeps its stat, so a stat is trusted only when its
+    mtime is `STAT_TRUSTED_AFTER_NS` older than the read (as git treats "racily clean"
+    files); otherwise the text is read and compared."""
+    text: str
+    errors: list[ConfigMessage]
+    resources: list[Resource[Any]]
+
+
+STAT_TRUSTED_AFTER_NS = 2_000_000_000
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class MeshDirStore:
@@ -120,6 +174,10 @@ class MeshDirStore:
         """Messages of the last refused load of each file (cleared when it loads)."""
         self._generation = 0
         self._digest = ""
+        self._loaded: dict[str, _LoadedFile] = {}
+        """Relative path → its last parse (reused while the file is unchanged)."""
+        self._content_keys: dict[int, tuple[Resource[Any], str]] = {}
+        """id(resource) → (the resource, kept alive so the id stays its own; content key)."""
         self._callbacks: list[Callable[[], None]] = []
         self._changed = asyncio.Event() if _has_loop() else None
 
@@ -157,16 +215,17 @@ class MeshDirStore:
 
         new_layer: dict[str, list[Resource[Any]]] = {}
         seen: dict[ResourceKey, Source] = {}
-        for path in mesh_files(self.mesh_dir):
-            rel = str(path.relative_to(self.mesh_dir))
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                msgs = [ConfigMessage(f"cannot read: {exc}", Source(rel))]
+        loaded: dict[str, _LoadedFile] = {}
+        for rel, stat in _scan_mesh_dir(self.mesh_dir):
+            parsed = self._parse(self.mesh_dir / rel, rel, _stat_key(stat))
+            if isinstance(parsed, _LoadedFile):
+                loaded[rel] = parsed
+                msgs = list(parsed.errors)
+                resources = parsed.resources
             else:
-                result = load_text(text, rel)
-                msgs = [m for m in result.messages if m.severity is Severity.ERROR]
-                for res in result.resources if not msgs else ():
+                msgs, resources = parsed, []
+            if not msgs:
+                for res in resources:
                     if res.key in seen:
                         msgs.append(
                             ConfigMessage(
@@ -184,17 +243,41 @@ class MeshDirStore:
                         seen.setdefault(res.key, res.source)
                 continue
             self._refused.pop(rel, None)
-            new_layer[rel] = list(result.resources)
-            for res in result.resources:
+            new_layer[rel] = list(resources)
+            for res in resources:
                 seen[res.key] = res.source
         for rel in list(self._refused):
             if rel != MESH_CONFIG_FILE and not (self.mesh_dir / rel).exists():
                 del self._refused[rel]
         self._dir_layer = new_layer
+        self._loaded = loaded
         for msg in errors:
             log.error("config refused: %s", msg)
         self._changed_if_different()
         return errors
+
+    def _parse(
+        self, path: Path, rel: str, stat_key: tuple[int, int, int]
+    ) -> _LoadedFile | list[ConfigMessage]:
+        """The file's parse (its previous one while its stat or its text is unchanged),
+        or the message saying why it cannot be read."""
+        before = self._loaded.get(rel)
+        if (
+            before is not None
+            and before.stat_key == stat_key
+            and stat_key[2] + STAT_TRUSTED_AFTER_NS < before.read_at_ns
+        ):
+            return before
+        read_at_ns = time.time_ns()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            return [ConfigMessage(f"cannot read: {exc}", Source(rel))]
+        if before is not None and before.text == text:
+            return _LoadedFile(stat_key, read_at_ns, text, before.errors, before.resources)
+        result = load_text(text, rel)
+        errors = [m for m in result.messages if m.severity is Severity.ERROR]
+        return _LoadedFile(stat_key, read_at_ns, text, errors, list(result.resources))
 
     # ---- reading -------------------------------------------------------------------
 
@@ -314,6 +397,22 @@ class MeshDirStore:
 
     # ---- change notification -------------------------------------------------------
 
+    def _digest_of(self, stored: Iterable[StoredResource]) -> str:
+        """The config version: a hash of the mesh config and every resource's content
+        (each resource's content key computed once while the resource lives on)."""
+        known, keys = self._content_keys, {}
+        h = hashlib.sha256()
+        h.update(repr(self._mesh_config).encode())
+        for s in stored:
+            res = s.resource
+            hit = known.get(id(res))
+            if hit is None or hit[0] is not res:
+                hit = (res, _content_key(res))
+            keys[id(res)] = hit
+            h.update(f"{res.key}|{s.origin}|{hit[1]}\n".encode())
+        self._content_keys = keys
+        return h.hexdigest()[:16]
+
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
@@ -351,7 +450,7 @@ class MeshDirStore:
                 log.info("mesh directory changed: config version %s", self.version)
 
     def _changed_if_different(self) -> None:
-        digest = _digest(self.stored(), self._mesh_config)
+        digest = self._digest_of(self.stored())
         if digest == self._digest:
             return
         self._digest = digest
@@ -360,14 +459,6 @@ class MeshDirStore:
             self._changed.set()
         for callback in self._callbacks:
             callback()
-
-
-def _digest(stored: Iterable[StoredResource], mesh_config: Any) -> str:
-    h = hashlib.sha256()
-    h.update(repr(mesh_config).encode())
-    for s in stored:
-        h.update(f"{s.resource.key}|{s.origin}|{_content_key(s.resource)}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def _has_loop() -> bool:

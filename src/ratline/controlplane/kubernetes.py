@@ -6,9 +6,11 @@ and admin API as local mode:
   lists; serves the last good state whenever the API server is away);
 - the mesh CA shared by every replica through a Secret (`ratline.kube.ca_secret`);
   certificate requests authenticated with pods' service-account tokens (TokenReview);
-- the validating admission webhook (HTTPS, a mesh CA certificate);
-- leader election: only the leader writes, its work being the webhook configuration
-  (with the mesh CA as caBundle) and status write-back; every replica serves xDS;
+- the admission webhooks (HTTPS, a mesh CA certificate): validation and sidecar
+  injection (`/inject`, pods get the addresses and image of `injection_params`);
+- leader election: only the leader writes, its work being the webhook configurations
+  (with the mesh CA as caBundle), the mesh root in every namespace
+  (`istio-ca-root-cert`) and status write-back; every replica serves xDS;
 - `STATE_DIR/.ratline/run.json` and `admin-token`, so `ratline proxy-status --mesh
   STATE_DIR` and the other commands find it as they find a local mesh.
 """
@@ -39,8 +41,11 @@ from ratline.kube.analysis import analyze_cluster
 from ratline.kube.ca_secret import fetch_plugged_ca, publish_self_signed_ca, sync_self_signed_ca
 from ratline.kube.config_store import KubeConfigStore
 from ratline.kube.connection import KubeApiError, KubeConnection
+from ratline.kube.injection import InjectionParams
+from ratline.kube.injector_config import injector_configuration
 from ratline.kube.leader import LeaderElector
 from ratline.kube.registry import KubeRegistry
+from ratline.kube.root_cert import publish_root_cert
 from ratline.kube.status import StatusWriter
 from ratline.kube.tokens import TokenReviewer
 from ratline.kube.webhook import AdmissionWebhook, apply_configuration, webhook_configuration
@@ -121,23 +126,47 @@ class LeaderWork:
         self,
         connection: KubeConnection,
         settings: Settings,
-        webhook_body: dict[str, Any],
+        webhook_bodies: list[dict[str, Any]],
         status: StatusWriter,
+        root_pem: str,
     ) -> None:
         self.connection = connection
         self.settings = settings
-        self.webhook_body = webhook_body
+        self.webhook_bodies = webhook_bodies
         self.status = status
+        self.root_pem = root_pem
 
     async def __call__(self) -> None:
-        while True:
-            try:
-                await apply_configuration(self.connection, self.webhook_body)
-                break
-            except KubeApiError as exc:
-                log.warning("webhook configuration not applied: %s; retrying", exc)
-                await asyncio.sleep(2)
-        await self.status.run()
+        for body in self.webhook_bodies:
+            while True:
+                try:
+                    await apply_configuration(self.connection, body)
+                    break
+                except KubeApiError as exc:
+                    log.warning("webhook configuration not applied: %s; retrying", exc)
+                    await asyncio.sleep(2)
+        root = asyncio.create_task(publish_root_cert(self.connection, self.root_pem))
+        try:
+            await self.status.run()
+        finally:
+            root.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await root
+
+
+def injection_params(
+    settings: Settings, store: KubeConfigStore, info: dict[str, Any]
+) -> InjectionParams:
+    """What injected pods get: the image, the control plane's addresses, defaultConfig."""
+    default = store.mesh_config.default_config.model_dump(
+        by_alias=True, exclude_defaults=True, mode="json"
+    )
+    return InjectionParams(
+        image=settings.kube_proxy_image,
+        xds_address=settings.kube_injected_xds_address or str(info["xds"]),
+        ca_address=settings.kube_injected_ca_address or str(info["ca"]),
+        mesh_proxy_config=default,
+    )
 
 
 async def serve_kubernetes(args: argparse.Namespace, settings: Settings) -> int:
@@ -184,7 +213,9 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         findings=lambda: findings(cp, store, registry),
     )
     webhook = AdmissionWebhook(
-        lambda: [s.resource for s in store.stored()], lambda: store.mesh_config
+        lambda: [s.resource for s in store.stored()],
+        lambda: store.mesh_config,
+        lambda: injection_params(settings, store, serving.info),
     )
     tls = server_ssl_context(security.server_chain_pem, security.server_key_pem)
     webhook_runner, webhook_port = await serve(
@@ -211,13 +242,17 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         url=url,
         service=settings.kube_webhook_service,
     )
+    injector = injector_configuration(
+        settings.kube_namespace, security.ca.root_pem, url=url,
+        service=settings.kube_webhook_service,
+    )
     identity = f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaderElector(
         connection,
         settings.kube_namespace,
         identity,
         settings.kube_lease_duration_s,
-        LeaderWork(connection, settings, body, status),
+        LeaderWork(connection, settings, [body, injector], status, security.ca.root_pem),
     )
     election = asyncio.create_task(elector.run(), name="leader election")
     info = {

@@ -9,8 +9,9 @@ and it is not terminating.
 The proxy kind comes from the pod as Istio's injection marks it: a gateway
 (`inject.istio.io/templates: gateway`, a `istio-proxy` container run as `router`, or a
 Gateway API deployment's `gateway.networking.k8s.io/gateway-name` label) is a router;
-any other pod a sidecar, with the HTTP proxy listener on the mesh's outbound port. Part 2
-of the Kubernetes work (injection, traffic capture) refines what a pod's sidecar gets.
+any other pod a sidecar, with the HTTP proxy listener on the mesh's outbound port. A pod
+whose injected sidecar says INTERCEPTION_MODE (iptables capture) gets the capture
+listeners instead, its sidecar taking every container port's inbound traffic.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from ratline.registry.instances import InstancePort, ProxyKind, SidecarPorts, WorkloadInstance
 
 PROXY_CONTAINER = "istio-proxy"
+INTERCEPTION_ENV = "ISTIO_META_INTERCEPTION_MODE"
 TEMPLATES_ANNOTATION = "inject.istio.io/templates"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -47,6 +49,8 @@ class PodRecord:
     """(name, containerPort, protocol) of every container but the proxy's."""
     workload: str = ""
     kind: ProxyKind = ProxyKind.SIDECAR
+    interception_mode: str = ""
+    """The injected sidecar's ISTIO_META_INTERCEPTION_MODE ("" when not injected)."""
 
 
 def _workload_name(metadata: Mapping[str, Any], labels: Mapping[str, str]) -> str:
@@ -76,6 +80,17 @@ def _proxy_kind(
         if container.get("name") == PROXY_CONTAINER and "router" in (container.get("args") or ()):
             return ProxyKind.ROUTER
     return ProxyKind.SIDECAR
+
+
+def _interception_mode(spec: Mapping[str, Any]) -> str:
+    """INTERCEPTION_MODE of the injected proxy (a native sidecar or a container)."""
+    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+        if container.get("name") != PROXY_CONTAINER:
+            continue
+        for env in container.get("env") or ():
+            if env.get("name") == INTERCEPTION_ENV:
+                return str(env.get("value") or "")
+    return ""
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
@@ -112,6 +127,7 @@ def pod_record(obj: Mapping[str, Any]) -> PodRecord:
         ports=ports,
         workload=_workload_name(metadata, labels),
         kind=_proxy_kind(metadata, spec, labels),
+        interception_mode=_interception_mode(spec),
     )
 
 
@@ -148,8 +164,13 @@ def pod_instance(
 ) -> WorkloadInstance:
     """The instance of one pod (`is_instance` must hold); `ready` from the EndpointSlices."""
     sidecar = None
+    captured = pod.kind is ProxyKind.SIDECAR and bool(pod.interception_mode)
     if pod.kind is ProxyKind.SIDECAR:
-        sidecar = SidecarPorts(outbound_port=outbound_port, admin_port=admin_port)
+        sidecar = SidecarPorts(
+            outbound_port=outbound_port,
+            admin_port=admin_port,
+            interception_mode=pod.interception_mode,
+        )
     return WorkloadInstance(
         name=pod.name,
         namespace=pod.namespace,
@@ -158,7 +179,14 @@ def pod_instance(
         service_account=pod.service_account,
         address=pod.ip,
         ports=tuple(
-            InstancePort(container_port=port, app_port=port, name=name, protocol=protocol)
+            # Captured: the sidecar takes the container port's traffic (virtualInbound).
+            InstancePort(
+                container_port=port,
+                app_port=port,
+                inbound_port=port if captured else None,
+                name=name,
+                protocol=protocol,
+            )
             for name, port, protocol in pod.ports
         ),
         sidecar=sidecar,

@@ -1,10 +1,12 @@
-"""The validating admission webhook: HTTPS server and its ValidatingWebhookConfiguration.
+"""The admission webhooks: HTTPS server and the ValidatingWebhookConfiguration.
 
 `AdmissionWebhook` serves `POST /validate` (the decision is `ratline.kube.admission`'s)
-with a certificate of the mesh CA. `webhook_configuration` is the configuration the
-leader keeps in the cluster: the kinds Ratline reads in its own API groups (Istio's and
-`ratline.dev`; Kubernetes' own kinds are the API server's to validate), CREATE and
-UPDATE, `failurePolicy: Fail`, and the mesh CA as `caBundle`. The API server reaches the
+and `POST /inject` (sidecar injection, `ratline.kube.injection`, configured by
+`ratline.kube.injector_config`) with a certificate of the mesh CA.
+`webhook_configuration` is the validating configuration the leader keeps in the
+cluster: the kinds Ratline reads in its own API groups (Istio's and `ratline.dev`;
+Kubernetes' own kinds are the API server's to validate), CREATE and UPDATE,
+`failurePolicy: Fail`, and the mesh CA as `caBundle`. The API server reaches the
 webhook by URL (a control plane outside the cluster) or through a Service (in one).
 """
 
@@ -19,10 +21,12 @@ from aiohttp import web
 
 from ratline.api.envelope import Resource
 from ratline.api.kinds import KindInfo
-from ratline.kube.admission import WEBHOOK_NAME, review
+from ratline.kube.admission import WEBHOOK_NAME, injection_review, review
 from ratline.kube.connection import APPLY_PATCH, FIELD_MANAGER, KubeConnection
 from ratline.kube.crds import crd_kinds, plural
-from ratline.kube.resources import VALIDATING_WEBHOOK, split_api_version
+from ratline.kube.injection import InjectionParams
+from ratline.kube.injector_config import INJECT_PATH
+from ratline.kube.resources import MUTATING_WEBHOOK, VALIDATING_WEBHOOK, split_api_version
 
 log = logging.getLogger("ratline.kube.webhook")
 
@@ -90,8 +94,10 @@ def webhook_configuration(
 
 
 async def apply_configuration(connection: KubeConnection, body: Mapping[str, Any]) -> None:
-    """Server-side apply of the webhook configuration (Ratline owns its fields)."""
-    path = VALIDATING_WEBHOOK.object_path("", str(body["metadata"]["name"]))
+    """Server-side apply of a webhook configuration, validating or mutating (Ratline owns
+    its fields)."""
+    kind = MUTATING_WEBHOOK if body.get("kind") == MUTATING_WEBHOOK.kind else VALIDATING_WEBHOOK
+    path = kind.object_path("", str(body["metadata"]["name"]))
     await connection.request(
         "PATCH",
         path,
@@ -102,21 +108,42 @@ async def apply_configuration(connection: KubeConnection, body: Mapping[str, Any
 
 
 class AdmissionWebhook:
-    """`POST /validate`: the webhook's application and its counters."""
+    """`POST /validate` and `POST /inject`: the webhooks' application and counters."""
 
     def __init__(
-        self, in_force: Callable[[], list[Resource[Any]]], mesh_config: Callable[[], Any]
+        self,
+        in_force: Callable[[], list[Resource[Any]]],
+        mesh_config: Callable[[], Any],
+        injection: Callable[[], InjectionParams] | None = None,
     ) -> None:
         self.in_force = in_force
         self.mesh_config = mesh_config
+        self.injection = injection
         self.reviews = 0
         self.denied = 0
+        self.injected = 0
 
     def app(self) -> web.Application:
         """The application to serve over HTTPS (the composition serves it)."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post(VALIDATE_PATH, self.validate)
+        if self.injection is not None:
+            app.router.add_post(INJECT_PATH, self.inject)
         return app
+
+    async def inject(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "not JSON"}, status=400)
+        assert self.injection is not None
+        answer = injection_review(body, self.injection())
+        response = answer["response"]
+        if response.get("patch"):
+            self.injected += 1
+        elif not response["allowed"]:
+            log.info("injection refused: %s", response["status"]["message"])
+        return web.json_response(answer)
 
     async def validate(self, request: web.Request) -> web.Response:
         try:

@@ -136,14 +136,78 @@ def build_services(
             endpoints=endpoints,
             export_to=("*",),
             origin="Service",
+            addresses=tuple(
+                ip for ip in (spec.cluster_ips or (spec.cluster_ip,)) if ip and ip != "None"
+            ),
         )
 
+    global _inline_entries
+    inline: dict[tuple[int, str], tuple[Resource[Any], tuple[Service, ...]]] = {}
+    selected: _Selected | None = None
     for res in resources:
         if res.kind != "ServiceEntry":
             continue
-        for svc in _service_entry_services(res, instances, workload_entries, domain_suffix):
+        if res.spec.workload_selector is None:
+            key = (id(res), domain_suffix)
+            hit = _inline_entries.get(key)
+            if hit is None or hit[0] is not res:
+                hit = (res, tuple(_service_entry_services(res, _Selected(), domain_suffix)))
+            inline[key] = hit
+            entry_services: Iterable[Service] = hit[1]
+        else:
+            if selected is None:
+                selected = _Selected(instances, workload_entries)
+            entry_services = _service_entry_services(res, selected, domain_suffix)
+        for svc in entry_services:
             services.setdefault(svc.hostname, svc)
+    _inline_entries = inline
     return services
+
+
+_inline_entries: dict[tuple[int, str], tuple[Resource[Any], tuple[Service, ...]]] = {}
+"""(id(ServiceEntry), domain suffix) → (the entry, held so the id stays its own; its
+services), for the entries without a workload selector of the last build: those read
+nothing but themselves, so an entry the config store kept (the same object) is not
+built again."""
+
+
+class _Selected:
+    """The WorkloadEntries and instances a ServiceEntry's workload selector may pick,
+    indexed by label (input order kept), so that each selector costs its candidates."""
+
+    def __init__(
+        self,
+        instances: Sequence[WorkloadInstance] = (),
+        workload_entries: Sequence[Resource[Any]] = (),
+    ) -> None:
+        self.instances = instances
+        self.workload_entries = workload_entries
+        self._instances_by_label = _index_by_label(instances)
+        self._entries_by_label: dict[tuple[str, str, str], list[Resource[Any]]] = {}
+        for we in workload_entries:
+            for key, value in dict(we.spec.labels or {}).items():
+                self._entries_by_label.setdefault((we.namespace, key, value), []).append(we)
+
+    def entries(self, namespace: str, selector: Mapping[str, str]) -> list[Resource[Any]]:
+        if not selector:
+            candidates = list(self.workload_entries)
+        else:
+            lists = [self._entries_by_label.get((namespace, k, v), []) for k, v in selector.items()]
+            candidates = min(lists, key=len)
+        return [
+            we
+            for we in candidates
+            if we.namespace == namespace and labels_match(selector, dict(we.spec.labels or {}))
+        ]
+
+    def instances_of(self, namespace: str, selector: Mapping[str, str]) -> list[WorkloadInstance]:
+        if not selector:
+            candidates = list(self.instances)
+        else:
+            candidates = _candidates(self._instances_by_label, namespace, selector)
+        return [
+            i for i in candidates if i.namespace == namespace and labels_match(selector, i.labels)
+        ]
 
 
 def _instance_endpoint(
@@ -185,10 +249,7 @@ def _workload_entry_endpoint(we: Resource[Any], port_name: str | None, port: int
 
 
 def _service_entry_services(
-    res: Resource[Any],
-    instances: Sequence[WorkloadInstance],
-    workload_entries: Sequence[Resource[Any]],
-    domain_suffix: str,
+    res: Resource[Any], selected: _Selected, domain_suffix: str
 ) -> list[Service]:
     spec = res.spec
     resolution = {
@@ -198,8 +259,7 @@ def _service_entry_services(
         "NONE": Resolution.NONE,
     }[spec.resolution or "NONE"]
     ports = tuple(
-        ServicePort(p.name or "", p.number, p.protocol, p.target_port)
-        for p in spec.ports or ()
+        ServicePort(p.name or "", p.number, p.protocol, p.target_port) for p in spec.ports or ()
     )
     selector = dict(spec.workload_selector.labels) if spec.workload_selector else None
     out = []
@@ -223,16 +283,12 @@ def _service_entry_services(
                     )
                 )
             if selector is not None:
-                for we in workload_entries:
-                    if we.namespace == res.namespace and labels_match(
-                        selector, dict(we.spec.labels or {})
-                    ):
-                        eps.append(_workload_entry_endpoint(we, sp.name, sp.target_port or sp.port))
-                for inst in instances:
-                    if inst.namespace == res.namespace and labels_match(selector, inst.labels):
-                        endpoint = _instance_endpoint(inst, sp.target_port, sp.port)
-                        if endpoint is not None:
-                            eps.append(endpoint)
+                for we in selected.entries(res.namespace, selector):
+                    eps.append(_workload_entry_endpoint(we, sp.name, sp.target_port or sp.port))
+                for inst in selected.instances_of(res.namespace, selector):
+                    endpoint = _instance_endpoint(inst, sp.target_port, sp.port)
+                    if endpoint is not None:
+                        eps.append(endpoint)
             if not eps and resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
                 target = sp.target_port if isinstance(sp.target_port, int) else sp.port
                 eps.append(Endpoint(address=host, port=target))

@@ -76,7 +76,8 @@ class Service:
     origin: str = "Service"
     """The kind that declared it: Service or ServiceEntry."""
     addresses: tuple[str, ...] = ()
-    """A ServiceEntry's `addresses` (IPs or CIDRs); Services have no cluster IP here."""
+    """A ServiceEntry's `addresses` (IPs or CIDRs), a Service's cluster IPs (none in local
+    mode)."""
     subject_alt_names: tuple[str, ...] = ()
     """A ServiceEntry's `subjectAltNames`: the identities its endpoints' certificates
     must carry (instead of those of the sidecars behind it)."""

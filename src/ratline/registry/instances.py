@@ -62,6 +62,9 @@ class SidecarPorts:
     """The agent's merged metrics port for this proxy (Istio's 15020); 0: none."""
     outbound: tuple[LocalOutbound, ...] = ()
     """Local outbound listeners, one per service port the app may call that way."""
+    interception_mode: str = ""
+    """The proxy's metadata INTERCEPTION_MODE: "REDIRECT" when iptables capture its app's
+    traffic (virtualOutbound/virtualInbound instead of the HTTP_PROXY listener)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SidecarPorts:
@@ -73,6 +76,7 @@ class SidecarPorts:
                 LocalOutbound(str(o["hostname"]), int(o["port"]), int(o["local_port"]))
                 for o in data.get("outbound") or ()
             ),
+            interception_mode=str(data.get("interception_mode") or ""),
         )
 
 

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ratline.api.envelope import Resource
 from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS
 from ratline.model.snapshot import MeshSnapshot
 from ratline.registry.instances import WorkloadInstance
+from ratline.translate import routes
 from ratline.translate.common import CONFLICT, Findings, labels_match
 from ratline.translate.gateway_tls import TERMINATING_MODES
+from ratline.translate.http_routes import gateway_ref
+from ratline.translate.policy import hosts_intersection
 from ratline.translate.routes import GatewayServer
+from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols served by an HTTP connection manager in plain text."""
@@ -105,3 +110,38 @@ def gateway_ports(
                 continue
             kind.setdefault(port, []).append(GatewayServer(gateway, server, index))
     return ports
+
+
+def exposes(server: GatewayServer, vs: Resource[Any]) -> bool:
+    """Whether one of the VirtualService's hosts is among the server's (for its namespace)."""
+    hosts = routes.server_hosts(server, vs.namespace)
+    return any(hosts_intersection(h, s) is not None for h in vs.spec.hosts for s in hosts)
+
+
+def gateway_l4_chains(
+    snapshot: MeshSnapshot,
+    instance: WorkloadInstance,
+    servers: list[GatewayServer],
+    tls_passthrough: bool,
+    findings: Findings,
+) -> list[L4Chain]:
+    """The `tls:` (passthrough) or `tcp:` rules of the VirtualServices bound to these
+    servers whose hosts the servers expose, server by server."""
+    chains: list[L4Chain] = []
+    for server in servers:
+        bound = [
+            vs
+            for vs in snapshot.virtual_services
+            if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
+            and exposes(server, vs)
+        ]
+        ctx = L4Context(
+            snapshot=snapshot,
+            gateway=server.ref,
+            port=server.server.port.number,
+            proxy_namespace=instance.namespace,
+            proxy_labels=instance.labels,
+            findings=findings,
+        )
+        chains += rule_chains(ctx, bound, "tls" if tls_passthrough else "tcp")
+    return first_match_wins(chains, None)

@@ -2,15 +2,11 @@
 
 `MeshGenerator` is made for one snapshot (the memo lives inside it, so no cache key can
 miss an input). Outbound clusters and load assignments are built once per egress scope
-(what the applying Istio `Sidecar` lets a proxy see, see `translate.sidecar_scope`;
-gateways and proxies without a Sidecar see everything) and proxies of the same scope get
-the very same tuples; the sidecar route configuration depends only on the proxy's namespace
-and egress scope (and labels, when some VirtualService matches on sourceLabels); inbound
-resources are per proxy and gateway resources per gateway proxy.
-
-Messages only: packing them for the xDS server (once per message, the shared parts once
-for all proxies) is `ratline.controlplane.config_source`'s job, since the translate layer
-may not import the xDS server's package. `ProxyResources.shared` marks what is shared.
+(`translate.sidecar_scope`) and proxies of the same scope get the very same tuples; the
+sidecar route configuration depends only on the proxy's namespace, egress scope (and
+labels, when a VirtualService matches on sourceLabels); inbound resources are per proxy,
+gateway resources per gateway proxy; a captured sidecar's are `translate.captured_sidecar`'s.
+Messages only: packing them (shared parts once) is `ratline.controlplane.config_source`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from google.protobuf.message import Message
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
@@ -34,6 +29,7 @@ from ratline.registry.instances import ProxyKind, WorkloadInstance
 from ratline.settings import Settings
 from ratline.translate import (
     authz,
+    captured_sidecar,
     client_credentials,
     clusters,
     endpoints,
@@ -46,11 +42,17 @@ from ratline.translate import (
     telemetry_envoy,
     tls,
 )
+from ratline.translate.carry_over import (
+    Carry,
+    InstanceView,
+    carry_from,
+    instance_views,
+    not_about_routing,
+)
 from ratline.translate.common import Findings
-from ratline.translate.gateway_servers import GatewayPorts, gateway_ports
-from ratline.translate.http_routes import gateway_ref
+from ratline.translate.gateway_servers import GatewayPorts, gateway_l4_chains, gateway_ports
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
-from ratline.translate.policy import hosts_intersection, visible_to
+from ratline.translate.policy import visible_to
 from ratline.translate.proxy_resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -59,7 +61,7 @@ from ratline.translate.proxy_resources import (
 )
 from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
-from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
+from ratline.translate.tcp_routes import L4Context
 from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
 
 
@@ -90,18 +92,17 @@ class MeshGenerator:
         self._findings = Findings()
         self._findings.extend(snapshot.model_findings)
         self._previous: MeshGenerator | None = None
-        """The generator of the previous snapshot when only instances changed since: a
-        proxy's own resources are a function of the config, its own instance, mTLS and the
-        settings, so an unchanged proxy's are taken from there (the shared parts never)."""
-        if (
-            previous is not None
-            and snapshot.config_version
-            and previous.snapshot.config_version == snapshot.config_version
-            and previous.mtls == mtls
-            and previous.settings == settings
-        ):
+        """The previous snapshot's generator when `carry` allows taking some of its
+        translation (`translate.carry_over`; the shared parts never as a whole)."""
+        self._carry = Carry.NOTHING
+        if previous is not None and previous.mtls == mtls and previous.settings == settings:
+            self._carry = carry_from(previous.snapshot, snapshot)
+        if self._carry is not Carry.NOTHING:
             self._previous = previous
+        if self._carry is Carry.ALL and previous is not None:
             self._findings.extend(previous.messages)
+        elif self._carry is Carry.OUTBOUND and previous is not None:
+            self._findings.extend(not_about_routing(previous.messages))
         if previous is not None:
             previous._previous = None  # keep one generation, never a chain
         self._label_scoped = _uses_source_labels(snapshot)
@@ -120,12 +121,15 @@ class MeshGenerator:
         self._sidecars = SidecarIndex(snapshot, self._findings)
         self._by_service: dict[str, OutboundPart] = {}
         """Hostname → that service's outbound clusters and load assignments."""
+        self._service_findings: dict[str, list[ConfigMessage]] = {}
+        """Hostname → the findings of translating its outbound part (carried with it)."""
+        self._instance_views: dict[tuple[str, str], InstanceView] | None = None
         self._by_instance_name: dict[tuple[str, str], WorkloadInstance] | None = None
         self._takes_mtls: Callable[[Endpoint], bool] | None = None
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
-        if self._previous is not None:
+        if self._previous is not None and self._carry is Carry.ALL:
             # Route configurations read the config and the services' names and ports,
-            # never endpoints: with the config unchanged they are the same.
+            # never endpoints: with those unchanged they are the same.
             self._sidecar_routes.update(self._previous._sidecar_routes)
         self._proxies: dict[str, ProxyResources | None] = {}
         self._inbound_services: dict[tuple[str, str, int], list[str]] | None = None
@@ -167,7 +171,27 @@ class MeshGenerator:
         previous = self._previous
         if previous is None or previous.snapshot.instance(instance.node_id) != instance:
             return None
-        return previous._proxies.get(instance.node_id)
+        key = (instance.name, instance.namespace)
+        if self.instance_views().get(key) != previous.instance_views().get(key):
+            return None
+        earlier = previous._proxies.get(instance.node_id)
+        if earlier is None or self._carry is Carry.ALL:
+            return earlier
+        # Only VirtualServices changed: a sidecar's own clusters and listeners read them
+        # only through its local outbound listeners; its route configuration is shared.
+        sidecar = instance.sidecar
+        if instance.kind is ProxyKind.ROUTER or sidecar is None:
+            return None
+        if l4_listeners.outbound_targets(self.snapshot, sidecar.outbound):
+            return None
+        scope = ProxyScope.of(instance.namespace, instance.labels, self.egress_scope(instance))
+        return replace(earlier, routes=(self.sidecar_routes(scope),))
+
+    def instance_views(self) -> dict[tuple[str, str], InstanceView]:
+        """What the services say about each instance (`carry_over.instance_views`)."""
+        if self._instance_views is None:
+            self._instance_views = instance_views(self.snapshot)
+        return self._instance_views
 
     def egress_scope(self, instance: WorkloadInstance) -> EgressScope:
         """What a proxy may see (`EVERYTHING` for gateways and without a Sidecar)."""
@@ -176,6 +200,9 @@ class MeshGenerator:
     def localized_services(self) -> frozenset[str]:
         """The services whose load assignments differ by client locality (locality
         failover needs outlier detection; distribute does not)."""
+        previous = self._previous
+        if self._localized is None and previous is not None and previous._localized is not None:
+            self._localized = previous._localized  # reads DestinationRules and shapes only
         if self._localized is None:
             rules = self.snapshot.destination_rules
             mesh_setting = getattr(self.snapshot.mesh_config, "locality_lb_setting", None)
@@ -251,12 +278,13 @@ class MeshGenerator:
             found = self._earlier_outbound(service)
             if found is None:
                 takes_mtls = self._mtls_predicate()
+                findings = Findings()
                 found = (
-                    tuple(
-                        clusters.service_clusters(self.snapshot, service, self._findings, self.mtls)
-                    ),
+                    tuple(clusters.service_clusters(self.snapshot, service, findings, self.mtls)),
                     tuple(endpoints.service_load_assignments(self.snapshot, service, takes_mtls)),
                 )
+                self._service_findings[service.hostname] = findings.messages
+            self._findings.extend(self._service_findings[service.hostname])
             self._by_service[service.hostname] = found
         return found
 
@@ -266,7 +294,8 @@ class MeshGenerator:
         if previous is None or (earlier is not service and earlier != service):
             return None
         found = previous._by_service.get(service.hostname)
-        if found is None:
+        findings = previous._service_findings.get(service.hostname)
+        if found is None or findings is None:
             return None
         mine, theirs = self._instances_by_name(), previous._instances_by_name()
         for port_endpoints in service.endpoints.values():
@@ -274,6 +303,7 @@ class MeshGenerator:
                 key = (endpoint.instance, endpoint.namespace)
                 if mine.get(key) != theirs.get(key):
                     return None
+        self._service_findings[service.hostname] = findings
         return found
 
     def _instances_by_name(self) -> dict[tuple[str, str], WorkloadInstance]:
@@ -335,9 +365,9 @@ class MeshGenerator:
         address = self.settings.bind_address
         mesh = self.snapshot.mesh_config
         resolved, own, trace_clusters = self._telemetry(instance)
-        out_listeners = []
-        out_routes = []
-        if instance.sidecar is not None:
+        out_listeners, out_routes, inbound_chains = [], [], []
+        captured = captured_sidecar.is_captured(instance)
+        if instance.sidecar is not None and not captured:
             scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners.append(
                 listeners.http_proxy_listener(
@@ -348,7 +378,7 @@ class MeshGenerator:
                 )
             )
             out_routes.append(self.sidecar_routes(scope))
-            local_listeners, local_routes = self._local_outbound(instance, scope)
+            local_listeners, local_routes = self.local_outbound(instance, scope)
             out_listeners += local_listeners
             out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
@@ -376,10 +406,17 @@ class MeshGenerator:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
+                inbound_chains.append((port.container_port, inbound))
+        passthrough: tuple[cluster_pb2.Cluster, ...] = ()
+        if captured:  # virtualOutbound/virtualInbound instead
+            scope = ProxyScope.of(instance.namespace, instance.labels, egress)
+            out_listeners, out_routes, passthrough = captured_sidecar.resources(
+                self, instance, scope, inbound_chains)
         return ProxyResources(
             own_clusters=tuple(clusters.inbound_clusters(instance))
             + self._security(instance, 0).clusters
-            + trace_clusters,
+            + trace_clusters
+            + passthrough,
             listeners=tuple(out_listeners),
             routes=tuple(out_routes),
             secrets=self._client_secrets(instance),
@@ -403,15 +440,15 @@ class MeshGenerator:
             self._mesh_routing[namespace] = found
         return found
 
-    def _local_outbound(
-        self, instance: WorkloadInstance, scope: ProxyScope
+    def local_outbound(
+        self, instance: WorkloadInstance, scope: ProxyScope, outbound: Any = None
     ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
-        """A sidecar's local listener per reported service port it may see (and the RDS of
-        the HTTP/2 and gRPC ones)."""
+        """A sidecar's listener per reported (or given) service port it may see, and RDS."""
         assert instance.sidecar is not None
         found_listeners: list[listener_pb2.Listener] = []
         found_routes: list[route_pb2.RouteConfiguration] = []
-        targets = l4_listeners.outbound_targets(self.snapshot, instance.sidecar.outbound)
+        reported = instance.sidecar.outbound if outbound is None else outbound
+        targets = l4_listeners.outbound_targets(self.snapshot, reported)
         for target in targets:
             service = target.service
             if not visible_to(service.export_to, service.namespace, instance.namespace):
@@ -521,7 +558,9 @@ class MeshGenerator:
                 l4_listeners.gateway_l4_listener(
                     self.settings.bind_address,
                     port,
-                    self._gateway_chains(instance, servers, tls_passthrough),
+                    gateway_l4_chains(
+                        self.snapshot, instance, servers, tls_passthrough, self._findings
+                    ),
                     tls_passthrough,
                     mesh,
                     extra,
@@ -534,44 +573,6 @@ class MeshGenerator:
             secrets=self._client_secrets(instance, **secrets.used),
         )
 
-    def _gateway_chains(
-        self, instance: WorkloadInstance, servers: list[GatewayServer], tls_passthrough: bool
-    ) -> list[L4Chain]:
-        """The `tls:` (passthrough) or `tcp:` rules of the VirtualServices bound to these
-        servers whose hosts the servers expose, server by server."""
-        chains: list[L4Chain] = []
-        for server in servers:
-            bound = [
-                vs
-                for vs in self.snapshot.virtual_services
-                if server.ref in {gateway_ref(g, vs.namespace) for g in vs.spec.gateways}
-                and _exposes(server, vs)
-            ]
-            ctx = L4Context(
-                snapshot=self.snapshot,
-                gateway=server.ref,
-                port=server.server.port.number,
-                proxy_namespace=instance.namespace,
-                proxy_labels=instance.labels,
-                findings=self._findings,
-            )
-            section = "tls" if tls_passthrough else "tcp"
-            chains += rule_chains(ctx, bound, section)
-        return first_match_wins(chains, None)
-
     def _security(self, instance: WorkloadInstance, port: int) -> authz.SecurityFilters:
         """AuthorizationPolicy / RequestAuthentication filters for one port, and clusters."""
         return authz.security_filters(self.snapshot, instance, port, self._findings)
-
-
-def _exposes(server: GatewayServer, vs: Resource[Any]) -> bool:
-    """Whether one of the VirtualService's hosts is among the server's (for its namespace)."""
-    hosts = routes.server_hosts(server, vs.namespace)
-    return any(hosts_intersection(h, s) is not None for h in vs.spec.hosts for s in hosts)
-
-
-def _name(message: Message) -> str:
-    name = getattr(message, "name", "") or getattr(message, "cluster_name", "")
-    if not name:
-        raise ValueError(f"{message.DESCRIPTOR.full_name} without a name")
-    return str(name)

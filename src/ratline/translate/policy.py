@@ -44,13 +44,49 @@ def _specificity(pattern: str) -> tuple[int, int]:
     return (0 if pattern.startswith("*") else 1, len(pattern))
 
 
+_Indexed = tuple[int, Resource[Any], str]
+"""(order in the snapshot, the rule, its host as a FQDN)."""
+
+
+@dataclass(frozen=True)
+class _RuleIndex:
+    """A snapshot's DestinationRules by exact host, and the wildcard ones."""
+
+    rules: tuple[Resource[Any], ...]
+    """The tuple indexed (held, so that its identity stays its own)."""
+    exact: Mapping[str, tuple[_Indexed, ...]]
+    wildcard: tuple[_Indexed, ...]
+
+
+_last_index: _RuleIndex | None = None
+"""The index of the DestinationRules asked about last (one snapshot asks many times)."""
+
+
+def _rule_index(rules: tuple[Resource[Any], ...]) -> _RuleIndex:
+    global _last_index
+    index = _last_index
+    if index is None or index.rules is not rules:
+        exact: dict[str, list[_Indexed]] = {}
+        wildcard: list[_Indexed] = []
+        for order, rule in enumerate(rules):
+            host = fqdn(rule.spec.host, rule.namespace)
+            if host.startswith("*"):
+                wildcard.append((order, rule, host))
+            else:
+                exact.setdefault(host.lower(), []).append((order, rule, host))
+        index = _RuleIndex(rules, {h: tuple(v) for h, v in exact.items()}, tuple(wildcard))
+        _last_index = index
+    return index
+
+
 def destination_rule_for(snapshot: MeshSnapshot, service: Service) -> Resource[Any] | None:
     """The DestinationRule for a service: its own namespace first, then the most specific."""
+    index = _rule_index(tuple(snapshot.destination_rules))
+    hostname = service.hostname
+    matching = [] if hostname.startswith("*") else list(index.exact.get(hostname.lower(), ()))
+    matching += [w for w in index.wildcard if host_matches(w[2], hostname)]
     candidates: list[tuple[tuple[int, int, int], int, Resource[Any]]] = []
-    for order, rule in enumerate(snapshot.destination_rules):
-        host = fqdn(rule.spec.host, rule.namespace)
-        if not host_matches(host, service.hostname):
-            continue
+    for order, rule, host in matching:
         if not visible_to(getattr(rule.spec, "export_to", ()), rule.namespace, service.namespace):
             continue
         rank = (1 if rule.namespace == service.namespace else 0, *_specificity(host))
