@@ -72,6 +72,12 @@ class Settings:
     envoy_log_level: str = "warning"
     """Envoy's log level."""
 
+    log_level: str = "info"
+    """The control plane's log level (`debug`, `info`, `warning`, `error`)."""
+
+    log_format: str = "text"
+    """The control plane's log lines: `text` or `json` (one object per line)."""
+
     restart_backoff_initial_s: float = 0.2
     """First delay before restarting a crashed process; doubles up to the max."""
 

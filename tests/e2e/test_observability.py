@@ -448,6 +448,25 @@ def test_trace_arrives_whole_in_jaeger(bookinfo: Mesh, jaeger: Jaeger, provider:
         "istio-ingressgateway.istio-system"
     )
     assert len({s["traceID"] for s in trace["spans"]}) == 1
+    # Istio's span names (`HOST:PORT/PATH` of the route) and tags.
+    assert root["operationName"] == "productpage.default.svc.cluster.local:9080/productpage"
+    names = {s["operationName"] for s in trace["spans"]}
+    assert names == {"productpage.default.svc.cluster.local:9080/productpage"} | {
+        f"{svc}.default.svc.cluster.local:9080/*" for svc in ("details", "reviews", "ratings")
+    }, names
+    for span in trace["spans"]:
+        service = trace["processes"][span["processID"]]["serviceName"]
+        tags = {t["key"]: str(t["value"]) for t in span["tags"]}
+        canonical, namespace = service.split(".")
+        assert tags["istio.canonical_service"] == canonical, tags
+        assert tags["istio.namespace"] == namespace, tags
+        assert tags["istio.mesh_id"] == "cluster.local", tags
+        assert tags["istio.cluster_id"] == "Kubernetes", tags
+        assert tags["istio.canonical_revision"] in ("v1", "v2", "v3", "latest"), tags
+        assert tags["node_id"].startswith(("sidecar~", "router~")), tags
+        assert tags["node_id"].endswith(f".{namespace}~{namespace}.svc.cluster.local"), tags
+        assert tags["response_flags"] == "-" and tags["http.status_code"] == "200", tags
+        assert tags["upstream_cluster"], tags
 
 
 def test_graph_edges_without_prometheus(bookinfo: Mesh) -> None:
@@ -492,3 +511,65 @@ def test_grafana_dashboards_queries_run_on_this_data(bookinfo: Mesh, prom: Prome
                 if prom.series(expr):  # a query Prometheus refuses fails here
                     shown.add(panel["title"])
     assert shown >= MUST_SHOW_DATA, MUST_SHOW_DATA - shown
+
+
+RATINGS_FAULT = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings-fault}
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      FAULT
+    route:
+    - destination: {host: ratings}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: reviews-logs}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  accessLogging:
+  - providers: [{name: envoy}]
+"""
+ABORT = "abort: {httpStatus: 500, percentage: {value: 100}}"
+DELAY = "delay: {fixedDelay: 0.05s, percentage: {value: 100}}"
+FAULTED = ('sum(istio_requests_total{reporter="source",source_workload="reviews-v2",'
+           'destination_service="ratings.default.svc.cluster.local",'
+           'response_code="CODE",response_flags="FLAG"}) or vector(0)')
+
+
+def _fault_logged(mesh: Mesh, marker: str) -> bool:
+    productpage(mesh, 1)
+    return any(marker in line for line in _log_lines(mesh, "reviews-v2-0"))
+
+
+def test_injected_faults_show_their_flags_in_metrics_and_access_log(
+        bookinfo: Mesh, prom: Prometheus, reviews_v2: None) -> None:
+    apply(bookinfo, RATINGS_FAULT.replace("FAULT", ABORT))
+    try:
+        # Istio's access log line for an abort: `... 500 FI fault_filter_abort ...`.
+        abort_line = '"GET /ratings/0 HTTP/1.1" 500 FI fault_filter_abort'
+        wait_for(lambda: _fault_logged(bookinfo, abort_line),
+                 timeout=30, interval=0.2, what="the abort in reviews' access log")
+        aborted = FAULTED.replace("CODE", "500").replace("FLAG", "FI")
+        before = baseline(prom, aborted)[aborted]
+        productpage(bookinfo, 20)
+        settle(prom, aborted, before + 20)
+        # No sidecar answered: the destination is unknown, as in Istio.
+        series = prom.series(aborted.removeprefix("sum(").removesuffix(") or vector(0)"))
+        assert {s["metric"]["destination_workload"] for s in series} == {"unknown"}, series
+
+        apply(bookinfo, RATINGS_FAULT.replace("FAULT", DELAY))
+        delay_line = '"GET /ratings/0 HTTP/1.1" 200 DI via_upstream'
+        wait_for(lambda: _fault_logged(bookinfo, delay_line),
+                 timeout=30, interval=0.2, what="the delay in reviews' access log")
+        delayed = FAULTED.replace("CODE", "200").replace("FLAG", "DI")
+        before = baseline(prom, delayed)[delayed]
+        productpage(bookinfo, 10)
+        settle(prom, delayed, before + 10)
+        series = prom.series(delayed.removeprefix("sum(").removesuffix(") or vector(0)"))
+        assert {s["metric"]["destination_workload"] for s in series} == {"ratings-v1"}, series
+    finally:
+        delete(bookinfo, RATINGS_FAULT.replace("FAULT", ABORT))

@@ -12,10 +12,12 @@ falls outside of.
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 import socket
 import ssl
 import sys
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.conftest import Mesh, mesh_env, version_subsets
+from tests.e2e.telemetry_tools import Prometheus, running_prometheus
 from tests.helpers import free_fixed_port, http_get, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -99,7 +102,10 @@ def tcp_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     _write_certificate(mesh_dir)
     (mesh_dir / "tls-echo.yaml").write_text(TLS_ECHO_YAML)
     (mesh_dir / "subsets.yaml").write_text(TCP_ECHO_SUBSETS)
-    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port()))
+    # MeshConfig's access log in JSON (test_mesh_config_json_access_log_of_tcp_sessions).
+    (mesh_dir / "mesh.yaml").write_text("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n")
+    # The control plane logs JSON lines here (test_control_plane_logs_json_lines).
+    mesh = Mesh(mesh_dir, mesh_env(free_fixed_port(), RATLINE_LOG_FORMAT="json"))
     try:
         mesh.up()
         wait_for(lambda: echo(mesh, "ready").startswith(("one", "two")), timeout=30,
@@ -384,3 +390,160 @@ spec:
         assert any("RAT0001" in line and "EnvoyFilter" in line for line in lines), proc.stderr
     finally:
         tcp_mesh.delete_file(path)
+
+
+# ---- Istio's TCP metrics: "Collecting Metrics for TCP Services" ------------------------
+
+TCP_METRICS = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+               "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
+ALL_TO_V1 = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-echo-metrics}
+spec:
+  hosts: [tcp-echo]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: tcp-echo, port: {number: 9000}, subset: v1}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def tcp_prom(tcp_mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    config = tcp_mesh.ratline(
+        "prometheus-config", "--scrape-interval", "1s", "--sd-refresh", "1s",
+        "--mesh", str(tcp_mesh.dir),
+    ).stdout
+    # Every sidecar and the gateway: tcp-echo v1, v2, tls-echo v1, v2, echo-client.
+    proxies = 6
+    with running_prometheus(config, tmp_path_factory.mktemp("prometheus")) as prom:
+        wait_for(lambda: len(prom.targets("envoy-stats")) == proxies, timeout=30,
+                 interval=0.2, what=f"{proxies} proxies discovered")
+        yield prom
+
+
+def _tcp_totals(prom: Prometheus, selector: str) -> dict[str, float]:
+    return {m: prom.value(f"sum({m}{{{selector}}}) or vector(0)") for m in TCP_METRICS}
+
+
+def _one_series(prom: Prometheus, selector: str) -> dict[str, str]:
+    found = prom.series('istio_tcp_connections_opened_total{'
+                        f'{selector},destination_service="tcp-echo.default.svc.cluster.local"}}')
+    assert len(found) == 1, found
+    return dict(found[0]["metric"])
+
+
+def test_tcp_echo_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: Prometheus) -> None:
+    path = tcp_mesh.apply_ok(ALL_TO_V1, "tcp-metrics.yaml")
+    port = local_port(tcp_mesh, "echo-client-0", "tcp-echo.default.svc.cluster.local", 9000)
+    try:
+        wait_for(lambda: all_in_a_row(Counter(send_line(port).split()[0] for _ in range(10)),
+                                      "one"), timeout=20, what="tcp-echo:9000 to v1 only")
+        to_echo = 'destination_service="tcp-echo.default.svc.cluster.local"'
+        selectors = {r: f'reporter="{r}",{to_echo}' for r in ("source", "destination")}
+        tcp_prom.wait_scraped_after("envoy-stats", time.time() + 0.1)
+        before = {r: _tcp_totals(tcp_prom, s) for r, s in selectors.items()}
+        sessions, text = 7, "count these bytes"
+        for _ in range(sessions):
+            assert send_line(port, text) == f"one {text}"
+        expected = {
+            "istio_tcp_connections_opened_total": sessions,
+            "istio_tcp_connections_closed_total": sessions,
+            "istio_tcp_received_bytes_total": sessions * len(text + "\n"),
+            "istio_tcp_sent_bytes_total": sessions * len(f"one {text}\n"),
+        }
+        for reporter, selector in selectors.items():
+            want = {m: before[reporter][m] + v for m, v in expected.items()}
+            wait_for(lambda s=selector, w=want: _tcp_totals(tcp_prom, s) == w,  # type: ignore[misc]
+                     timeout=30, interval=0.2, what=f"{reporter} TCP metrics {want}")
+        tcp_prom.wait_scraped_after("envoy-stats", time.time() + 0.1)
+        for reporter, selector in selectors.items():
+            assert _tcp_totals(tcp_prom, selector) == {
+                m: before[reporter][m] + v for m, v in expected.items()}, reporter
+        principal = "spiffe://cluster.local/ns/default/sa/default"
+        common = {
+            "request_protocol": "tcp", "response_flags": "-",
+            "destination_service": "tcp-echo.default.svc.cluster.local",
+            "destination_service_name": "tcp-echo", "destination_service_namespace": "default",
+            "source_principal": principal, "destination_principal": principal,
+        }
+        source = _one_series(tcp_prom, 'reporter="source",source_workload="echo-client"')
+        assert source | common == source, source
+        assert source["source_workload_namespace"] == "default"
+        assert source["source_canonical_service"] == "echo-client"
+        assert source["source_canonical_revision"] == "latest"
+        assert source["source_cluster"] == "Kubernetes" and source["pod"] == "echo-client-0"
+        assert source["connection_security_policy"] == "unknown"
+        # No metadata exchange on raw TCP (docs/observability.md): the peer is unknown.
+        assert source["destination_workload"] == "unknown"
+        destination = _one_series(tcp_prom, 'reporter="destination",destination_workload='
+                                  f'"tcp-echo-v1",source_principal="{principal}"')
+        assert destination | common == destination, destination
+        assert destination["destination_workload"] == "tcp-echo-v1"
+        assert destination["destination_version"] == "v1"
+        assert destination["destination_canonical_revision"] == "v1"
+        assert destination["destination_cluster"] == "Kubernetes"
+        assert destination["pod"] == "tcp-echo-v1-0"
+        assert "response_code" not in destination and "grpc_response_status" not in destination
+    finally:
+        tcp_mesh.delete_file(path)
+
+
+def test_gateway_tcp_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: Prometheus) -> None:
+    port = free_fixed_port()
+    all_v1 = (SAMPLES / "tcp-echo-all-v1.yaml").read_text().replace("31400", str(port))
+    path = tcp_mesh.apply_ok(all_v1, "tcp-echo-all-v1.yaml")
+    try:
+        wait_for(lambda: all_in_a_row(gateway_versions(port, 10), "one"), timeout=20,
+                 what="gateway TCP listener routing to v1")
+        selector = ('reporter="source",proxy_type="router",'
+                    'destination_service="tcp-echo.default.svc.cluster.local"')
+        tcp_prom.wait_scraped_after("envoy-stats", time.time() + 0.1)
+        before = _tcp_totals(tcp_prom, selector)
+        for _ in range(5):
+            assert send_line(port, "via the gateway") == "one via the gateway"
+        want = dict(before)
+        want["istio_tcp_connections_opened_total"] += 5
+        want["istio_tcp_connections_closed_total"] += 5
+        want["istio_tcp_received_bytes_total"] += 5 * len("via the gateway\n")
+        want["istio_tcp_sent_bytes_total"] += 5 * len("one via the gateway\n")
+        wait_for(lambda: _tcp_totals(tcp_prom, selector) == want, timeout=30, interval=0.2,
+                 what=f"gateway TCP metrics {want}")
+        series = _one_series(tcp_prom, 'reporter="source",proxy_type="router"')
+        assert series["request_protocol"] == "tcp"
+        assert series["source_workload"] == "istio-ingressgateway"
+        assert series["source_workload_namespace"] == "istio-system"
+        assert series["source_principal"] == (
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account")
+        assert series["destination_principal"] == "spiffe://cluster.local/ns/default/sa/default"
+    finally:
+        tcp_mesh.delete_file(path)
+
+
+def test_control_plane_logs_json_lines(tcp_mesh: Mesh) -> None:
+    log = tcp_mesh.dir / ".ratline" / "logs" / "controlplane.log"
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert entries, log.read_text()[:500]
+    assert {"time", "level", "scope", "msg"} <= set(entries[0]), entries[0]
+    assert {e["level"] for e in entries} <= {"debug", "info", "warning", "error", "critical"}
+
+
+def test_mesh_config_json_access_log_of_tcp_sessions(tcp_mesh: Mesh) -> None:
+    port = local_port(tcp_mesh, "echo-client-0", "tcp-echo.default.svc.cluster.local", 9000)
+    log = tcp_mesh.dir / ".ratline" / "logs" / "echo-client-0.access.log"
+
+    answer = send_line(port, "log me: JSON")
+
+    def session_logged() -> dict[str, object] | None:
+        # Envoy writes the line when the connection ends, flushed within a second or so.
+        for line in log.read_text().splitlines() if log.exists() else []:
+            entry = json.loads(line)
+            if (entry.get("upstream_cluster") == "outbound|9000||tcp-echo.default.svc.cluster.local"
+                    and entry.get("bytes_received") == len("log me: JSON\n")):
+                return dict(entry)
+        return None
+
+    entry = wait_for(session_logged, timeout=20, interval=0.2, what="a JSON access log line")
+    # Istio's default JSON fields; the bytes of the line each way.
+    assert entry["bytes_sent"] == len(answer + "\n")
+    assert entry["response_flags"] == "-" and "start_time" in entry

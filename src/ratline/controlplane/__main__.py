@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from pathlib import Path
 
 from ratline.config.store import MeshDirStore
+from ratline.controlplane import log_format
 from ratline.controlplane.app import GC_THRESHOLDS, ControlPlane
 from ratline.controlplane.security import ControlPlaneSecurity
 from ratline.controlplane.serving import start_serving, until_signalled, write_ready_file
@@ -43,7 +43,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admin-port", type=int, default=None)
     parser.add_argument("--ready-file", type=Path, default=None)
     parser.add_argument(
-        "--prometheus-url", default="",
+        "--prometheus-url",
+        default="",
         help="the Prometheus the dashboard reads (the runner passes its add-on's)",
     )
     parser.add_argument(
@@ -70,8 +71,9 @@ async def _serve_mesh_dir(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: the mesh CA cannot start: {exc}", file=sys.stderr)
         return 2
-    serving = await start_serving(cp, security, settings, args.xds_port, args.admin_port,
-                                  prometheus_url=args.prometheus_url)
+    serving = await start_serving(
+        cp, security, settings, args.xds_port, args.admin_port, prometheus_url=args.prometheus_url
+    )
     write_ready_file(args.ready_file, {**serving.info, "errors": [str(e) for e in errors]})
     await until_signalled()
     await serving.stop(cp)
@@ -83,12 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         settings = Settings.from_env()
+        log_format.configure(settings.log_level, settings.log_format)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if args.mesh_dir is not None and not args.mesh_dir.is_dir():
         print(f"error: {args.mesh_dir}: not a directory", file=sys.stderr)
         return 2

@@ -62,7 +62,13 @@ from ratline.translate.proxy_resources import (
 from ratline.translate.routes import GatewayServer, ProxyScope, gateway_listen_port
 from ratline.translate.sidecar_scope import EVERYTHING, EgressScope, SidecarIndex
 from ratline.translate.tcp_routes import L4Context
-from ratline.translate.telemetry_envoy import HcmTelemetry, hcm_telemetry
+from ratline.translate.telemetry_envoy import (
+    NO_TELEMETRY,
+    HcmTelemetry,
+    L4Telemetry,
+    hcm_telemetry,
+    tcp_telemetry,
+)
 
 
 def _uses_source_labels(snapshot: MeshSnapshot) -> bool:
@@ -337,11 +343,8 @@ class MeshGenerator:
     ) -> tuple[telemetry.ProxyTelemetry, PeerMetadata, tuple[cluster_pb2.Cluster, ...]]:
         """The proxy's resolved telemetry, identity, and clusters to its trace collectors."""
         resolved = telemetry.resolve(self.snapshot, instance, self._findings)
-        return (
-            resolved,
-            telemetry.identity(self.snapshot, instance),
-            telemetry_envoy.collector_clusters(self.snapshot, resolved),
-        )
+        own = telemetry.identity(self.snapshot, instance)
+        return resolved, own, telemetry_envoy.collector_clusters(self.snapshot, resolved)
 
     def _hcm_telemetry(
         self,
@@ -353,12 +356,9 @@ class MeshGenerator:
         services: list[str] | None = None,
     ) -> HcmTelemetry:
         return hcm_telemetry(
-            client=client,
-            own=own,
-            node_id=instance.node_id,
-            telemetry=resolved,
+            client=client, own=own, node_id=instance.node_id, telemetry=resolved,
             services=services or (),
-        )
+        )  # fmt: skip
 
     def _sidecar(self, instance: WorkloadInstance) -> ProxyResources:
         egress = self.egress_scope(instance)
@@ -378,7 +378,11 @@ class MeshGenerator:
                 )
             )
             out_routes.append(self.sidecar_routes(scope))
-            local_listeners, local_routes = self.local_outbound(instance, scope)
+            local = L4Telemetry(
+                self._hcm_telemetry(instance, resolved, own, client=True),
+                tcp_telemetry(client=True, own=own, telemetry=resolved),
+            )
+            local_listeners, local_routes = self.local_outbound(instance, scope, None, local)
             out_listeners += local_listeners
             out_routes += local_routes
         for port in sorted(instance.ports, key=lambda p: p.container_port):
@@ -401,7 +405,9 @@ class MeshGenerator:
                         self._findings,
                         f"inbound port {port.container_port}",
                     )
-                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra)
+                    served = self.services_of_port(instance, port.inbound_port)
+                    logs = tcp_telemetry(client=False, own=own, telemetry=resolved, services=served)
+                    inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra, logs)
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
                     inbound = tls.secure_inbound(inbound, mode)
@@ -441,7 +447,11 @@ class MeshGenerator:
         return found
 
     def local_outbound(
-        self, instance: WorkloadInstance, scope: ProxyScope, outbound: Any = None
+        self,
+        instance: WorkloadInstance,
+        scope: ProxyScope,
+        outbound: Any = None,
+        local_telemetry: L4Telemetry = NO_TELEMETRY,
     ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
         """A sidecar's listener per reported (or given) service port it may see, and RDS."""
         assert instance.sidecar is not None
@@ -476,6 +486,7 @@ class MeshGenerator:
                     ctx,
                     self.mesh_routing(instance.namespace).get(service.hostname),
                     self.snapshot.mesh_config,
+                    local_telemetry,
                 )
             )
         return found_listeners, found_routes
@@ -564,6 +575,7 @@ class MeshGenerator:
                     tls_passthrough,
                     mesh,
                     extra,
+                    tcp_telemetry(client=True, own=own, telemetry=resolved),
                 )
             )
         return ProxyResources(

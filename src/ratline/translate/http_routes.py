@@ -54,6 +54,7 @@ from ratline.translate.route_features import (
     retry_policy,
     string_matcher,
 )
+from ratline.translate.trace_operations import decorate
 
 _CLAIM = re.compile(r"^@request\.auth\.claims(?:\.(.+)|((?:\[[^\[\]]+\])+))$")
 
@@ -387,7 +388,7 @@ def translate_route(
             route.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack_any(fault))
     if http.cors_policy is not None:
         route.typed_per_filter_config[CORS_FILTER].CopyFrom(pack_any(cors_policy(http.cors_policy)))
-    return route
+    return decorate(route, ctx.virtual_service.name, ctx.port)
 
 
 def envoy_routes(ctx: RouteContext, http: HTTPRoute, path: str) -> list[rc.Route]:
@@ -421,4 +422,4 @@ def default_route(snapshot: MeshSnapshot, service: Service, port: int) -> rc.Rou
     policy = retry_policy(mesh_retry_policy(snapshot), consistent_hash=consistent is not None)
     if policy is not None:
         route.route.retry_policy.CopyFrom(policy)
-    return route
+    return decorate(route, service.hostname, port)

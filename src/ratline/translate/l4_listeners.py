@@ -46,6 +46,7 @@ from ratline.translate.tcp_routes import (
     first_match_wins,
     rule_chains,
 )
+from ratline.translate.telemetry_envoy import NO_TELEMETRY, L4Telemetry
 
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 NETWORK_RBAC = "envoy.filters.network.rbac"
@@ -104,8 +105,10 @@ def local_outbound_listener(
     ctx: L4Context,
     virtual_service: Resource[Any] | None,
     mesh_config: Any,
+    telemetry: L4Telemetry = NO_TELEMETRY,
 ) -> listener_pb2.Listener:
-    """The sidecar's listener for one service port on its local port."""
+    """The sidecar's listener for one service port on its local port (reporting as the
+    source, as the sidecar's outbound side does)."""
     service, port = target.service, target.port
     name = local_outbound_listener_name(service.hostname, port.port)
     listener = _listener(name, address, target.outbound.local_port, base_pb2.OUTBOUND)
@@ -115,6 +118,7 @@ def local_outbound_listener(
             rds=service_route_config_name(service.hostname, port.port),
             mesh_config=mesh_config,
             http_filters=route_features.http_filters(),  # fault, CORS: as on http_proxy
+            telemetry=telemetry.hcm,
         )
         chain = listener.filter_chains.add(name=name)
         chain.filters.add(name=HCM_FILTER).typed_config.CopyFrom(pack_any(hcm))
@@ -124,7 +128,7 @@ def local_outbound_listener(
     default = L4Chain(name=cluster, destinations=(L4Destination(cluster),))
     rules = [virtual_service] if virtual_service is not None else []
     for chain in l4_chains(ctx, rules, tls, default):
-        listener.filter_chains.append(filter_chain(chain, mesh_config))
+        listener.filter_chains.append(filter_chain(chain, mesh_config, (), telemetry.tcp_logs))
     if tls:
         _add_tls_inspector(listener)
     return listener
@@ -174,7 +178,11 @@ class InboundProtocols:
 
 
 def inbound_tcp_listener(
-    address: str, port: InstancePort, mesh_config: Any, extra_filters: Sequence[Any] = ()
+    address: str,
+    port: InstancePort,
+    mesh_config: Any,
+    extra_filters: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_pb2.Listener:
     """`inbound|PORT||` for a TCP port: the bytes to the app's cluster."""
     if port.inbound_port is None:
@@ -183,7 +191,7 @@ def inbound_tcp_listener(
     listener = _listener(name, address, port.inbound_port, base_pb2.INBOUND)
     cluster = names.inbound_cluster(port.container_port)
     chain = L4Chain(name=name, destinations=(L4Destination(cluster),))
-    listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters))
+    listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters, metrics_logs))
     return listener
 
 
@@ -235,12 +243,15 @@ def gateway_l4_listener(
     tls: bool,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_31400`: a gateway's TCP listener, or TLS passthrough routed by SNI."""
     name = names.gateway_listener(listen_port)
     listener = _listener(name, address, listen_port, base_pb2.OUTBOUND)
     for chain in chains or [blackhole_chain(f"{name}|no-route")]:
-        listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters))
+        listener.filter_chains.append(
+            filter_chain(chain, mesh_config, extra_filters, metrics_logs)
+        )
     if tls:
         _add_tls_inspector(listener)
     return listener

@@ -28,6 +28,7 @@ from ratline.translate.clusters import dns_cache_config
 from ratline.translate.common import ads_config_source, pack_any
 from ratline.translate.endpoints import socket_address
 from ratline.translate.telemetry_envoy import HcmTelemetry
+from ratline.translate.trace_operations import inbound_operation
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -133,14 +134,17 @@ def http_proxy_listener(
     return _listener(names.HTTP_PROXY, address, port, hcm, base_pb2.OUTBOUND)
 
 
-def inbound_route_config(port: int) -> route_pb2.RouteConfiguration:
-    """Everything to the app's cluster, with no timeout (as Istio's inbound routes)."""
+def inbound_route_config(port: int, service: str = "") -> route_pb2.RouteConfiguration:
+    """Everything to the app's cluster, with no timeout (as Istio's inbound routes), its
+    spans named `SERVICE:PORT/*` as Istio's when the port's service is known."""
     config = route_pb2.RouteConfiguration(name=names.inbound_listener(port))
     host = config.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
     route = host.routes.add(name="default")
     route.match.prefix = "/"
     route.route.cluster = names.inbound_cluster(port)
     route.route.timeout.SetInParent()
+    if service:
+        route.decorator.operation = inbound_operation(service, port)
     return config
 
 
@@ -156,7 +160,9 @@ def inbound_listener(
         raise ValueError(f"container port {port.container_port} has no sidecar inbound port")
     hcm = connection_manager(
         f"inbound_{port.container_port}",
-        route_config=inbound_route_config(port.container_port),
+        route_config=inbound_route_config(
+            port.container_port, telemetry.inbound_service if telemetry is not None else ""
+        ),
         mesh_config=mesh_config,
         http_filters=http_filters,
         telemetry=telemetry,

@@ -258,17 +258,26 @@ def first_match_wins(chains: Iterable[L4Chain], default: L4Chain | None) -> list
 
 
 def tcp_proxy_filter(
-    stat_prefix: str, targets: Sequence[L4Destination], mesh_config: Any
+    stat_prefix: str,
+    targets: Sequence[L4Destination],
+    mesh_config: Any,
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_components_pb2.Filter:
     """The `tcp_proxy` of an L4 chain: to one cluster or weighted clusters, with the
-    mesh's access log. Every TCP chain Ratline makes gets its tcp_proxy here."""
+    mesh's access log and Istio's TCP metrics (`metrics_logs`, the stats loggers of
+    `telemetry_envoy.tcp_metrics_logs`). Every TCP chain Ratline makes gets its
+    tcp_proxy here."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix)
     if len(targets) == 1:
         proxy.cluster = targets[0].cluster
     else:
         for target in targets:
             proxy.weighted_clusters.clusters.add(name=target.cluster, weight=target.weight)
-    proxy.access_log.extend(access_logs(mesh_config))
+    # The proxy's telemetry (access logs, metrics) replaces MeshConfig's access log.
+    proxy.access_log.extend(access_logs(mesh_config) if metrics_logs is None else metrics_logs)
+    if metrics_logs:
+        # connections_opened is logged when the upstream connects (TcpUpstreamConnected).
+        proxy.access_log_options.flush_access_log_on_connected = True
     return listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack_any(proxy))
 
 
@@ -280,9 +289,13 @@ def _cidr(value: str) -> address_pb2.CidrRange:
 
 
 def filter_chain(
-    chain: L4Chain, mesh_config: Any, extra_filters: Sequence[Any] = ()
+    chain: L4Chain,
+    mesh_config: Any,
+    extra_filters: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
 ) -> listener_components_pb2.FilterChain:
-    """An Envoy filter chain: the chain's match, `extra_filters` (RBAC), its tcp_proxy."""
+    """An Envoy filter chain: the chain's match, `extra_filters` (RBAC), its tcp_proxy
+    (with the TCP metrics loggers `metrics_logs`)."""
     result = listener_components_pb2.FilterChain(name=chain.name)
     match = result.filter_chain_match
     match.server_names.extend(chain.server_names)
@@ -290,7 +303,9 @@ def filter_chain(
     match.prefix_ranges.extend(_cidr(p) for p in _valid(chain.destination_prefixes))
     result.filters.extend(extra_filters)
     stat_prefix = chain.destinations[0].cluster if len(chain.destinations) == 1 else chain.name
-    result.filters.append(tcp_proxy_filter(stat_prefix, chain.destinations, mesh_config))
+    result.filters.append(
+        tcp_proxy_filter(stat_prefix, chain.destinations, mesh_config, metrics_logs)
+    )
     return result
 
 

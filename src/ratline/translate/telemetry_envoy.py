@@ -118,8 +118,10 @@ def request_tags(
             ("source_principal", "%DOWNSTREAM_PEER_URI_SAN%"),
             ("destination_principal", "%DOWNSTREAM_LOCAL_URI_SAN%"),
             (im.RAW_SERVICES, literal(",".join(services))),
-            (im.RAW_AUTHORITY, "%REQ(:authority)%"),
         ]
+        if len(services) > 1:
+            # Only to pick among several services (one more format per request otherwise).
+            tags.append((im.RAW_AUTHORITY, "%REQ(:authority)%"))
     else:
         tags += [
             ("source_principal", "%UPSTREAM_LOCAL_URI_SAN%"),
@@ -351,6 +353,16 @@ def tracing_config(
                 name="envoy.tracers.opentelemetry", typed_config=pack_any(otel)
             )
         )
+    # Istio's own span tags, as its proxies carry them (Envoy adds node_id,
+    # upstream_cluster, response_flags, http.* and the rest itself).
+    for name, value in (
+        ("istio.canonical_revision", own.canonical_revision),
+        ("istio.canonical_service", own.canonical_service),
+        ("istio.mesh_id", own.mesh_id or "unknown"),
+        ("istio.namespace", own.namespace or "default"),
+        ("istio.cluster_id", own.cluster_id or "unknown"),
+    ):
+        tracing.custom_tags.add(tag=name).literal.value = value
     for name, tag in choice.custom_tags:
         custom = tracing.custom_tags.add(tag=name)
         if tag.literal is not None:
@@ -394,6 +406,8 @@ class HcmTelemetry:
     """Peer metadata filters, first in the chain."""
     access_logs: tuple[accesslog_pb2.AccessLog, ...] = ()
     tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None
+    inbound_service: str = ""
+    """A server side's service (what its routes' span names say, as Istio's)."""
 
 
 def hcm_telemetry(
@@ -418,7 +432,42 @@ def hcm_telemetry(
         filters=tuple(peer_metadata_filters(client, own, node_id)) if metrics else (),
         access_logs=tuple(logs),
         tracing=tracing_config(choice, own) if choice is not None else None,
+        inbound_service=services[0] if services and not client else "",
     )
+
+
+@dataclass(frozen=True)
+class L4Telemetry:
+    """What telemetry adds to a sidecar's local outbound listener: the HTTP connection
+    manager's part (HTTP/2, gRPC ports) or the tcp_proxy's stats loggers (TCP, TLS)."""
+
+    hcm: HcmTelemetry | None = None
+    tcp_logs: tuple[accesslog_pb2.AccessLog, ...] | None = None
+
+
+NO_TELEMETRY = L4Telemetry()
+
+
+def tcp_telemetry(
+    *, client: bool, own: PeerMetadata, telemetry: ProxyTelemetry, services: Sequence[str] = ()
+) -> tuple[accesslog_pb2.AccessLog, ...]:
+    """The access logs (MeshConfig and Telemetry, as the HTTP ones) and TCP metrics
+    loggers of a client side (outbound, gateway: `source`) or a server side (inbound:
+    `destination`) tcp_proxy."""
+    reporter = im.SOURCE if client else im.DESTINATION
+    logs = []
+    for choice in telemetry.access_logs.get(CLIENT if client else SERVER, ()):
+        log = access_log(choice)
+        # One line per connection, at its end (the tcp_proxy also logs on connect).
+        end = accesslog_pb2.AccessLogFilter()
+        end.log_type_filter.types.append(data_pb2.AccessLogType.Value("TcpConnectionEnd"))
+        if log.HasField("filter"):
+            both = accesslog_pb2.AccessLogFilter()
+            both.and_filter.filters.extend([end, log.filter])
+            end = both
+        log.filter.CopyFrom(end)
+        logs.append(log)
+    return (*logs, *tcp_metrics_logs(reporter, own, telemetry, services))
 
 
 def collector_clusters(snapshot: Any, resolved: ProxyTelemetry) -> tuple[cluster_pb2.Cluster, ...]:
