@@ -228,24 +228,6 @@ def test_a_bad_secret_is_refused_and_the_last_good_certificate_stays(edge: Edge)
         secrets_file.write_text(good)
 
 
-def test_gateway_api_kinds_are_reported_not_silently_ignored(edge: Edge) -> None:
-    route = (
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n"
-        "spec:\n  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: productpage, "
-        "port: 9080}]}]\n"
-    )
-    applied = edge.mesh.apply(route, "route.yaml")
-    assert applied.returncode == 0, applied.stderr
-    told = applied.stdout + applied.stderr
-    assert "HTTPRoute (Gateway API) is not yet supported by Ratline" in told
-    gateway = (
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
-        "spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}\n"
-    )
-    refused = edge.mesh.apply(gateway, "gwapi.yaml")
-    assert refused.returncode != 0 and "networking.istio.io/v1 Gateway" in refused.stderr
-
-
 def test_secret_values_are_never_shown(edge: Edge) -> None:
     key_text = (edge.certs / f"{HOST}-1.key").read_text()
     key_line = key_text.splitlines()[1]

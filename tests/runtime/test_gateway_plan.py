@@ -82,3 +82,26 @@ def test_server_ports_from_selecting_gateways_and_target_ports_from_the_service(
         ServerPort(443, 443, "", "TLS"),
     ]
     assert [p.server_port for p in server_ports(DEFAULT_GATEWAY, gateways, services)] == [81]
+
+
+def test_a_gateway_api_gateway_gets_a_deployment_and_its_listener_ports() -> None:
+    from ratline.api.gateway_api import server_ports_doc
+
+    def gateway(namespace: str, class_name: str = "istio", port: int = 80) -> dict[str, object]:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"gatewayClassName": class_name, "listeners": [
+                {"name": "http", "port": port, "protocol": "HTTP"},
+                {"name": "udp", "port": 53, "protocol": "UDP"}]},
+        }
+
+    docs = [gateway("a"), gateway("b", port=81), gateway("c", "other")]
+    desired, errors = desired_gateways((), docs)
+    assert errors == []
+    assert {k for k in desired if k[1].startswith("web")} == {("a", "web-istio-0"),
+                                                              ("b", "web-istio-0")}
+    deployment = desired[("a", "web-istio-0")].deployment
+    assert deployment.label_map["gateway.networking.k8s.io/gateway-name"] == "web"
+    ports = server_ports(deployment, [server_ports_doc(d) for d in docs[:2]], [])
+    assert [(p.server_port, p.protocol) for p in ports] == [(80, "HTTP")]  # not b's 81

@@ -26,10 +26,12 @@ READ_BY_CARRY_FROM = {
     "destination_rules",
     "gateways",
     "extra",
+    "model_findings",
     "config_version",
 }
-NOT_READ_BY_TRANSLATION = {"version", "service_entries"}
-"""`version` names the snapshot; translation reads ServiceEntries as `services` only."""
+NOT_READ_BY_TRANSLATION = {"version", "service_entries", "gateway_api_status"}
+"""`version` names the snapshot; translation reads ServiceEntries as `services` only; the
+Gateway API statuses are the admin API's."""
 COMPARED_PER_PROXY_AND_SERVICE = {"instances"}
 
 

@@ -70,7 +70,7 @@ def parse_document(
     metadata = data.get("metadata")
     name, namespace = _identity(metadata, namespaced=known.namespaced if known else True)
     if isinstance(kind_value, str) and kind_value and name is not None:
-        problems.key = ResourceKey(kind_value, namespace, name)
+        problems.key = ResourceKey(known.kind if known else kind_value, namespace, name)
 
     api_version = _string_field(data, "apiVersion", problems)
     kind = _string_field(data, "kind", problems)

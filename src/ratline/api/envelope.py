@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 DEFAULT_NAMESPACE = "default"
+_SHOWN_KINDS = {"KubernetesGateway": "Gateway.gateway.networking.k8s.io"}
+"""Store kinds shown as users write them (the Gateway API's Gateway, `ratline.api.kinds`)."""
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -43,7 +45,8 @@ class ResourceKey:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+        kind = _SHOWN_KINDS.get(self.kind, self.kind)
+        return f"{kind} {self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ Kinds Ratline has a schema for are in `KINDS`. Kinds of the Kubernetes and Istio
 has none for yet are accepted as they are (`OPAQUE_KINDS`: a file holding one is not
 refused, the analyzers report what Ratline does not do with it); giving such a kind a
 schema is adding its `KindInfo` to `_ALL`, which then takes precedence.
+
+The Gateway API's kinds (`gateway.networking.k8s.io`) are in `GATEWAY_API`, looked up by
+their group first: its `Gateway` is stored under the kind `KubernetesGateway`
+(`KindInfo.document_kind` keeps the written name), so that the store, keyed by kind,
+namespace and name, holds it beside Istio's Gateway.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ratline.api.schemas.core import NoSpec, ServiceSpec
+from ratline.api.schemas.gateway_api import (
+    GatewayClassSpec,
+    GRPCRouteSpec,
+    HTTPRouteSpec,
+    KubernetesGatewaySpec,
+    ReferenceGrantSpec,
+    TCPRouteSpec,
+    TLSRouteSpec,
+)
 from ratline.api.schemas.networking import (
     DestinationRuleSpec,
     GatewaySpec,
@@ -70,11 +84,22 @@ class KindInfo:
     `spec_model` is read from the whole document (`ratline.api.document`)."""
     in_kubernetes: bool = True
     """Watched from a Kubernetes API server (`ratline.kube.config_store`)."""
+    document_kind: str = ""
+    """The kind as documents write it, when the store keys it under another `kind` (the
+    Gateway API's `Gateway` is stored as `KubernetesGateway`, beside Istio's Gateway)."""
+
+    @property
+    def written_kind(self) -> str:
+        """The kind as a document writes it."""
+        return self.document_kind or self.kind
 
     @property
     def opaque(self) -> bool:
         """Accepted as written, with no schema (any top-level field, the spec unread)."""
         return self.unsupported is not None
+
+
+_GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 def _group(api_version: str) -> str:
@@ -135,14 +160,24 @@ GATEWAY_API_VERSIONS = (
     "gateway.networking.k8s.io/v1beta1",
     "gateway.networking.k8s.io/v1alpha2",
 )
-GATEWAY_API_KINDS = ("GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute",
-                     "ReferenceGrant")
-"""Gateway API kinds accepted without being translated. Its `Gateway` is refused with a
-message instead: its name is Istio's Gateway's, and one store key cannot hold both."""
-_GATEWAY_API = (
-    "{kind} (Gateway API) is not yet supported by Ratline; accepted and ignored: use "
-    "Istio's Gateway and VirtualService (docs/edge.md)"
+KUBERNETES_GATEWAY = "KubernetesGateway"
+"""The store's kind of the Gateway API's `Gateway` (Istio's internal name for it), so
+that it and Istio's `Gateway` of the same namespace and name are two resources."""
+_GATEWAY_API_KINDS: tuple[KindInfo, ...] = (
+    KindInfo("GatewayClass", GATEWAY_API_VERSIONS, GatewayClassSpec, namespaced=False,
+             in_kubernetes=False),
+    KindInfo(KUBERNETES_GATEWAY, GATEWAY_API_VERSIONS, KubernetesGatewaySpec,
+             document_kind="Gateway", in_kubernetes=False),
+    KindInfo("HTTPRoute", GATEWAY_API_VERSIONS, HTTPRouteSpec, in_kubernetes=False),
+    KindInfo("GRPCRoute", GATEWAY_API_VERSIONS, GRPCRouteSpec, in_kubernetes=False),
+    KindInfo("TCPRoute", GATEWAY_API_VERSIONS, TCPRouteSpec, in_kubernetes=False),
+    KindInfo("TLSRoute", GATEWAY_API_VERSIONS, TLSRouteSpec, in_kubernetes=False),
+    KindInfo("ReferenceGrant", GATEWAY_API_VERSIONS, ReferenceGrantSpec, in_kubernetes=False),
 )
+GATEWAY_API: Mapping[str, KindInfo] = {info.written_kind: info for info in _GATEWAY_API_KINDS}
+"""The Gateway API's kinds (`gateway.networking.k8s.io`) by the kind documents write."""
+GATEWAY_API_KINDS = tuple(info.kind for info in _GATEWAY_API_KINDS)
+"""The store's kinds of the Gateway API."""
 
 
 def _kubernetes(
@@ -193,17 +228,6 @@ _OPAQUE: tuple[KindInfo, ...] = (
     *_istio(("networking.istio.io/v1beta1",), ("ProxyConfig",)),
     *_istio(("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"), ("Telemetry",)),
     *_istio(("extensions.istio.io/v1alpha1",), ("WasmPlugin",)),
-    *(
-        KindInfo(
-            kind,
-            GATEWAY_API_VERSIONS,
-            NoSpec,
-            namespaced=kind != "GatewayClass",
-            unsupported=_GATEWAY_API.format(kind=kind),
-            unsupported_code=NOT_SUPPORTED_KIND,
-        )
-        for kind in GATEWAY_API_KINDS
-    ),
 )
 
 OPAQUE_KINDS: Mapping[tuple[str, str], KindInfo] = {
@@ -227,6 +251,8 @@ def known_kind(api_version: object, kind: object) -> KindInfo | None:
     """The KindInfo of a document's kind as far as it can be told (never raises)."""
     if not isinstance(kind, str):
         return None
+    if isinstance(api_version, str) and _group(api_version) == _GATEWAY_API_GROUP:
+        return GATEWAY_API.get(kind)
     if isinstance(api_version, str):
         opaque = OPAQUE_KINDS.get((_group(api_version), kind))
         if opaque is not None and api_version in opaque.api_versions:
@@ -236,6 +262,8 @@ def known_kind(api_version: object, kind: object) -> KindInfo | None:
 
 def lookup(api_version: str, kind: str) -> KindInfo:
     """The KindInfo for `kind` at `api_version`; raises UnknownKindError otherwise."""
+    if _group(api_version) == _GATEWAY_API_GROUP:
+        return _gateway_api_lookup(api_version, kind)
     info = KINDS.get(kind)
     opaque = OPAQUE_KINDS.get((_group(api_version), kind))
     if opaque is not None and (info is None or api_version not in info.api_versions):
@@ -246,11 +274,21 @@ def lookup(api_version: str, kind: str) -> KindInfo:
         raise UnknownKindError(
             f"unknown kind {kind!r}; accepted kinds: {', '.join(sorted(KINDS))}", "kind"
         )
-    if api_version not in info.api_versions and api_version in GATEWAY_API_VERSIONS:
+    if api_version not in info.api_versions:
         raise UnknownKindError(
-            f"the Gateway API's {kind} ({api_version}) is not yet supported by Ratline; use "
-            f"{info.api_versions[0]} {kind} with a VirtualService (docs/edge.md)",
+            f"apiVersion {api_version!r} is not accepted for {kind}; "
+            f"use {' or '.join(info.api_versions)}",
             "apiVersion",
+        )
+    return info
+
+
+def _gateway_api_lookup(api_version: str, kind: str) -> KindInfo:
+    info = GATEWAY_API.get(kind)
+    if info is None:
+        raise UnknownKindError(
+            f"unknown Gateway API kind {kind!r}; accepted: {', '.join(sorted(GATEWAY_API))}",
+            "kind",
         )
     if api_version not in info.api_versions:
         raise UnknownKindError(
@@ -261,11 +299,21 @@ def lookup(api_version: str, kind: str) -> KindInfo:
     return info
 
 
+def by_store_kind(kind: str) -> KindInfo | None:
+    """The KindInfo of a store kind (`KubernetesGateway` included)."""
+    return KINDS.get(kind) or next((i for i in _GATEWAY_API_KINDS if i.kind == kind), None)
+
+
 def type_name(kind: str, api_version: str | None = None) -> str:
     """kubectl's name for a kind: `virtualservice.networking.istio.io`, `service`,
-    `deployment.apps`."""
+    `deployment.apps`, `gateway.gateway.networking.k8s.io` (for `KubernetesGateway`)."""
     info = known_kind(api_version, kind) if api_version else None
+    if info is None:
+        info = by_store_kind(kind)
+        if info is not None and info.document_kind:
+            return f"{info.document_kind.lower()}.{_group(info.api_versions[0])}"
     if info is None:
         info = KINDS.get(kind) or next((i for i in _OPAQUE if i.kind == kind), None)
     group = _group(info.api_versions[0]) if info else ""
-    return f"{kind.lower()}.{group}" if group else kind.lower()
+    written = info.written_kind if info else kind
+    return f"{written.lower()}.{group}" if group else written.lower()

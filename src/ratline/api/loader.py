@@ -21,6 +21,7 @@ from ratline.api.document import parse_document
 from ratline.api.envelope import Resource, ResourceKey, Source
 from ratline.api.errors import ConfigError, ConfigMessage, Severity
 from ratline.api.field_errors import errors_by_field
+from ratline.api.kinds import known_kind
 from ratline.api.nesting import MAX_NESTING, too_deep
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.settings import STATE_DIR_NAME
@@ -166,7 +167,9 @@ def read_keys(text: str, file: str | None = None) -> tuple[list[ResourceKey], li
         name = metadata.get("name") if isinstance(metadata, dict) else None
         namespace = metadata.get("namespace", "default") if isinstance(metadata, dict) else None
         if isinstance(kind, str) and isinstance(name, str) and isinstance(namespace, str):
-            keys.append(ResourceKey(kind, namespace or "default", name))
+            info = known_kind(data.get("apiVersion"), kind)
+            stored_kind = info.kind if info is not None else kind
+            keys.append(ResourceKey(stored_kind, namespace or "default", name))
         else:
             messages.append(ConfigMessage("needs kind, metadata.name (and namespace)", source))
     return keys, messages

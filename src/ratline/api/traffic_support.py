@@ -9,6 +9,9 @@ Fields are named per message, as Istio's reference does (`HTTPRoute.fault`,
 `TrafficPolicy.tunnel`): a message used in several places (a TrafficPolicy at the top, in
 a subset, a port-level setting) has one row per field. A field not in `SUPPORT` is
 supported.
+
+The Gateway API's kinds are not in this table: `ratline.model.gateway_api` converts them
+into these Istio kinds and reports (RAT0001, at apply and analyze) what it leaves out.
 """
 
 from __future__ import annotations

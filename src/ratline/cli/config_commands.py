@@ -214,6 +214,9 @@ def analyze_paths(paths: Sequence[Path]) -> list[ConfigMessage]:
     else:
         mesh_config = MeshConfig()
     messages.extend(api.analyze(list(by_key.values()), mesh_config, mesh_dir=mesh_dir))
+    from ratline.model.gateway_api import convert
+
+    messages.extend(convert(by_key.values(), {}).findings)  # Gateway API not translated
     return _unique(messages)
 
 

@@ -20,6 +20,7 @@ _COMMAND_MODULES = {
     "apply": "config_commands",
     "delete": "config_commands",
     "analyze": "config_commands",
+    "get": "get_command",
     "proxy-status": "inspect_commands",
     "proxy-config": "inspect_commands",
     "version": "inspect_commands",

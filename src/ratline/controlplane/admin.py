@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +39,12 @@ _TYPE_BY_SHORT = {v: k for k, v in SHORT_NAMES.items()}
 def _shown(kind: str, document: Any) -> dict[str, Any]:
     """A stored document as the API shows it: a Secret's values never."""
     return redacted(document) if kind == "Secret" else dict(document)
+
+
+def _status(statuses: Mapping[ResourceKey, Any], key: ResourceKey) -> dict[str, Any]:
+    """`{"status": ...}` for a resource the model gave a status (Gateway API kinds)."""
+    found = statuses.get(key)
+    return {"status": found} if found is not None else {}
 
 
 def _without_keys(body: Any) -> Any:
@@ -142,6 +148,7 @@ class AdminApi:
             _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
+        statuses = self.cp.snapshot.gateway_api_status if self.cp.snapshot is not None else {}
         items = [
             {
                 "kind": s.resource.kind,
@@ -151,6 +158,7 @@ class AdminApi:
                 "file": s.resource.source.file,
                 "document": s.resource.source.document,
                 "resource": _shown(s.resource.kind, s.resource.raw),
+                **_status(statuses, s.resource.key),
             }
             for s in self.cp.store.stored(kind)
         ]

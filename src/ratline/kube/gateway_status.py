@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ratline.api.errors import ConfigMessage, Severity
+from ratline.api.gateway_api import CONTROLLER_NAME, GATEWAY_API_GROUP
 from ratline.kube.objects import ClusterObject
 
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
-CONTROLLER_NAME = "istio.io/gateway-controller"
+__all__ = ["CONTROLLER_NAME", "GATEWAY_API_GROUP", "ROUTE_KINDS", "gateway_api_status"]
 ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"})
 
 

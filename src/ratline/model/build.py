@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ratline.api.envelope import Resource
+from ratline.model.gateway_api import convert
 from ratline.model.services import build_services, labels_match
 from ratline.model.snapshot import MeshSnapshot, Service
 from ratline.registry.instances import WorkloadInstance
@@ -48,6 +49,9 @@ def build_snapshot(
             grouped[_ROUTING_KINDS[res.kind]].append(res)
         elif res.kind not in _REGISTRY_KINDS:
             extra.setdefault(res.kind, []).append(res)
+    gateway_api = convert(resources, services, domain_suffix)
+    grouped["gateways"] += gateway_api.gateways
+    grouped["virtual_services"] += gateway_api.virtual_services
     return MeshSnapshot(
         version=inputs_version,
         mesh_config=mesh_config,
@@ -58,6 +62,8 @@ def build_snapshot(
         gateways=tuple(grouped["gateways"]),
         service_entries=tuple(grouped["service_entries"]),
         extra={k: tuple(v) for k, v in extra.items()},
+        gateway_api_status=gateway_api.status,
+        model_findings=tuple(gateway_api.findings),
         config_version=config_version,
     )
 

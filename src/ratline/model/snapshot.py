@@ -104,6 +104,11 @@ class MeshSnapshot:
     service_entries: tuple[Resource[Any], ...] = ()
     extra: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
     """Resources of other kinds by kind (security policies, telemetry, …), for later layers."""
+    gateway_api_status: Mapping[Any, Mapping[str, Any]] = field(default_factory=dict)
+    """The status of each Gateway API resource by its `ResourceKey`
+    (`ratline.model.gateway_api`), as Istio's gateway controller writes it."""
+    model_findings: tuple[Any, ...] = ()
+    """Findings (`ConfigMessage`s) of building the model: Gateway API config not translated."""
     config_version: str = ""
     """Changes whenever the configuration (every input but the instances) changes; empty
     when unknown. Two snapshots with the same non-empty one differ only in instances."""

@@ -52,6 +52,7 @@ def carry_from(previous: MeshSnapshot, snapshot: MeshSnapshot) -> Carry:
         and _same_seq(previous.destination_rules, snapshot.destination_rules)
         and _same_seq(previous.gateways, snapshot.gateways)
         and _same_extra(previous.extra, snapshot.extra)
+        and _same_seq(previous.model_findings, snapshot.model_findings)
         and _same_shapes(previous.services, snapshot.services)
     ):
         return Carry.NOTHING

@@ -96,6 +96,7 @@ class MeshGenerator:
         self.mtls = mtls
         """Proxies have workload certs over SDS: inbound PeerAuthentication, outbound mTLS."""
         self._findings = Findings()
+        self._findings.extend(snapshot.model_findings)
         self._previous: MeshGenerator | None = None
         """The previous snapshot's generator when `carry` allows taking some of its
         translation (`translate.carry_over`; the shared parts never as a whole)."""

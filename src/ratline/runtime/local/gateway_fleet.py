@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ratline.api.gateway_api import is_served, served_classes, server_ports_doc
+from ratline.api.kinds import KUBERNETES_GATEWAY
 from ratline.observability.agent_http import ProxyMetricsPorts
 from ratline.registry.instances import WorkloadInstance
 from ratline.runtime.local.gateway import LocalGateway
@@ -92,7 +94,11 @@ class GatewayFleet:
         by_kind: dict[str, list[Mapping[str, Any]]] = {}
         for item in resources:
             by_kind.setdefault(str(item.get("kind")), []).append(item.get("resource") or {})
-        desired, errors = desired_gateways(by_kind.get(DEPLOYMENT_KIND, ()))
+        gateway_api = by_kind.get(KUBERNETES_GATEWAY, [])
+        classes = served_classes(by_kind.get("GatewayClass", ()))
+        desired, errors = desired_gateways(
+            by_kind.get(DEPLOYMENT_KIND, ()), gateway_api, classes
+        )
         if errors != self.errors:
             for error in errors:
                 log.error("%s", error)
@@ -112,7 +118,9 @@ class GatewayFleet:
         for key, spec in sorted(desired.items()):
             if key not in self.gateways:
                 await self._start(spec)
-        gateway_docs = by_kind.get(GATEWAY_KIND, [])
+        gateway_docs = by_kind.get(GATEWAY_KIND, []) + [
+            server_ports_doc(doc) for doc in gateway_api if is_served(doc, classes)
+        ]
         service_docs = by_kind.get(SERVICE_KIND, [])
         for gateway in self.all():
             wanted = server_ports(gateway.spec.deployment, gateway_docs, service_docs)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ratline.api.envelope import DEFAULT_NAMESPACE
+from ratline.api.gateway_api import ISTIO_CLASSES, deployment_for
 from ratline.api.gateway_deployment import (
     GatewayDeployment,
     GatewayDeploymentError,
@@ -76,11 +77,19 @@ class ServerPort:
 
 def desired_gateways(
     docs: Iterable[Mapping[str, Any]],
+    gateway_api_docs: Iterable[Mapping[str, Any]] = (),
+    classes: frozenset[str] = ISTIO_CLASSES,
 ) -> tuple[dict[GatewayKey, GatewayInstanceSpec], list[str]]:
     """Every gateway replica to run, by key (the built-in one included unless replaced);
-    plus an error line per gateway Deployment that cannot be run."""
+    plus an error line per gateway Deployment that cannot be run. A Gateway API Gateway
+    of a served class (`classes`) gets a deployment of its own (`<name>-istio`), as in
+    Istio."""
     deployments = {(DEFAULT_GATEWAY.namespace, DEFAULT_GATEWAY.name): DEFAULT_GATEWAY}
     errors: list[str] = []
+    for doc in gateway_api_docs:
+        generated = deployment_for(doc, classes)
+        if generated is not None:
+            deployments[(generated.namespace, generated.name)] = generated
     for doc in docs:
         if not is_gateway_deployment(doc):
             continue
