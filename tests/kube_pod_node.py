@@ -39,6 +39,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -56,6 +57,12 @@ STARTUP_TIMEOUT_S = 60.0
 INIT_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 MONITOR_INTERVAL_S = 0.2
+KEPT_HOST_PATHS = tuple(
+    sorted({Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()})
+)
+"""This checkout and the interpreter's prefix: containers run commands from both."""
+KEEP_ASIDE = Path("/run/ratline-test-pods")
+"""Where a kept path is bound aside inside a container's mount namespace (outside /tmp)."""
 
 
 def _now() -> str:
@@ -155,6 +162,8 @@ class PodNode:
         for path in sorted(self._mountpoints, key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 path.rmdir()  # only the empty mount points this node made
+        with contextlib.suppress(OSError):
+            KEEP_ASIDE.rmdir()  # empty once every pod's folder in it is gone
 
     # ---- pods -----------------------------------------------------------------------------
 
@@ -358,11 +367,22 @@ class PodNode:
         # it would hide the other volumes' sources.
         mounts = sorted(spec.get("volumeMounts") or (),
                         key=lambda m: pod.root.is_relative_to(m["mountPath"]))
-        for mount in mounts:
+        for index, mount in enumerate(mounts):
             target = Path(mount["mountPath"])
             self._mountpoint(target)
             source = pod.root / "volumes" / mount["name"]
+            # A volume over a folder holding this checkout (an emptyDir on /tmp with the
+            # repo cloned under /tmp) would hide the interpreter and the apps: keep them
+            # visible, bound aside first and back on top after.
+            kept = [k for k in KEPT_HOST_PATHS if k != target and k.is_relative_to(target)]
+            aside = KEEP_ASIDE / pod.netns / f"{container.name}-{index}"
+            for i, path in enumerate(kept):
+                q, stage = shlex.quote(str(path)), shlex.quote(str(aside / str(i)))
+                script += [f"mkdir -p {stage}", f"mount --bind {q} {stage}"]
             script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(str(target))}")
+            for i, path in enumerate(kept):
+                q, stage = shlex.quote(str(path)), shlex.quote(str(aside / str(i)))
+                script += [f"mkdir -p {q}", f"mount --bind {stage} {q}"]
         security = spec.get("securityContext") or {}
         uid = int(security.get("runAsUser") or 0)
         gid = int(security.get("runAsGroup") or uid)
@@ -448,6 +468,7 @@ class PodNode:
         _run("ip", "netns", "del", pod.netns, check=False)
         _run("ip", "link", "del", pod.host_veth, check=False)
         shutil.rmtree(Path("/etc/netns") / pod.netns, ignore_errors=True)
+        shutil.rmtree(KEEP_ASIDE / pod.netns, ignore_errors=True)  # empty on the host
 
     def _status(self, pod: RunningPod) -> dict[str, Any]:
         now = _now()
