@@ -72,3 +72,10 @@ def test_probes_reach_the_app_or_fail() -> None:
         assert not (await run_probe({"httpGet": {"port": closed}}))[0]
 
     asyncio.run(scenario())
+
+
+def test_router_mode_is_a_gateway_node() -> None:
+    config = PodAgentConfig.from_env(injected_env(), "router")
+    assert config.node_id == "router~10.245.0.7~reviews-1.bookinfo~bookinfo.svc.cluster.local"
+    with pytest.raises(PodAgentConfigError, match="proxy type 'ingress'"):
+        PodAgentConfig.from_env(injected_env(), "ingress")

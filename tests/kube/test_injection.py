@@ -181,3 +181,63 @@ def test_injector_configuration_selects_as_istio() -> None:
     obj = hooks["object.sidecar-injector.istio.io"]
     assert {"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]} in \
         obj["objectSelector"]["matchExpressions"]
+
+
+def gateway_pod(**container: Any) -> dict[str, Any]:
+    """A pod of the chart's `istio-ingressgateway` Deployment (Istio's gateway chart's)."""
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway",
+                                "sidecar.istio.io/inject": "true"},
+                     "annotations": {"inject.istio.io/templates": "gateway"}},
+        "spec": {"serviceAccountName": "istio-ingressgateway",
+                 "containers": [{"name": "istio-proxy", "image": "auto",
+                                 "resources": {"requests": {"cpu": "10m"}}, **container}]},
+    }
+
+
+def test_gateway_template_fills_in_the_proxy_container() -> None:
+    original = gateway_pod(env=[{"name": "ISTIO_META_UNPRIVILEGED_POD", "value": "true"}])
+    injected = inject(original, PARAMS)
+    assert injected.reason == "" and apply_patch(original, injected.patch) == injected.pod
+    spec = injected.pod["spec"]
+    assert "initContainers" not in spec  # no capture, no native sidecar
+    (proxy,) = spec["containers"]
+    assert proxy["image"] == "ratline:test"
+    assert [*proxy["command"], *proxy["args"]] == ["ratline", "agent", "router"]
+    assert proxy["resources"] == {"requests": {"cpu": "10m"}}  # the pod's own
+    assert "restartPolicy" not in proxy and "startupProbe" not in proxy
+    assert proxy["readinessProbe"]["httpGet"]["port"] == 15021
+    variables = env(proxy)
+    assert variables["ISTIO_META_UNPRIVILEGED_POD"] == "true"
+    assert json.loads(variables["PROXY_CONFIG"])["discoveryAddress"] == "cp:15012"
+    assert "ISTIO_META_INTERCEPTION_MODE" not in variables
+    assert {m["mountPath"] for m in proxy["volumeMounts"]} >= {
+        "/var/run/secrets/tokens", "/var/run/secrets/istio", "/etc/istio/proxy"}
+    meta = injected.pod["metadata"]
+    assert "security.istio.io/tlsMode" not in meta["labels"]
+    assert json.loads(meta["annotations"]["sidecar.istio.io/status"])["containers"] == [
+        "istio-proxy"]
+    # An image of the pod's own is kept; a template Ratline does not have is refused.
+    assert inject(gateway_pod(image="mine:1"), PARAMS).pod["spec"]["containers"][0][
+        "image"] == "mine:1"
+    unknown = gateway_pod()
+    unknown["metadata"]["annotations"]["inject.istio.io/templates"] = "gateway,spire"
+    with pytest.raises(InjectionError, match=r"templates\]: template 'spire' is not known"):
+        inject(unknown, PARAMS)
+
+
+def test_injected_gateway_pod_is_a_router_on_all_addresses() -> None:
+    from ratline.kube.pods import pod_instance, pod_record
+    from ratline.registry.instances import ProxyKind
+
+    stored = inject(gateway_pod(), PARAMS).pod
+    stored["status"] = {"podIP": "10.245.0.9", "phase": "Running"}
+    instance = pod_instance(pod_record(stored), "", True, 15001, 15000)
+    assert instance.kind is ProxyKind.ROUTER and instance.listen_address == "0.0.0.0"
+    assert instance.node_id.startswith("router~10.245.0.9~istio-ingressgateway-1.istio-system")
+    # Not injected (a gateway process outside the pod, as part 1's tests run it): the host's.
+    plain = gateway_pod()
+    plain["status"] = stored["status"]
+    assert pod_instance(pod_record(plain), "", True, 15001, 15000).listen_address == ""

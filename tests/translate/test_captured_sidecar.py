@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ratline.api.loader import load_text
 from ratline.settings import Settings
 from ratline.translate.generator import MeshGenerator
 from tests.translate import mesh
@@ -62,3 +63,37 @@ def test_other_sidecars_keep_the_http_proxy_listener() -> None:
     assert resources is not None
     names = {listener.name for listener in resources.listeners}
     assert "http_proxy" in names and "virtualOutbound" not in names
+
+
+STRICT = """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+"""
+
+
+def test_strict_passthrough_takes_mtls_only(tmp_path: Path) -> None:
+    """Ports no Service declares pass through virtualInbound under the workload's mode:
+    STRICT terminates mTLS there too (a plain-text client gets nothing), as Istio's."""
+    base = captured_snapshot()
+    node = mesh.node("productpage-v1-0")
+
+    def passthrough(config: str) -> object:
+        pas = tuple(load_text(config, "pa.yaml").resources) if config else ()
+        snapshot = dataclasses.replace(
+            base, extra={"PeerAuthentication": pas})  # type: ignore[type-var]
+        generator = MeshGenerator(snapshot, Settings.from_env(), mtls=True)  # type: ignore[arg-type]
+        resources = generator.protos_for(node)
+        assert resources is not None
+        inbound = next(x for x in resources.listeners if x.name == "virtualInbound")
+        return inbound.default_filter_chain, resources
+
+    strict, resources = passthrough(STRICT)
+    assert strict.transport_socket.name == "envoy.transport_sockets.tls"  # type: ignore[attr-defined]
+    assert strict.name == "InboundPassthroughCluster|mtls"  # type: ignore[attr-defined]
+    result = validate(Settings.from_env().envoy,
+                      write_bootstrap(tmp_path / "envoy.json", resources))  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stdout + result.stderr
+    permissive, _ = passthrough("")
+    assert not permissive.HasField("transport_socket")  # type: ignore[attr-defined]

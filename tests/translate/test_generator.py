@@ -89,6 +89,20 @@ def test_gateway_listens_on_the_offset_port_with_its_route_config() -> None:
     assert other is not None and other.listeners[0].name == "0.0.0.0_10080"
 
 
+def test_a_gateway_in_its_own_network_namespace_listens_on_all_addresses() -> None:
+    from dataclasses import replace
+
+    snap = mesh.snapshot()
+    node = mesh.node("istio-ingressgateway-0")
+    pod = replace(snap.instances[node], address="10.245.0.9", listen_address="0.0.0.0")
+    others = {k: v for k, v in snap.instances.items() if k != node}
+    snap = replace(snap, instances={**others, pod.node_id: pod})
+    resources = MeshGenerator(snap, SETTINGS).protos_for(pod.node_id)
+    assert resources is not None
+    [listener] = resources.listeners
+    assert listener.address.socket_address.address == "0.0.0.0"  # SETTINGS bind 127.0.0.1
+
+
 def test_work_is_shared_between_proxies() -> None:
     generator = _generator()
     a = generator.protos_for(mesh.node("reviews-v1-0"))

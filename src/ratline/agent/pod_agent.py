@@ -1,4 +1,5 @@
-"""`ratline agent`: the sidecar container of an injected pod (pilot-agent's role).
+"""`ratline agent [router]`: the proxy container of an injected pod (pilot-agent's role):
+a sidecar's, or with `router` a gateway's (node `router~…`, the same steps).
 
 From the pod's identity (`ratline.agent.pod_config`) it
 1. serves SDS on the pod's Unix socket and keeps a certificate there: an EC key made
@@ -160,11 +161,11 @@ class PodAgent:
             await self._session.close()
 
 
-def main() -> int:
+def main(proxy_type: str = "sidecar") -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = PodAgentConfig.from_env(os.environ)
+        config = PodAgentConfig.from_env(os.environ, proxy_type)
     except PodAgentConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,8 @@ the downward-API variables (POD_NAME, POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUN
 CA_ADDR, PROXY_CONFIG (with `discoveryAddress`), ISTIO_META_* (the proxy's node
 metadata, prefix dropped, as pilot-agent does) and ISTIO_KUBE_APP_PROBERS; the files are
 the injected volumes at Istio's paths (the projected token, the mesh root, the SDS socket
-and bootstrap directories).
+and bootstrap directories). The proxy type (`sidecar`, or `router` for a gateway's pod,
+`ratline agent router` as Istio's `pilot-agent proxy router`) is the command's argument.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PROBERS_ENV = "ISTIO_KUBE_APP_PROBERS"
 ENVOY_ADMIN_PORT = 15000
 DEFAULT_DRAIN_S = 5.0
 DEFAULT_CONCURRENCY = 2
+PROXY_TYPES = ("sidecar", "router")
 
 
 class PodAgentConfigError(ValueError):
@@ -62,12 +64,15 @@ class PodAgentConfig:
     root_cert_path: Path = Path(ROOT_CERT_PATH)
     socket_path: Path = Path(SOCKET_PATH)
     proxy_dir: Path = Path(PROXY_DIR)
+    proxy_type: str = "sidecar"
+    """`sidecar`, or `router` for a gateway's Envoy."""
 
     @property
     def node_id(self) -> str:
-        """Istio's sidecar node id: `sidecar~IP~POD.NS~NS.svc.cluster.local`."""
+        """Istio's node id: `sidecar~IP~POD.NS~NS.svc.cluster.local` (`router~…`)."""
         ns = self.namespace
-        return f"sidecar~{self.instance_ip}~{self.pod_name}.{ns}~{ns}.svc.cluster.local"
+        return (f"{self.proxy_type}~{self.instance_ip}~{self.pod_name}.{ns}"
+                f"~{ns}.svc.cluster.local")
 
     @property
     def cluster(self) -> str:
@@ -84,7 +89,10 @@ class PodAgentConfig:
         return int(self.proxy_config.get("concurrency") or DEFAULT_CONCURRENCY)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> PodAgentConfig:
+    def from_env(cls, environ: Mapping[str, str], proxy_type: str = "sidecar") -> PodAgentConfig:
+        if proxy_type not in PROXY_TYPES:
+            raise PodAgentConfigError(
+                f"proxy type {proxy_type!r}: must be one of {', '.join(PROXY_TYPES)}")
         try:
             proxy_config = json.loads(environ.get("PROXY_CONFIG") or "{}")
             probers = json.loads(environ.get(PROBERS_ENV) or "{}")
@@ -110,4 +118,5 @@ class PodAgentConfig:
             proxy_config=proxy_config,
             metadata=metadata,
             app_probers=probers,
+            proxy_type=proxy_type,
         )

@@ -164,12 +164,17 @@ def iptables(outbound_port: int, inbound_port: int, uid: int, gid: int | None, m
     click.echo(f"traffic capture set up: outbound → {outbound_port}, inbound → {inbound_port}")
 
 
-@click.command(short_help="Run a pod's sidecar: certificates, Envoy, health (the container).")
-def agent() -> None:
-    """The injected sidecar: bootstrap from the pod's identity, Envoy, SDS, health, drain."""
+@click.command(short_help="Run a pod's proxy: certificates, Envoy, health (the container).")
+@click.argument("proxy_type", required=False, default="sidecar",
+                type=click.Choice(["sidecar", "router"]))
+def agent(proxy_type: str) -> None:
+    """The injected proxy: bootstrap from the pod's identity, Envoy, SDS, health, drain.
+
+    PROXY_TYPE is `sidecar` (the default) or `router`, a gateway's Envoy (Istio's
+    `pilot-agent proxy router`), as the gateway injection template runs it."""
     from ratline.agent.pod_agent import main
 
-    raise SystemExit(main())
+    raise SystemExit(main(proxy_type))
 
 
 COMMANDS = [kube_inject, iptables, agent]

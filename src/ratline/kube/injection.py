@@ -20,6 +20,13 @@ An injected pod gets, as Istio's native-sidecar injection gives it:
   bootstrap, the pod's labels and annotations (downward API);
 - app probes through the agent (`ratline.kube.probes`), the `sidecar.istio.io/status`
   annotation, `security.istio.io/tlsMode: istio` and Prometheus' scrape annotations.
+
+A pod annotated `inject.istio.io/templates: gateway` (Istio's gateway Deployments: the
+gateway chart's, or a Gateway API deployment) gets Istio's gateway template instead: its
+own `istio-proxy` container (image `auto` becomes the proxy image) filled in to run
+`ratline agent router` (the gateway's Envoy, listening on the pod's addresses) with the
+same identity, volumes and readiness, and no capture: no `istio-init`, no native sidecar,
+no `security.istio.io/tlsMode` label (a gateway's listeners take plain text).
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ PODINFO_DIR = "/etc/istio/pod"
 TRAFFIC = "traffic.sidecar.istio.io/"
 REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 TEMPLATES = "inject.istio.io/templates"
+SIDECAR_TEMPLATE = "sidecar"
+GATEWAY_TEMPLATE = "gateway"
+AUTO_IMAGE = "auto"
+TLS_MODE = "security.istio.io/tlsMode"
 
 
 @dataclass(frozen=True)
@@ -112,8 +123,6 @@ def skip_reason(pod: Mapping[str, Any], namespace: str) -> str:
         return f"{INJECT}: false"
     if (pod.get("spec") or {}).get("hostNetwork"):
         return "the pod uses the host network"
-    if "gateway" in str(annotations.get(TEMPLATES, "")).split(","):
-        return "a gateway template (Ratline injects sidecars only)"
     if namespace in IGNORED_NAMESPACES:
         return f"namespace {namespace} is never injected"
     return ""
@@ -274,12 +283,106 @@ def _volumes() -> list[dict[str, Any]]:
 
 def _labels(labels: Mapping[str, str], name: str) -> dict[str, str]:
     out = dict(labels)
-    out["security.istio.io/tlsMode"] = "istio"
+    out[TLS_MODE] = "istio"
     canonical = labels.get("app.kubernetes.io/name") or labels.get("app") or name
     out.setdefault("service.istio.io/canonical-name", canonical)
     revision = labels.get("app.kubernetes.io/version") or labels.get("version") or "latest"
     out.setdefault("service.istio.io/canonical-revision", revision)
     return out
+
+
+def templates(annotations: Mapping[str, str]) -> list[str]:
+    """The injection templates a pod asks for (`inject.istio.io/templates`); InjectionError
+    names one Ratline does not have."""
+    names = [t.strip() for t in str(annotations.get(TEMPLATES) or "").split(",") if t.strip()]
+    for name in names:
+        if name not in (SIDECAR_TEMPLATE, GATEWAY_TEMPLATE):
+            raise InjectionError(
+                f"metadata.annotations[{TEMPLATES}]: template {name!r} is not known "
+                f"(Ratline has {SIDECAR_TEMPLATE!r} and {GATEWAY_TEMPLATE!r})"
+            )
+    return names or [SIDECAR_TEMPLATE]
+
+
+def _merged_env(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The injected variables, then the pod's own (which win, by name, as Istio merges)."""
+    named = {str(e.get("name")) for e in theirs}
+    return [e for e in ours if e["name"] not in named] + [dict(e) for e in theirs]
+
+
+def _gateway_container(
+    params: InjectionParams,
+    pod: Mapping[str, Any],
+    config: dict[str, Any],
+    resources: dict[str, Any],
+    own: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The gateway's `istio-proxy` container: the pod's own (its resources, ports, env)
+    over the injected one; image `auto` (or none) becomes the proxy image."""
+    ports = [dict(p) for p in own.get("ports") or ()]
+    base = _proxy_container(params, pod, config, {}, resources, [{"ports": ports, "name": ""}])
+    base.pop("restartPolicy")
+    base.pop("startupProbe", None)
+    base["args"] = ["router"]
+    base["env"] = [e for e in base["env"]
+                   if e["name"] not in ("ISTIO_META_INTERCEPTION_MODE",
+                                        "ISTIO_META_APP_CONTAINERS")]
+    merged = {**base, **{k: copy.deepcopy(v) for k, v in own.items()
+                         if k not in ("image", "env", "volumeMounts", "ports")}}
+    image = str(own.get("image") or AUTO_IMAGE)
+    merged["image"] = params.image if image == AUTO_IMAGE else image
+    merged["env"] = _merged_env(base["env"], list(own.get("env") or ()))
+    merged["volumeMounts"] = [*base["volumeMounts"], *(own.get("volumeMounts") or ())]
+    if not any(p.get("containerPort") == ENVOY_PROMETHEUS_PORT for p in ports):
+        ports.append(base["ports"][0])
+    merged["ports"] = ports
+    return merged
+
+
+def _inject_gateway(
+    pod: Mapping[str, Any],
+    params: InjectionParams,
+    config: dict[str, Any],
+    resources: dict[str, Any],
+    warnings: list[str],
+) -> Injected:
+    meta = _metadata(pod)
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    spec = copy.deepcopy(dict(pod.get("spec") or {}))
+    containers = [dict(c) for c in spec.get("containers") or ()]
+    index = next((i for i, c in enumerate(containers) if c.get("name") == PROXY_CONTAINER),
+                 None)
+    own = containers[index] if index is not None else {}
+    proxy = _gateway_container(params, pod, config, resources, own)
+    if index is None:
+        containers.append(proxy)
+    else:
+        containers[index] = proxy
+    volumes = [*(spec.get("volumes") or ()), *_volumes()]
+    status = {"initContainers": [], "containers": [PROXY_CONTAINER],
+              "volumes": [v["name"] for v in _volumes()], "revision": params.revision}
+    new_annotations = {
+        "prometheus.io/port": str(AGENT_METRICS_PORT),
+        "prometheus.io/path": "/stats/prometheus",
+        "prometheus.io/scrape": "true",
+        **annotations,
+        STATUS: json.dumps(status, sort_keys=True),
+        "istio.io/rev": params.revision,
+    }
+    labels = meta.get("labels") or {}
+    new_labels = _labels(labels, str(meta.get("name") or ""))
+    if TLS_MODE not in labels:
+        del new_labels[TLS_MODE]  # its listeners take plain text: no mTLS to it
+    patch: list[dict[str, Any]] = [
+        {"op": "add", "path": "/spec/containers", "value": containers},
+        {"op": "add", "path": "/spec/volumes", "value": volumes},
+        {"op": "add", "path": "/metadata/annotations", "value": new_annotations},
+        {"op": "add", "path": "/metadata/labels", "value": new_labels},
+    ]
+    injected = copy.deepcopy(dict(pod))
+    injected["spec"] = {**spec, "containers": containers, "volumes": volumes}
+    injected["metadata"] = {**meta, "annotations": new_annotations, "labels": new_labels}
+    return Injected(injected, patch, warnings)
 
 
 def inject(pod: Mapping[str, Any], params: InjectionParams, namespace: str = "") -> Injected:
@@ -294,6 +397,8 @@ def inject(pod: Mapping[str, Any], params: InjectionParams, namespace: str = "")
     config, warnings = proxy_config(params.mesh_proxy_config, annotations)
     config.setdefault("discoveryAddress", params.xds_address)
     resources = proxy_resources(annotations, params.proxy_cpu, params.proxy_memory)
+    if GATEWAY_TEMPLATE in templates(annotations):
+        return _inject_gateway(pod, params, config, resources, warnings)
     capture = capture_config(annotations)
     app = _app_containers(spec)
     probers: dict[str, Any] = {}

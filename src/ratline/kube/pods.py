@@ -11,7 +11,9 @@ The proxy kind comes from the pod as Istio's injection marks it: a gateway
 Gateway API deployment's `gateway.networking.k8s.io/gateway-name` label) is a router;
 any other pod a sidecar, with the HTTP proxy listener on the mesh's outbound port. A pod
 whose injected sidecar says INTERCEPTION_MODE (iptables capture) gets the capture
-listeners instead, its sidecar taking every container port's inbound traffic.
+listeners instead, its sidecar taking every container port's inbound traffic. A gateway
+pod the injector filled in (`sidecar.istio.io/status`) runs its Envoy in the pod's own
+network namespace: its listeners bind `0.0.0.0`, as Istio's gateways.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ PROXY_CONTAINER = "istio-proxy"
 INTERCEPTION_ENV = "ISTIO_META_INTERCEPTION_MODE"
 TEMPLATES_ANNOTATION = "inject.istio.io/templates"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+STATUS_ANNOTATION = "sidecar.istio.io/status"
+ALL_ADDRESSES = "0.0.0.0"
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SUBZONE_LABEL = "topology.istio.io/subzone"
@@ -51,6 +55,8 @@ class PodRecord:
     kind: ProxyKind = ProxyKind.SIDECAR
     interception_mode: str = ""
     """The injected sidecar's ISTIO_META_INTERCEPTION_MODE ("" when not injected)."""
+    injected: bool = False
+    """The injector filled the pod in (its proxy runs in the pod)."""
 
 
 def _workload_name(metadata: Mapping[str, Any], labels: Mapping[str, str]) -> str:
@@ -128,6 +134,7 @@ def pod_record(obj: Mapping[str, Any]) -> PodRecord:
         workload=_workload_name(metadata, labels),
         kind=_proxy_kind(metadata, spec, labels),
         interception_mode=_interception_mode(spec),
+        injected=STATUS_ANNOTATION in (metadata.get("annotations") or {}),
     )
 
 
@@ -193,4 +200,5 @@ def pod_instance(
         kind=pod.kind,
         healthy=ready and not pod.terminating,
         locality=locality,
+        listen_address=ALL_ADDRESSES if pod.kind is ProxyKind.ROUTER and pod.injected else "",
     )

@@ -104,6 +104,9 @@ class WorkloadInstance:
     """A gateway's (server port, port it listens on) pairs, as its runtime bound them:
     translation binds a listener only for these. None: every server port by the
     unprivileged rule (80 → 8080), as the built-in ingress gateway and Kubernetes'."""
+    listen_address: str = ""
+    """Where a gateway's listeners bind: "" the control plane's bind address (local mode's
+    proxies share the host), `0.0.0.0` for a gateway in its pod's own network namespace."""
 
     @cached_property
     def node_id(self) -> str:
@@ -134,6 +137,7 @@ class WorkloadInstance:
             proxy_pid=data.get("proxy_pid"),
             locality=str(data.get("locality") or ""),
             gateway_listen=_pairs(data.get("gateway_listen")),
+            listen_address=str(data.get("listen_address") or ""),
         )
 
 

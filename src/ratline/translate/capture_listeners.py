@@ -16,7 +16,9 @@ one to 15006; REDIRECT keeps the address the app dialled, which Envoy reads back
   carries the chains of the sidecar's inbound listeners, each matched by its container
   port (`destination_port`), with their PeerAuthentication mode (STRICT: mTLS only);
   other ports pass through to the pod's own address from 127.0.0.6
-  (`InboundPassthroughCluster`), as Istio's.
+  (`InboundPassthroughCluster`), as Istio's, under the workload's mode too: with STRICT
+  the passthrough chain takes mTLS only (terminated here, then plain to the app), so no
+  port of a STRICT pod answers a plain-text client.
 
 Nothing here knows where the metadata came from (a Kubernetes pod's injected sidecar).
 """
@@ -104,9 +106,12 @@ def service_address_listener(
 
 
 def virtual_inbound(
-    port: int, inbound: Sequence[tuple[int, listener_pb2.Listener]]
+    port: int,
+    inbound: Sequence[tuple[int, listener_pb2.Listener]],
+    passthrough_tls: base_pb2.TransportSocket | None = None,
 ) -> listener_pb2.Listener:
-    """`virtualInbound` from (container port, inbound listener) pairs."""
+    """`virtualInbound` from (container port, inbound listener) pairs; the passthrough
+    chain (ports no inbound listener has) terminates `passthrough_tls` when given."""
     listener = listener_pb2.Listener(
         name=VIRTUAL_INBOUND,
         address=socket_address(ANY_ADDRESS, port),
@@ -128,4 +133,7 @@ def virtual_inbound(
     listener.default_filter_chain.CopyFrom(
         _tcp_proxy_chain(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH)
     )
+    if passthrough_tls is not None:
+        listener.default_filter_chain.name = f"{INBOUND_PASSTHROUGH}|mtls"
+        listener.default_filter_chain.transport_socket.CopyFrom(passthrough_tls)
     return listener

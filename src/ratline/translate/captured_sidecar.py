@@ -18,6 +18,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from ratline.registry.instances import LocalOutbound, WorkloadInstance
+from ratline.translate import tls
 from ratline.translate.capture_listeners import (
     passthrough_clusters,
     service_address_listener,
@@ -47,6 +48,15 @@ def _host_addresses(addresses: Sequence[str]) -> list[str]:
     return found
 
 
+def passthrough_tls(generator: Any, instance: WorkloadInstance) -> Any:
+    """mTLS for the inbound passthrough chain when the workload's mode (no port's own:
+    Istio's catch-all) is STRICT, else None (plain text passes through)."""
+    if not generator.mtls:
+        return None
+    mode = tls.mtls_mode(generator.snapshot, instance.namespace, instance.labels, 0)
+    return tls.transport_socket(tls.downstream_mtls()) if mode == tls.STRICT else None
+
+
 def resources(
     generator: Any,
     instance: WorkloadInstance,
@@ -73,5 +83,6 @@ def resources(
         port = listener.address.socket_address.port_value
         for address in by_listener.get(listener.name, ()):
             listeners.append(service_address_listener(listener, address, port))
-    listeners.append(virtual_inbound(INBOUND_CAPTURE_PORT, inbound))
+    listeners.append(virtual_inbound(INBOUND_CAPTURE_PORT, inbound, passthrough_tls(
+        generator, instance)))
     return listeners, list(routes), tuple(passthrough_clusters())

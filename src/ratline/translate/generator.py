@@ -524,12 +524,13 @@ class MeshGenerator:
         out_listeners = []
         out_routes = []
         ports = self._gateway_ports(instance)
+        address = instance.listen_address or self.settings.bind_address
         http_servers, l4_servers = ports.http, ports.l4
         for port, servers in sorted(http_servers.items()):
             security = self._security(instance, port)
             out_listeners.append(
                 listeners.gateway_listener(
-                    self.settings.bind_address,
+                    address,
                     port,
                     mesh,
                     security.filters,
@@ -546,7 +547,7 @@ class MeshGenerator:
                 continue  # each server reported why (no certificate, hosts taken)
             out_listeners.append(
                 gateway_tls.https_listener(
-                    self.settings.bind_address,
+                    address,
                     port,
                     chains,
                     mesh,
@@ -569,7 +570,7 @@ class MeshGenerator:
             tls_passthrough = servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
             out_listeners.append(
                 l4_listeners.gateway_l4_listener(
-                    self.settings.bind_address,
+                    address,
                     port,
                     gateway_l4_chains(
                         self.snapshot, instance, servers, tls_passthrough, self._findings
