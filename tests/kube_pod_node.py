@@ -245,6 +245,27 @@ class PodNode:
         return subprocess.run(["ip", "netns", "exec", pod.netns, *args], capture_output=True,
                               text=True, timeout=timeout, check=False, env=self._base_env(pod))
 
+    def spawn(self, namespace: str, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start a command in the pod's network namespace as root, in the background
+        (stop it with `kill`; the pod's deletion kills whatever is left in it)."""
+        pod = self.pods[(namespace, name)]
+        logs = pod.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "spawned.log", "ab") as out:
+            return subprocess.Popen(["ip", "netns", "exec", pod.netns, *args], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=self._base_env(pod), start_new_session=True)
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
     def _base_env(self, pod: RunningPod) -> dict[str, str]:
         return {"PATH": ":".join([*self.path_dirs, "/usr/sbin:/usr/bin:/sbin:/bin"]),
                 "HOME": "/tmp", "HOSTNAME": pod.name}

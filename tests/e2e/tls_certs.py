@@ -82,14 +82,14 @@ class Answer:
 
 def https_get(port: int, server_name: str, ca: Path, path: str = "/productpage",
               client: Pair | None = None, timeout: float = 10.0,
-              check_hostname: bool = True) -> Answer:
-    """One request on a new TLS connection to 127.0.0.1:`port` with this SNI, verifying
+              check_hostname: bool = True, host: str = "127.0.0.1") -> Answer:
+    """One request on a new TLS connection to `host`:`port` with this SNI, verifying
     the server against `ca` (and offering `client`'s certificate)."""
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = check_hostname
     if client is not None:
         context.load_cert_chain(str(client.cert), str(client.key))
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
             context.wrap_socket(raw, server_hostname=server_name) as conn:
         der = conn.getpeercert(binary_form=True)
         serial = _serial(der or b"")

@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,16 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.tls_certs import https_get, make_ca, make_leaf
 from tests.helpers import wait_for
+from tests.kube.ingress_on_kube import (
+    INGRESS_NS,
+    Ingress,
+    install_ingress,
+    sample,
+    stored_gateway_pod,
+    uninstall_ingress,
+)
 from tests.kube.ratline_on_kube import (
     BOOKINFO,
     BOOKINFO_NETWORKING,
@@ -56,6 +66,33 @@ IMAGES = {
 }
 """The node's local images: what each of Istio's Bookinfo images runs (Ratline's apps)."""
 VERSION = re.compile(r'class="reviews" data-version="(v\d)"')
+UNDECLARED_PORT = 9999
+"""A port in the details pod that no Service or container port names."""
+HTTPS_PORT = 8443
+"""Where the gateway listens for the Gateway's port 443 (the chart's Service maps it so)."""
+HTTPS_GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-https}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    tls: {mode: SIMPLE, credentialName: bookinfo-credential}
+    hosts: [bookinfo.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo-https}
+spec:
+  hosts: [bookinfo.example.com]
+  gateways: [bookinfo-https]
+  http:
+  - route:
+    - destination: {host: productpage, port: {number: 9080}}
+"""
+REVIEWS_UNAVAILABLE = "Sorry, product reviews are currently unavailable for this book."
+RATINGS_UNAVAILABLE = "Ratings service is currently unavailable"
 CALL = (
     "import sys, urllib.request\n"
     "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
@@ -130,7 +167,10 @@ def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
     node = PodNode(kube_cluster, root, IMAGES, [str(Path(sys.executable).parent)])
     node.setup()
     cp = KubeControlPlane(kube_cluster, root / "cp",
-                          control_plane_env(RATLINE_BIND_ADDRESS=node.bridge_ip))
+                          control_plane_env(RATLINE_BIND_ADDRESS=node.bridge_ip,
+                                            # Pods have ports of their own: Istio's 80/443
+                                            # → 8080/8443, as the chart's Service maps them.
+                                            RATLINE_GATEWAY_PORT_OFFSET="8000"))
     try:
         cp.start()
         wait_for(lambda: kube_cluster.kubectl(
@@ -147,7 +187,7 @@ def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
         cp.stop()
         # Gone before the next module: its config (e.g. DestinationRules) would show in the
         # xDS of the modules after it, which compare whole config dumps.
-        namespaces = (MESH_NS, BOOKINFO_NS, PLAIN_NS)
+        namespaces = (MESH_NS, BOOKINFO_NS, PLAIN_NS, INGRESS_NS)
         for ns in namespaces:
             kube_cluster.kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0",
                                  "--force", "--wait=false", check=False)
@@ -157,6 +197,17 @@ def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
                                                   check=False).returncode != 0
                              for ns in namespaces),
                  timeout=90, interval=0.5, what="the injection tests' namespaces deleted")
+
+
+@pytest.fixture(scope="module")
+def ingress(kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode],
+            ) -> Iterator[Ingress]:
+    """The chart's ingress gateway, by `helm install`, its pod run by the node (the mesh
+    fixture's teardown removes the namespace and the pod)."""
+    try:
+        yield install_ingress(kube_cluster, mesh[1])
+    finally:
+        uninstall_ingress(kube_cluster)
 
 
 def create_retrying(cluster: KubeCluster, text: str, *args: str) -> None:
@@ -227,6 +278,21 @@ def test_app_calls_by_name_and_cluster_ip_through_captured_sidecars(
     assert direct.returncode != 0, direct.stdout
     assert not http_ok(f"http://{details_ip}:9080/details/0", timeout=3)
     assert http_ok(f"http://{details_ip}:15021/healthz/ready")  # the agent's own port
+    # A port no Service declares is captured too, and under STRICT takes mTLS only (Istio's
+    # virtualInbound passthrough): a server on it answers its own pod, no plain-text peer.
+    undeclared = UNDECLARED_PORT
+    server = node.spawn(MESH_NS, details_pod, sys.executable, "-m", "http.server",
+                        str(undeclared), "--bind", "0.0.0.0")
+    try:
+        wait_for(lambda: node.exec(MESH_NS, details_pod, sys.executable, "-c", CALL,
+                                   f"http://127.0.0.1:{undeclared}/").returncode == 0,
+                 timeout=20, interval=0.2, what="the undeclared port's server")
+        other = node.exec(MESH_NS, sleep_pod, sys.executable, "-c", CALL,
+                          f"http://{details_ip}:{undeclared}/")
+        assert other.returncode != 0, other.stdout
+        assert not http_ok(f"http://{details_ip}:{undeclared}/", timeout=3)
+    finally:
+        node.kill(server)
 
 
 def test_bookinfo_routing_through_the_captured_path(
@@ -272,6 +338,131 @@ def test_bookinfo_routing_through_the_captured_path(
                        "-n", MESH_NS)
     settles("v2", user="jason")
     settles("v3")
+
+
+def page(ingress: Ingress, user: str = "") -> tuple[str | None, str, float]:
+    """(reviews version or None, body, seconds) of /productpage through the gateway."""
+    headers = {"Cookie": f"user={user}"} if user else None
+    status, body, seconds = ingress.get("/productpage", headers)
+    found = VERSION.search(body) if status == 200 else None
+    return (found.group(1) if found else None), body, seconds
+
+
+def holds(condition: Any, in_a_row: int = 5, timeout: float = 60) -> None:
+    """Until `condition()` is true for `in_a_row` calls in a row (a change in force)."""
+    streak = [0]
+
+    def agreed() -> bool:
+        streak[0] = streak[0] + 1 if condition() else 0
+        return streak[0] >= in_a_row
+
+    wait_for(agreed, timeout=timeout, interval=0.05, what="the change in force")
+
+
+def apply_samples(cluster: KubeCluster, *names: str) -> None:
+    for name in names:
+        cluster.apply(sample(name), "-n", MESH_NS)
+
+
+def test_ingress_gateway_from_helm_serves_bookinfo(
+    kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode], ingress: Ingress
+) -> None:
+    """The Done-when: `helm install` of the gateway, Bookinfo's Gateway and VirtualService
+    applied with kubectl, and /productpage answering 200 through the gateway's pod."""
+    stored = stored_gateway_pod(kube_cluster, ingress.pod)
+    assert not stored["spec"].get("initContainers")  # no capture in a gateway's pod
+    (proxy,) = stored["spec"]["containers"]
+    assert [*proxy["command"], *proxy["args"]] == ["ratline", "agent", "router"]
+    assert proxy["image"] != "auto"
+    assert ingress.get("/productpage")[0] in (0, 404)  # nothing bound before the Gateway
+    apply_samples(kube_cluster, "bookinfo-gateway.yaml")
+    found = wait_for(lambda: (lambda r: r if r[0] else None)(page(ingress)), timeout=60,
+                     interval=0.2, what="/productpage through the ingress gateway")
+    assert "<title>Simple Bookstore App</title>" in found[1]
+    assert ingress.get("/nowhere")[0] == 404  # the gateway's routes, not a passthrough
+
+
+def test_traffic_shifting_through_the_gateway(
+    kube_cluster: KubeCluster, ingress: Ingress
+) -> None:
+    """Istio's traffic-shifting task: all v1, then 50/50 v1/v3, then all v3."""
+    apply_samples(kube_cluster, "destination-rule-all.yaml", "virtual-service-all-v1.yaml")
+    holds(lambda: page(ingress)[0] == "v1")
+    apply_samples(kube_cluster, "virtual-service-reviews-50-v3.yaml")
+    holds(lambda: page(ingress)[0] == "v3", in_a_row=1)
+    seen = Counter(page(ingress)[0] for _ in range(200))
+    assert set(seen) <= {"v1", "v3"}, seen
+    # 50/50 of 200: sd 7.1; 75..125 is ±3.5 sd, so 80/20 and 20/80 fall outside
+    assert 75 <= seen["v3"] <= 125, seen
+    apply_samples(kube_cluster, "virtual-service-reviews-v3.yaml")
+    holds(lambda: page(ingress)[0] == "v3", in_a_row=10)
+    assert Counter(page(ingress)[0] for _ in range(20)) == Counter({"v3": 20})
+
+
+def test_fault_injection_for_jason_through_the_gateway(
+    kube_cluster: KubeCluster, ingress: Ingress
+) -> None:
+    """Istio's fault-injection task: a 7 s ratings delay for jason (productpage gives up
+    on reviews after 2 x 3 s), then an HTTP abort of ratings for jason."""
+    apply_samples(kube_cluster, "virtual-service-all-v1.yaml",
+                  "virtual-service-reviews-test-v2.yaml",
+                  "virtual-service-ratings-test-delay.yaml")
+    holds(lambda: page(ingress)[0] == "v1")
+    wait_for(lambda: REVIEWS_UNAVAILABLE in page(ingress, "jason")[1], timeout=60,
+             interval=0.2, what="the delay for jason in force")
+    _, body, seconds = page(ingress, "jason")
+    assert REVIEWS_UNAVAILABLE in body
+    assert 5.5 <= seconds <= 15, seconds
+    version, _, seconds = page(ingress)
+    assert version == "v1" and seconds < 3, seconds  # not jason: no delay
+    apply_samples(kube_cluster, "virtual-service-ratings-test-abort.yaml")
+    holds(lambda: RATINGS_UNAVAILABLE in page(ingress, "jason")[1], in_a_row=3)
+    version, body, _ = page(ingress, "jason")
+    assert version == "v2" and RATINGS_UNAVAILABLE in body
+    version, body, _ = page(ingress)
+    assert version == "v1" and RATINGS_UNAVAILABLE not in body
+
+
+def test_request_timeouts_through_the_gateway(
+    kube_cluster: KubeCluster, ingress: Ingress
+) -> None:
+    """Istio's request-timeouts task: reviews v2 with a 2 s ratings delay takes about
+    2 s; with a 0.5 s timeout on reviews the page comes back after about 1 s (productpage
+    tries twice) without reviews."""
+    apply_samples(kube_cluster, "virtual-service-reviews-v2.yaml",
+                  "virtual-service-ratings-delay-2s.yaml")
+    holds(lambda: (lambda r: r[0] == "v2" and r[2] >= 2.0)(page(ingress)), in_a_row=2)
+    version, body, seconds = page(ingress)
+    assert version == "v2" and 'data-stars="5"' in body
+    assert 2.0 <= seconds <= 5.0, seconds
+    apply_samples(kube_cluster, "virtual-service-reviews-v2-timeout.yaml")
+    holds(lambda: REVIEWS_UNAVAILABLE in page(ingress)[1], in_a_row=2)
+    _, body, seconds = page(ingress)
+    assert REVIEWS_UNAVAILABLE in body
+    assert 0.9 <= seconds <= 2.5, seconds
+    apply_samples(kube_cluster, "virtual-service-all-v1.yaml")  # ratings undelayed again
+
+
+def test_https_with_a_credential_name_secret_of_the_cluster(
+    kube_cluster: KubeCluster, ingress: Ingress, tmp_path: Path
+) -> None:
+    """Istio's secure-gateways task: `kubectl create secret tls` in the gateway's namespace,
+    a Gateway server with `credentialName`, HTTPS answered with that certificate."""
+    ca = make_ca(tmp_path, "example.com")
+    leaf = make_leaf(tmp_path, ca, "bookinfo.example.com", serial=4242)
+    kube_cluster.kubectl("create", "-n", INGRESS_NS, "secret", "tls", "bookinfo-credential",
+                         "--cert", str(leaf.cert), "--key", str(leaf.key))
+    kube_cluster.apply(HTTPS_GATEWAY, "-n", MESH_NS)
+
+    def answered() -> Any:
+        try:
+            answer = https_get(HTTPS_PORT, "bookinfo.example.com", ca.cert, host=ingress.ip)
+        except OSError:
+            return None
+        return answer if answer.status == 200 else None
+
+    answer = wait_for(answered, timeout=60, interval=0.3, what="HTTPS through the gateway")
+    assert answer.serial == 4242  # the Secret's certificate, served over SDS
 
 
 def test_a_job_completes_with_its_sidecar(

@@ -134,7 +134,6 @@ _ALL: tuple[KindInfo, ...] = (
         has_spec=False,
         other_fields=BODY_FIELDS,
         body=True,
-        in_kubernetes=False,
     ),
     KindInfo("Workload", RATLINE_VERSIONS, WorkloadSpec, name_rule="label"),
 )

@@ -1,6 +1,7 @@
 """The control plane's identity in a cluster: its ServiceAccount and what RBAC grants it.
 
 Read: every kind it watches (pods, nodes, namespaces, services, service accounts,
+secrets (gateways' and DestinationRules' `credentialName`s, as istiod reads them),
 EndpointSlices, CRDs, Istio's and Ratline's custom resources). Write: custom resources'
 status, its webhook configuration, TokenReviews (certificate requests), and in its own
 namespace the leader Lease, the CA Secret and reading the MeshConfig ConfigMap.
@@ -30,7 +31,8 @@ def rbac_manifests(namespace: str, kinds: Mapping[str, KindInfo] = KINDS) -> lis
     groups += [g for g in ("gateway.networking.k8s.io",) if g not in groups]
     subject = {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}
     cluster_rules = [
-        _rule([""], ["pods", "nodes", "namespaces", "services", "serviceaccounts"], READ),
+        _rule([""], ["pods", "nodes", "namespaces", "services", "serviceaccounts", "secrets"],
+              READ),
         _rule(["discovery.k8s.io"], ["endpointslices"], READ),
         _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], READ),
         _rule(groups, ["*"], READ),

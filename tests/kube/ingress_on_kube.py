@@ -1,0 +1,81 @@
+"""The ingress gateway of the tests' injected mesh: the chart's `gateways` part installed
+with the real `helm` (as Istio's `helm install istio-ingress istio/gateway -n
+istio-ingress`), its pod injected by the webhook's gateway template and run by the tests'
+node, and Bookinfo's pages fetched through it from the node, as a user's curl would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import http_get, wait_for
+from tests.install.helm_chart import CHART, helm
+from tests.kube.ratline_on_kube import BOOKINFO_NETWORKING, REPO, istio_file
+from tests.kube_cluster import KubeCluster
+from tests.kube_pod_node import PodNode
+
+INGRESS_NS = "istio-ingress"
+RELEASE = "ratline-ingress"
+GATEWAY_CHART = CHART / "charts" / "gateways"
+GATEWAY_SELECTOR = "istio=ingressgateway"
+GATEWAY_HTTP_PORT = 8080
+"""The Bookinfo Gateway's server port (Istio's sample since 1.19), the pod's own."""
+RATLINE_SAMPLES = REPO / "examples" / "bookinfo-samples"
+INLINE_STEPS = frozenset({"virtual-service-reviews-v2.yaml",
+                          "virtual-service-ratings-delay-2s.yaml",
+                          "virtual-service-reviews-v2-timeout.yaml"})
+"""The request-timeouts task's steps, which Istio's docs give inline: Ratline's copies."""
+
+
+def sample(name: str) -> str:
+    """An Istio Bookinfo networking sample, or Ratline's copy of a task's inline step."""
+    if name in INLINE_STEPS:
+        return (RATLINE_SAMPLES / name).read_text()
+    return istio_file(Path(BOOKINFO_NETWORKING) / name)
+
+
+@dataclass
+class Ingress:
+    """The gateway pod as the node runs it: where to send requests."""
+
+    pod: str
+    ip: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{GATEWAY_HTTP_PORT}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            timeout: float = 30) -> tuple[int, str, float]:
+        """(status, body, seconds); status 0 when the connection failed."""
+        started = time.monotonic()
+        try:
+            status, body, _ = http_get(self.url + path, headers, timeout=timeout)
+        except OSError as exc:
+            status, body = 0, str(exc)
+        return status, body, time.monotonic() - started
+
+
+def install_ingress(cluster: KubeCluster, node: PodNode) -> Ingress:
+    """`helm install` of the gateways chart, unchanged; its pod injected and running."""
+    cluster.kubectl("create", "namespace", INGRESS_NS)
+    wait_for(lambda: cluster.kubectl("get", "configmap", "istio-ca-root-cert", "-n",
+                                     INGRESS_NS, check=False).returncode == 0,
+             timeout=30, what=f"istio-ca-root-cert in {INGRESS_NS}")
+    helm("install", RELEASE, str(GATEWAY_CHART), "-n", INGRESS_NS,
+         kubeconfig=cluster.admin_kubeconfig)
+    ((pod, ip),) = node.run_all(INGRESS_NS, 1, GATEWAY_SELECTOR).items()
+    node.wait_ready(INGRESS_NS, pod)
+    return Ingress(pod, ip)
+
+
+def uninstall_ingress(cluster: KubeCluster) -> None:
+    helm("uninstall", RELEASE, "-n", INGRESS_NS, "--wait", kubeconfig=cluster.admin_kubeconfig,
+         check=False)
+
+
+def stored_gateway_pod(cluster: KubeCluster, name: str) -> dict[str, Any]:
+    return cluster.get_json("pod", name, "-n", INGRESS_NS)
