@@ -1,7 +1,12 @@
-"""The ingress gateway of the tests' injected mesh: the chart's `gateways` part installed
-with the real `helm` (as Istio's `helm install istio-ingress istio/gateway -n
-istio-ingress`), its pod injected by the webhook's gateway template and run by the tests'
-node, and Bookinfo's pages fetched through it from the node, as a user's curl would.
+"""The tests' injected mesh installed as a user installs it, with the real `helm`.
+
+`install_mesh_chart`: `charts/ratline` with its gateways left out (Istio's `base` and
+`istiod` charts), the webhooks' URLs pointing at the control plane, which runs as a
+process outside the cluster with the chart's `istiod` ServiceAccount (no kubelet runs
+its Deployment). `install_ingress`: the chart's `gateways` part on its own (as Istio's
+`helm install istio-ingress istio/gateway -n istio-ingress`), its pod injected by the
+webhook's gateway template and run by the tests' node; Bookinfo's pages are then fetched
+through it from the node, as a user's curl would.
 """
 
 from __future__ import annotations
@@ -11,12 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ratline.kube.crds import all_crds
 from tests.helpers import http_get, wait_for
 from tests.install.helm_chart import CHART, helm
-from tests.kube.ratline_on_kube import BOOKINFO_NETWORKING, REPO, istio_file
+from tests.kube.ratline_on_kube import (
+    BOOKINFO_NETWORKING,
+    REPO,
+    istio_file,
+    remove_cluster_wide,
+)
 from tests.kube_cluster import KubeCluster
 from tests.kube_pod_node import PodNode
 
+MESH_RELEASE = "ratline"
+CONTROL_PLANE_NS = "ratline-mesh"
+"""The release's namespace (not istio-system: other modules' kubectl-made objects there
+would be refused by Helm, which adopts nothing it did not create)."""
 INGRESS_NS = "istio-ingress"
 RELEASE = "ratline-ingress"
 GATEWAY_CHART = CHART / "charts" / "gateways"
@@ -57,6 +72,28 @@ class Ingress:
         except OSError as exc:
             status, body = 0, str(exc)
         return status, body, time.monotonic() - started
+
+
+def install_mesh_chart(cluster: KubeCluster, webhook_url: str) -> None:
+    """`helm install` of the chart but its gateways, the webhooks at `webhook_url`."""
+    remove_cluster_wide(cluster)
+    helm("install", MESH_RELEASE, str(CHART), "-n", CONTROL_PLANE_NS, "--create-namespace",
+         "--set", f"base.validationURL={webhook_url}/validate",
+         "--set", f"controlplane.injectionURL={webhook_url}/inject",
+         "--set", "gateways.enabled=false", kubeconfig=cluster.admin_kubeconfig)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
+def uninstall_mesh_chart(cluster: KubeCluster) -> None:
+    """The release gone, its CRDs (and every Istio object with them) deleted, so the next
+    modules' `ratline manifest crds` applies afresh."""
+    helm("uninstall", MESH_RELEASE, "-n", CONTROL_PLANE_NS, "--wait",
+         kubeconfig=cluster.admin_kubeconfig, check=False)
+    first = all_crds()[0]["metadata"]["name"]
+    wait_for(lambda: cluster.kubectl("get", "crd", first, check=False).returncode != 0,
+             timeout=60, interval=0.5, what="the release's CRDs deleted")
+    cluster.kubectl("delete", "namespace", CONTROL_PLANE_NS, "--wait=false",
+                    "--ignore-not-found")
 
 
 def install_ingress(cluster: KubeCluster, node: PodNode) -> Ingress:

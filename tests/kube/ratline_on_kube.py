@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
+from ratline.kube.crds import all_crds
 from tests.helpers import free_fixed_port, kill_pids, run_checked, wait_for
 from tests.kube_cluster import KubeCluster
 from tests.tools import TOOLS_DIR
@@ -56,6 +57,20 @@ def install(cluster: KubeCluster, crds: str = "ratline") -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     cluster.apply(ratline_cli("manifest", "rbac").stdout)
+
+
+def remove_cluster_wide(cluster: KubeCluster) -> None:
+    """Other modules' cluster-wide objects of the chart's names (`ratline manifest
+    crds|rbac` applied with kubectl): Helm refuses to adopt objects it did not create."""
+    names = [c["metadata"]["name"] for c in all_crds()]
+    cluster.kubectl("delete", "crd", *names, "--ignore-not-found", "--wait=true")
+    cluster.kubectl(
+        "delete",
+        "clusterrole/ratline-controlplane",
+        "clusterrolebinding/ratline-controlplane",
+        f"mutatingwebhookconfiguration/{INJECTOR_CONFIGURATION}",
+        "--ignore-not-found",
+    )
 
 
 def control_plane_env(**extra: str) -> dict[str, str]:
@@ -168,14 +183,17 @@ class LocalControlPlane(ControlPlaneProcess):
 
 
 class KubeControlPlane(ControlPlaneProcess):
-    """The control plane against the cluster, as the `istiod` service account."""
+    """The control plane against the cluster, as the `istiod` service account (of
+    `namespace`: give the control plane the same as RATLINE_KUBE_NAMESPACE)."""
 
-    def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str]) -> None:
+    def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str],
+                 namespace: str = NAMESPACE) -> None:
         super().__init__(work, env, work / "state")
         self.cluster = cluster
+        self.namespace = namespace
 
     def args(self) -> list[str]:
-        kubeconfig = self.cluster.kubeconfig_for(NAMESPACE, "istiod")
+        kubeconfig = self.cluster.kubeconfig_for(self.namespace, "istiod")
         return ["--kubeconfig", str(kubeconfig), "--state-dir", str(self.state)]
 
     def ratline(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -189,7 +207,10 @@ class KubeControlPlane(ControlPlaneProcess):
         """The webhooks fail closed: without a control plane, Istio config cannot change
         and pods to inject cannot be created."""
         self.cluster.kubectl(
-            "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found"
+            "delete",
+            "validatingwebhookconfiguration",
+            f"ratline-validator-{self.namespace}",
+            "--ignore-not-found",
         )
         self.cluster.kubectl(
             "delete", "mutatingwebhookconfiguration", INJECTOR_CONFIGURATION, "--ignore-not-found"

@@ -1,13 +1,16 @@
 """Sidecars in pods for real: injection by the webhook, iptables capture, the pod agent.
 
-One control plane (as `istiod`, bound to the test node's bridge address so pods reach it)
-serves the cluster; `PodNode` runs the injected pods in network namespaces (no kubelet:
+Ratline is installed with `helm install` of `charts/ratline` (gateways apart); one control
+plane (as the chart's `istiod`, bound to the test node's bridge address so pods reach it,
+the chart's webhook URLs pointing at it) serves the cluster; `PodNode` runs the injected pods in network namespaces (no kubelet:
 see `tests.kube_pod_node`). Istio's Bookinfo manifest is applied unchanged to a labelled
 namespace and its stored pods are checked injected; Istio's `details` Deployment and a
 `sleep` pod then run for real in a namespace with mTLS STRICT: `sleep` calls `details`
 by Service name and by cluster IP with no proxy settings, a direct connection to the
 `details` pod's app port is refused, a Job's pod completes with its sidecar, a deleted
 pod's agent drains, and with the webhook down pod creation does what failurePolicy says.
+The ingress gateway is the chart's `gateways` part installed on its own; Istio's Bookinfo
+tasks (traffic shifting, fault injection, timeouts, HTTPS with a Secret) run through it.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import pytest
 import yaml
 
 from tests.e2e.tls_certs import https_get, make_ca, make_leaf
-from tests.helpers import wait_for
+from tests.helpers import free_fixed_port, wait_for
 from tests.kube.ingress_on_kube import (
+    CONTROL_PLANE_NS,
     INGRESS_NS,
     Ingress,
     install_ingress,
+    install_mesh_chart,
     sample,
     stored_gateway_pod,
     uninstall_ingress,
+    uninstall_mesh_chart,
 )
 from tests.kube.ratline_on_kube import (
     BOOKINFO,
@@ -41,7 +47,6 @@ from tests.kube.ratline_on_kube import (
     REPO,
     KubeControlPlane,
     control_plane_env,
-    install,
     istio_file,
 )
 from tests.kube_cluster import KubeCluster
@@ -163,15 +168,20 @@ def details_manifest(ns: str) -> str:
 def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
          ) -> Iterator[tuple[KubeControlPlane, PodNode]]:
     root = tmp_path_factory.mktemp("injection")
-    install(kube_cluster)
     node = PodNode(kube_cluster, root, IMAGES, [str(Path(sys.executable).parent)])
     node.setup()
-    cp = KubeControlPlane(kube_cluster, root / "cp",
-                          control_plane_env(RATLINE_BIND_ADDRESS=node.bridge_ip,
-                                            # Pods have ports of their own: Istio's 80/443
-                                            # → 8080/8443, as the chart's Service maps them.
-                                            RATLINE_GATEWAY_PORT_OFFSET="8000"))
+    port = free_fixed_port()
+    env = control_plane_env(
+        RATLINE_BIND_ADDRESS=node.bridge_ip,
+        RATLINE_KUBE_NAMESPACE=CONTROL_PLANE_NS,
+        RATLINE_KUBE_WEBHOOK_PORT=str(port),
+        # Pods have ports of their own: Istio's 80/443 → 8080/8443, as the chart's
+        # Service maps them.
+        RATLINE_GATEWAY_PORT_OFFSET="8000",
+    )
+    cp = KubeControlPlane(kube_cluster, root / "cp", env, CONTROL_PLANE_NS)
     try:
+        install_mesh_chart(kube_cluster, f"https://{node.bridge_ip}:{port}")
         cp.start()
         wait_for(lambda: kube_cluster.kubectl(
             "get", "mutatingwebhookconfiguration", INJECTOR_CONFIGURATION,
@@ -197,6 +207,7 @@ def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
                                                   check=False).returncode != 0
                              for ns in namespaces),
                  timeout=90, interval=0.5, what="the injection tests' namespaces deleted")
+        uninstall_mesh_chart(kube_cluster)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,12 @@ from ratline.kube.crds import all_crds
 from ratline.kube.rbac import rbac_manifests
 from tests.helpers import free_fixed_port, wait_for
 from tests.install.helm_chart import CHART, helm, set_args
-from tests.kube.ratline_on_kube import KubeControlPlane, control_plane_env, ratline_cli
+from tests.kube.ratline_on_kube import (
+    KubeControlPlane,
+    control_plane_env,
+    ratline_cli,
+    remove_cluster_wide,
+)
 from tests.kube_cluster import KubeCluster
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
@@ -50,31 +55,6 @@ spec:
 BAD_VS = VS.replace("name: reviews,", "name: bad,").replace(
     "subset: v1}", "subset: v1}\n      weight: 150"
 )
-
-
-class InstalledControlPlane(KubeControlPlane):
-    """The control plane as the chart's `istiod` ServiceAccount of `namespace`."""
-
-    def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str], namespace: str):
-        super().__init__(cluster, work, env)
-        self.namespace = namespace
-
-    def args(self) -> list[str]:
-        kubeconfig = self.cluster.kubeconfig_for(self.namespace, "istiod")
-        return ["--kubeconfig", str(kubeconfig), "--state-dir", str(self.state)]
-
-
-def remove_cluster_wide(cluster: KubeCluster) -> None:
-    """Other modules' cluster-wide objects of the same names (`ratline manifest crds|rbac`
-    applied with kubectl): Helm refuses to adopt objects it did not create."""
-    cluster.kubectl("delete", "crd", *CRD_NAMES, "--ignore-not-found", "--wait=true")
-    cluster.kubectl(
-        "delete",
-        "clusterrole/ratline-controlplane",
-        "clusterrolebinding/ratline-controlplane",
-        f"mutatingwebhookconfiguration/{INJECTOR}",
-        "--ignore-not-found",
-    )
 
 
 def remove_install(cluster: KubeCluster, namespace: str) -> None:
@@ -140,7 +120,7 @@ def helm_release(
     )
     work: Path = tmp_path_factory.mktemp("helm-release")
     env = control_plane_env(RATLINE_KUBE_NAMESPACE=HELM_NS, RATLINE_KUBE_WEBHOOK_PORT=str(port))
-    plane = InstalledControlPlane(kube_cluster, work, env, HELM_NS)
+    plane = KubeControlPlane(kube_cluster, work, env, HELM_NS)
     try:
         yield {"sets": sets, "plane": plane, "kubeconfig": kubeconfig}
     finally:
@@ -181,7 +161,7 @@ def test_helm_install_creates_what_ratline_renders(
 def test_control_plane_fills_in_the_ca_and_istio_config_is_validated(
     helm_release: dict[str, Any], kube_cluster: KubeCluster
 ) -> None:
-    plane: InstalledControlPlane = helm_release["plane"]
+    plane: KubeControlPlane = helm_release["plane"]
     plane.start()
     validator = f"ratline-validator-{HELM_NS}"
     bundle = wait_for(
