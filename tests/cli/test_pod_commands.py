@@ -51,3 +51,20 @@ def test_bad_annotation_names_file_resource_and_field(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"{path}: Pod ns/p: metadata.annotations[traffic.sidecar.istio.io/" \
            "excludeInboundPorts: 'x' is not a port" in proc.stderr
+
+
+def test_the_charts_gateway_deployment_gets_the_gateway_template() -> None:
+    """As `istioctl kube-inject` on Istio's gateway Deployment: `ratline agent router`."""
+    from ratline.install.render import render
+    from ratline.install.values import resolve
+
+    (gateway,) = [o for o in render("istio-ingress", resolve([]))
+                  if o["kind"] == "Deployment" and o["metadata"]["name"] == "istio-ingressgateway"]
+    proc = kube_inject("-f", "-", stdin=yaml.safe_dump(gateway))
+    assert proc.returncode == 0, proc.stderr
+    (injected,) = yaml.safe_load_all(proc.stdout)
+    spec = injected["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
+    (proxy,) = spec["containers"]
+    assert [*proxy["command"], *proxy["args"]] == ["ratline", "agent", "router"]
+    assert proxy["image"] == "ratline/ratline:latest"

@@ -2,15 +2,16 @@
 
 Ratline is installed with `helm install` of `charts/ratline` (gateways apart); one control
 plane (as the chart's `istiod`, bound to the test node's bridge address so pods reach it,
-the chart's webhook URLs pointing at it) serves the cluster; `PodNode` runs the injected pods in network namespaces (no kubelet:
-see `tests.kube_pod_node`). Istio's Bookinfo manifest is applied unchanged to a labelled
-namespace and its stored pods are checked injected; Istio's `details` Deployment and a
-`sleep` pod then run for real in a namespace with mTLS STRICT: `sleep` calls `details`
-by Service name and by cluster IP with no proxy settings, a direct connection to the
-`details` pod's app port is refused, a Job's pod completes with its sidecar, a deleted
-pod's agent drains, and with the webhook down pod creation does what failurePolicy says.
-The ingress gateway is the chart's `gateways` part installed on its own; Istio's Bookinfo
-tasks (traffic shifting, fault injection, timeouts, HTTPS with a Secret) run through it.
+the chart's webhook URLs pointing at it) serves the cluster; `PodNode` runs the injected
+pods in network namespaces (no kubelet: see `tests.kube_pod_node`). Istio's Bookinfo
+manifest is applied unchanged to a labelled namespace and its stored pods are checked
+injected; Istio's `details` Deployment and a `sleep` pod then run for real in a namespace
+with mTLS STRICT: `sleep` calls `details` by Service name and by cluster IP with no proxy
+settings, a direct connection to the `details` pod's app port (or to a port no Service
+declares) is refused, a Job's pod completes with its sidecar, a deleted pod's agent
+drains, and with the webhook down pod creation does what failurePolicy says. The ingress
+gateway is the chart's `gateways` part installed on its own; Istio's Bookinfo tasks
+(traffic shifting, fault injection, timeouts, HTTPS with a Secret) run through it.
 """
 
 from __future__ import annotations

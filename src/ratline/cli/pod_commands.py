@@ -75,7 +75,8 @@ def _inject_document(doc: Any, params: Any, shown: str) -> Any:
 @click.option("--ca-address", default=DEFAULT_CA, show_default=True)
 def kube_inject(filename: str, output: str, mesh_config: Path | None, image: str | None,
                 xds_address: str, ca_address: str) -> None:
-    """Add the sidecar, as the injection webhook would, to every pod in FILE."""
+    """Add the sidecar (a gateway's pod: its proxy), as the injection webhook would, to
+    every pod in FILE."""
     from ratline.api.loader import parse_mesh_config
     from ratline.kube.injection import InjectionParams
     from ratline.settings import Settings
