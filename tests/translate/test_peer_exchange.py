@@ -133,9 +133,12 @@ def test_server_inbound_takes_the_header_first() -> None:
     names = [f.name for f in inbound.listener_filters]
     assert names[0] == peer_exchange.PROXY_PROTOCOL_FILTER, names
     assert names[1:] == ["envoy.filters.listener.tls_inspector"]  # PERMISSIVE
-    (proxy, _) = _tcp_proxies(inbound)  # the mTLS chain and the plain one
+    (proxy, plain) = _tcp_proxies(inbound)  # the mTLS chain and the plain one
     assert _stats_tags(proxy)["reporter"] == "destination"
     assert not proxy.proxy_protocol_tlvs
+    # The app is connected once the client's certificate is known (connections_opened).
+    assert proxy.upstream_connect_mode == tcp_proxy_pb2.ON_DOWNSTREAM_TLS_HANDSHAKE
+    assert plain.upstream_connect_mode == tcp_proxy_pb2.IMMEDIATE
 
 
 def _hcm(listener: Any) -> hcm_pb2.HttpConnectionManager:

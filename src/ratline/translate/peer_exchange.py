@@ -30,6 +30,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.proxy_protocol.v3 import (
     proxy_protocol_pb2 as listener_proxy_protocol_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 
 from ratline.model.snapshot import Endpoint, MeshSnapshot
@@ -54,6 +55,8 @@ TLV_TYPE = 0xE4
 EXCHANGE_KEY = "peerExchange"
 EXCHANGE_VALUE = "proxy-protocol"
 MATCH_NAME = "tlsMode-istio-peer"
+EARLY_DATA_BYTES = 65536
+"""What an inbound mTLS tcp_proxy buffers of the client's bytes while the app connects."""
 UPSTREAM_PROXY_PROTOCOL = "envoy.transport_sockets.upstream_proxy_protocol"
 PROXY_PROTOCOL_FILTER = "envoy.filters.listener.proxy_protocol"
 UPSTREAM_PEER_FORMAT = f"%UPSTREAM_METADATA({PEER_METADATA_NAMESPACE}:{PEER_KEY})%"
@@ -151,8 +154,24 @@ def accept_header(listener: listener_pb2.Listener) -> None:
 
 
 def secure_inbound(listener: listener_pb2.Listener, mode: str) -> listener_pb2.Listener:
-    """`tls.secure_inbound`, and a listener taking mTLS also takes the clients' header."""
+    """`tls.secure_inbound`, and a listener taking mTLS also takes the clients' header;
+    its mTLS tcp_proxies connect to the app once the handshake is done, so the client's
+    certificate is known when `connections_opened` is logged (IMMEDIATE logs it before
+    the handshake of the first connection is over: principal `unknown`, policy `none`)."""
     secured = tls_secure_inbound(listener, mode)
     if mode != DISABLE:
         accept_header(secured)
+        for chain in secured.filter_chains:
+            if chain.HasField("transport_socket"):
+                _connect_after_handshake(chain)
     return secured
+
+
+def _connect_after_handshake(chain: listener_components_pb2.FilterChain) -> None:
+    for network_filter in chain.filters:
+        if network_filter.typed_config.Is(tcp_proxy_pb2.TcpProxy.DESCRIPTOR):
+            proxy = tcp_proxy_pb2.TcpProxy()
+            network_filter.typed_config.Unpack(proxy)
+            proxy.upstream_connect_mode = tcp_proxy_pb2.ON_DOWNSTREAM_TLS_HANDSHAKE
+            proxy.max_early_data_bytes.value = EARLY_DATA_BYTES
+            network_filter.typed_config.CopyFrom(pack_any(proxy))
