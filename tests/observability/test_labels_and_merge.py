@@ -173,21 +173,3 @@ def test_the_agent_adds_the_reporting_proxy_identity() -> None:
 def test_label_values_with_quotes_and_backslashes_round_trip() -> None:
     line = sample_line("m", (("a", 'x"y\\z'),), 1)
     assert next(iter(parse(line))).labels == (("a", 'x"y\\z'),)
-
-
-def test_requests_total_is_the_duration_count_where_no_counter_is_recorded() -> None:
-    base = {"reporter": "destination", **own("destination", REVIEWS),
-            im.RAW_SERVICES: "reviews.default.svc.cluster.local", "response_code": "200",
-            im.RAW_PEER: PRODUCTPAGE.header_value()}
-    folded = {**base, im.RAW_COUNTS_REQUESTS: "1"}
-    lines = [
-        _envoy_line("istio_request_duration_milliseconds_count", folded, 5),
-        _envoy_line("istio_request_duration_milliseconds_sum", folded, 9),
-        _envoy_line("istio_request_bytes_count", base, 5),  # not the request count
-    ]
-    samples = list(parse(merged_metrics("\n".join(lines))))
-    (counter,) = [s for s in samples if s.name == "istio_requests_total"]
-    assert counter.value == 5
-    (count,) = [s for s in samples if s.name == "istio_request_duration_milliseconds_count"]
-    assert counter.labels == count.labels  # same labels, the raw marker dropped
-    assert im.RAW_COUNTS_REQUESTS not in dict(counter.labels)

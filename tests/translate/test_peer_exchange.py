@@ -176,32 +176,3 @@ def test_envoy_validates_the_tcp_client_and_server(tmp_path: Path) -> None:
         path = write_bootstrap(tmp_path / f"{instance}.json", _resources(snapshot, instance))
         result = validate(Settings.from_env().envoy, path)
         assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_request_count_rides_on_the_duration_histogram_unless_they_differ() -> None:
-    from ratline.observability import istio_metrics as im
-    from ratline.translate.telemetry import ProxyTelemetry
-    from ratline.translate.telemetry_envoy import request_metrics_log
-
-    me = decode_header(peer_exchange.PeerMetadata("a-0", "default", "a").header_value())
-    assert me is not None
-
-    def config(telemetry: ProxyTelemetry) -> stats_pb2.Config:
-        log = request_metrics_log(im.DESTINATION, me, telemetry)
-        assert log is not None
-        found = stats_pb2.Config()
-        log.typed_config.Unpack(found)
-        return found
-
-    default = config(ProxyTelemetry())
-    assert not default.counters  # one stat fewer per request
-    duration = next(h for h in default.histograms if h.stat.name.startswith("request_duration"))
-    assert im.RAW_COUNTS_REQUESTS in [t.name for t in duration.stat.tags]
-    no_duration = config(ProxyTelemetry(
-        disabled_metrics=frozenset({(im.REQUEST_DURATION, im.DESTINATION)})))
-    assert [c.stat.name for c in no_duration.counters] == ["requests_total"]
-    overridden = config(ProxyTelemetry(tag_overrides={
-        (im.REQUESTS_TOTAL, im.DESTINATION): (("response_code", None),)}))
-    assert [c.stat.name for c in overridden.counters] == ["requests_total"]
-    assert all(im.RAW_COUNTS_REQUESTS not in [t.name for t in h.stat.tags]
-               for h in overridden.histograms)

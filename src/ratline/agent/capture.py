@@ -38,12 +38,8 @@ TUNNEL_PORT = 15008
 INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
 """The source address Envoy's inbound clusters bind to, so their connections to the app
 are told apart from the app's own loopback traffic."""
-DEFAULT_EXCLUDED_INBOUND = (
-    TUNNEL_PORT,
-    ENVOY_PROMETHEUS_PORT,
-    AGENT_HEALTH_PORT,
-    AGENT_METRICS_PORT,
-)
+DEFAULT_EXCLUDED_INBOUND = (TUNNEL_PORT, ENVOY_PROMETHEUS_PORT, AGENT_HEALTH_PORT,
+                            AGENT_METRICS_PORT)
 ALL = "*"
 
 
@@ -163,24 +159,15 @@ def nat_rules(c: CaptureConfig) -> str:
 def capture_args(c: CaptureConfig) -> list[str]:
     """The `ratline iptables` arguments that make `c` (the injected init container's)."""
     args = [
-        "-p",
-        str(c.outbound_port),
-        "-z",
-        str(c.inbound_port),
-        "-u",
-        str(c.proxy_uid),
-        "-g",
-        str(c.proxy_gid),
-        "-m",
-        "REDIRECT",
-        "-i",
-        c.include_outbound_ranges,
-        "-x",
-        ",".join(c.exclude_outbound_ranges),
-        "-b",
-        c.include_inbound_ports,
-        "-d",
-        ",".join(str(p) for p in c.exclude_inbound_ports),
+        "-p", str(c.outbound_port),
+        "-z", str(c.inbound_port),
+        "-u", str(c.proxy_uid),
+        "-g", str(c.proxy_gid),
+        "-m", "REDIRECT",
+        "-i", c.include_outbound_ranges,
+        "-x", ",".join(c.exclude_outbound_ranges),
+        "-b", c.include_inbound_ports,
+        "-d", ",".join(str(p) for p in c.exclude_inbound_ports),
     ]
     if c.exclude_outbound_ports:
         args += ["-o", ",".join(str(p) for p in c.exclude_outbound_ports)]

@@ -159,9 +159,8 @@ class WorkloadIdentities:
             try:
                 when = await self.issue(e)
             except (CertificateRequestFailed, KeyError, ValueError) as exc:
-                log.warning(
-                    "%s: certificate request failed: %s; retry in %.1fs", e.node_id, exc, delay
-                )
+                log.warning("%s: certificate request failed: %s; retry in %.1fs",
+                            e.node_id, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue

@@ -39,9 +39,7 @@ def remove_jumps(iptables: str) -> None:
         for _ in range(MAX_DELETES):
             proc = subprocess.run(
                 [iptables, "-t", "nat", "-D", chain, "-p", "tcp", "-j", target],
-                capture_output=True,
-                timeout=30,
-                check=False,
+                capture_output=True, timeout=30, check=False,
             )
             if proc.returncode != 0:
                 break

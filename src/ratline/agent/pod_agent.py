@@ -143,11 +143,8 @@ class PodAgent:
                 return 1
             self.draining = True
             drained = await self.envoy.drain(self.config.drain_s)
-            log.info(
-                "%s: drained (%s); stopping envoy",
-                self.config.node_id,
-                "no request in flight" if drained else "drain time over",
-            )
+            log.info("%s: drained (%s); stopping envoy", self.config.node_id,
+                     "no request in flight" if drained else "drain time over")
             return 0
         finally:
             stopping.cancel()
@@ -164,11 +161,8 @@ class PodAgent:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = PodAgentConfig.from_env(os.environ)
     except PodAgentConfigError as exc:

@@ -96,7 +96,7 @@ class PodAgentConfig:
         if not discovery:
             raise PodAgentConfigError("PROXY_CONFIG has no discoveryAddress")
         metadata = {
-            name[len(META_PREFIX) :]: value
+            name[len(META_PREFIX):]: value
             for name, value in environ.items()
             if name.startswith(META_PREFIX)
         }

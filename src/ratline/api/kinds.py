@@ -164,20 +164,10 @@ KUBERNETES_GATEWAY = "KubernetesGateway"
 """The store's kind of the Gateway API's `Gateway` (Istio's internal name for it), so
 that it and Istio's `Gateway` of the same namespace and name are two resources."""
 _GATEWAY_API_KINDS: tuple[KindInfo, ...] = (
-    KindInfo(
-        "GatewayClass",
-        GATEWAY_API_VERSIONS,
-        GatewayClassSpec,
-        namespaced=False,
-        in_kubernetes=False,
-    ),
-    KindInfo(
-        KUBERNETES_GATEWAY,
-        GATEWAY_API_VERSIONS,
-        KubernetesGatewaySpec,
-        document_kind="Gateway",
-        in_kubernetes=False,
-    ),
+    KindInfo("GatewayClass", GATEWAY_API_VERSIONS, GatewayClassSpec, namespaced=False,
+             in_kubernetes=False),
+    KindInfo(KUBERNETES_GATEWAY, GATEWAY_API_VERSIONS, KubernetesGatewaySpec,
+             document_kind="Gateway", in_kubernetes=False),
     KindInfo("HTTPRoute", GATEWAY_API_VERSIONS, HTTPRouteSpec, in_kubernetes=False),
     KindInfo("GRPCRoute", GATEWAY_API_VERSIONS, GRPCRouteSpec, in_kubernetes=False),
     KindInfo("TCPRoute", GATEWAY_API_VERSIONS, TCPRouteSpec, in_kubernetes=False),

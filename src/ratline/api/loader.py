@@ -198,13 +198,9 @@ def _documents(text: str, file: str | None) -> Iterator[tuple[int, Any, ConfigMe
         if deep_line is not None:
             number += 1
             source = Source(file=file, document=number)
-            yield (
-                number,
-                None,
-                ConfigMessage(
-                    f"document nests deeper than {MAX_NESTING} levels (line {start_line + deep_line})",
-                    source,
-                ),
+            yield number, None, ConfigMessage(
+                f"document nests deeper than {MAX_NESTING} levels (line {start_line + deep_line})",
+                source,
             )
             continue
         try:

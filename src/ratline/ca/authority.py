@@ -122,7 +122,9 @@ class CertificateAuthority:
         key = _load_key(folder / "ca-key.pem")
         signing = _load_certs(folder / "ca-cert.pem")[0]
         roots = _load_certs(folder / "root-cert.pem")
-        chain = [c for c in _load_certs(folder / "cert-chain.pem") if c not in roots] or [signing]
+        chain = [
+            c for c in _load_certs(folder / "cert-chain.pem") if c not in roots
+        ] or [signing]
         if chain[0] != signing:
             chain.insert(0, signing)
         if _spki(signing.public_key()) != _spki(key.public_key()):

@@ -274,20 +274,11 @@ def analyze_cluster_paths(
 
 @click.command(short_help="Validate config offline, a running mesh's or a cluster's.")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-k",
-    "--use-kube",
-    is_flag=True,
-    help="Analyze the live Kubernetes cluster (PATHS are applied on top of it), "
-    "as istioctl analyze -k.",
-)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="KUBECONFIG",
-    help="With -k: the kubeconfig (default $KUBECONFIG).",
-)
+@click.option("-k", "--use-kube", is_flag=True,
+              help="Analyze the live Kubernetes cluster (PATHS are applied on top of it), "
+              "as istioctl analyze -k.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="KUBECONFIG", help="With -k: the kubeconfig (default $KUBECONFIG).")
 @click.option("--context", default=None, help="With -k: the kubeconfig context.")
 @output_option("text")
 @mesh_option

@@ -259,15 +259,13 @@ def secret_rows(resources: Sequence[Mapping[str, Any]]) -> list[Row]:
             kind = "CA"
             value = (secret.get("validation_context") or {}).get("trusted_ca", {})
         cert = _pem_certificate(value)
-        rows.append(
-            [
-                str(secret.get("name", "")),
-                kind,
-                format(cert.serial_number, "x") if cert else "-",
-                cert.not_valid_after_utc.isoformat() if cert else "-",
-                cert.subject.rfc4514_string() if cert else "-",
-            ]
-        )
+        rows.append([
+            str(secret.get("name", "")),
+            kind,
+            format(cert.serial_number, "x") if cert else "-",
+            cert.not_valid_after_utc.isoformat() if cert else "-",
+            cert.subject.rfc4514_string() if cert else "-",
+        ])
     return rows
 
 

@@ -99,8 +99,7 @@ def get(kind: str, name: str | None, namespace: str | None, output: str, mesh_di
     stored = store_kind(kind)
     answer = AdminClient.for_mesh(mesh_dir).get("/v1/resources", {"kind": stored})
     items = [
-        item
-        for item in answer.get("resources") or ()
+        item for item in answer.get("resources") or ()
         if (name is None or item.get("name") == name)
         and (namespace is None or item.get("namespace") == namespace)
     ]
@@ -108,11 +107,8 @@ def get(kind: str, name: str | None, namespace: str | None, output: str, mesh_di
         raise click.ClickException(f"{kind} {name!r} not found")
     if output != "table":
         documents = [shown(item) for item in items]
-        data: Any = (
-            documents[0]
-            if name is not None and len(documents) == 1
-            else {"apiVersion": "v1", "kind": "List", "items": documents}
-        )
+        data: Any = documents[0] if name is not None and len(documents) == 1 else {
+            "apiVersion": "v1", "kind": "List", "items": documents}
         echo_data(data, output)
         return
     click.echo(render_table(columns(stored), resource_rows(stored, items)))

@@ -133,11 +133,7 @@ def _show_config(kind: str, target: str, output: str, mesh_dir: Path) -> None:
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     type_url = {
-        "clusters": "CDS",
-        "listeners": "LDS",
-        "routes": "RDS",
-        "endpoints": "EDS",
-        "secret": "SDS",
+        "clusters": "CDS", "listeners": "LDS", "routes": "RDS", "endpoints": "EDS", "secret": "SDS"
     }[kind]
     answer = client.get("/v1/config-dump", {"node": node, "type": type_url})
     resources = list(answer.get("resources") or ())
@@ -328,9 +324,8 @@ def status(output: str, mesh_dir: Path) -> None:
             err=True,
         )
     if output != "table":
-        echo_data(
-            {"run": run_info, "control_plane": control_plane_json(run_info, cp_status)}, output
-        )
+        echo_data({"run": run_info, "control_plane": control_plane_json(run_info, cp_status)},
+                  output)
         return
     click.echo(render_status(run_info, cp_status))
 

@@ -78,18 +78,10 @@ def rbac(namespace: str | None) -> None:
 
 @manifest.command()
 @click.option("--namespace", default=None, help="The control plane's (default: the setting's).")
-@click.option(
-    "--ca-bundle",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    required=True,
-    help="The mesh CA's root certificate (PEM), the caBundle.",
-)
-@click.option(
-    "--service",
-    default="istiod",
-    show_default=True,
-    help="The control plane's Service (the webhook is its port 443, path /inject).",
-)
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="The mesh CA's root certificate (PEM), the caBundle.")
+@click.option("--service", default="istiod", show_default=True,
+              help="The control plane's Service (the webhook is its port 443, path /inject).")
 @click.option("--url", default="", help="Reach the webhook by URL instead of a Service.")
 def injector(namespace: str | None, ca_bundle: Path, service: str, url: str) -> None:
     """The MutatingWebhookConfiguration `ratline-sidecar-injector` (the leader keeps it)."""
@@ -97,13 +89,10 @@ def injector(namespace: str | None, ca_bundle: Path, service: str, url: str) -> 
     from ratline.settings import Settings
 
     body = injector_configuration(
-        namespace or Settings.from_env().kube_namespace,
-        ca_bundle.read_text(),
-        url=url,
-        service="" if url else service,
+        namespace or Settings.from_env().kube_namespace, ca_bundle.read_text(),
+        url=url, service="" if url else service,
     )
     _print_documents([body])
-
 
 manifest.add_command(generate)
 

@@ -170,7 +170,9 @@ def _write(chunk: bytes) -> None:
 @click.option("-f", "--follow", "follow_", is_flag=True, help="Keep printing what is added.")
 @click.option("--sidecar", is_flag=True, help="The instance's Envoy log instead of its app's.")
 @click.option("--access", is_flag=True, help="The instance's Envoy access log.")
-@click.option("--tail", "tail", type=int, default=-1, help="Only the last N lines (default: all).")
+@click.option(
+    "--tail", "tail", type=int, default=-1, help="Only the last N lines (default: all)."
+)
 @mesh_option
 def logs(
     instance: str, follow_: bool, sidecar: bool, access: bool, tail: int, mesh_dir: Path
@@ -198,7 +200,8 @@ def logs(
         if error:
             raise click.ClickException(f"no log for {name}: it did not start: {error}")
         raise click.ClickException(
-            f"no log for {name} yet ({path} does not exist): has it started? See `ratline status`."
+            f"no log for {name} yet ({path} does not exist): has it started? "
+            "See `ratline status`."
         )
     with open(path, "rb") as f:
         data = f.read()

@@ -24,21 +24,16 @@ TRACE_HEADERS = ("TRACE ID", "ROOT", "DURATION", "SPANS", "SERVICES", "ERRORS")
 
 @click.command("prometheus-config")
 @click.option("--scrape-interval", default="15s", show_default=True)
-@click.option(
-    "--sd-refresh",
-    default="5s",
-    show_default=True,
-    help="How often Prometheus asks the control plane for targets.",
-)
+@click.option("--sd-refresh", default="5s", show_default=True,
+              help="How often Prometheus asks the control plane for targets.")
 @mesh_option
 def prometheus_config_command(scrape_interval: str, sd_refresh: str, mesh_dir: Path) -> None:
     """A prometheus.yml that finds the mesh by itself.
 
     Targets come from the control plane's HTTP service discovery."""
     token = state_dir(mesh_dir.resolve()) / ADMIN_TOKEN_FILE
-    config = prometheus_config(
-        admin_url(mesh_dir), str(token), scrape_interval=scrape_interval, sd_refresh=sd_refresh
-    )
+    config = prometheus_config(admin_url(mesh_dir), str(token),
+                               scrape_interval=scrape_interval, sd_refresh=sd_refresh)
     click.echo(yaml.safe_dump(config, sort_keys=False), nl=False)
 
 
@@ -88,14 +83,8 @@ def span_lines(trace: Mapping[str, Any]) -> list[str]:
 @click.option("--limit", default=20, show_default=True)
 @output_option()
 @mesh_option
-def traces(
-    trace_id: str | None,
-    service: str | None,
-    min_duration: str | None,
-    limit: int,
-    output: str,
-    mesh_dir: Path,
-) -> None:
+def traces(trace_id: str | None, service: str | None, min_duration: str | None, limit: int,
+           output: str, mesh_dir: Path) -> None:
     """Recent traces (or one trace's spans).
 
     From the control plane's span store."""
@@ -123,13 +112,8 @@ def traces(
 
 
 @click.group("dashboard", invoke_without_command=True)
-@click.option(
-    "--open/--no-open",
-    "open_browser",
-    default=True,
-    show_default=True,
-    help="Open the login link in a browser (when one is available).",
-)
+@click.option("--open/--no-open", "open_browser", default=True, show_default=True,
+              help="Open the login link in a browser (when one is available).")
 @mesh_option
 @click.pass_context
 def dashboard(ctx: click.Context, open_browser: bool, mesh_dir: Path) -> None:

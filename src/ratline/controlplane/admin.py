@@ -95,8 +95,7 @@ class AdminApi:
         dashboard = self.dashboard
         allowed = (
             (lambda r: dashboard.is_open(r) or dashboard.session_allows(r))
-            if dashboard is not None
-            else None
+            if dashboard is not None else None
         )
         middlewares = [admin_auth_middleware(self.token, allowed)] if self.token else []
         app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)

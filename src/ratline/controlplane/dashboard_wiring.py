@@ -19,11 +19,8 @@ from ratline.dashboard.sources import MeshSources
 
 
 def dashboard_for(
-    cp: ControlPlane,
-    telemetry: ControlPlaneTelemetry,
-    admin_token: str | None,
-    findings: Callable[[], list[ConfigMessage]],
-    prometheus_url: str = "",
+    cp: ControlPlane, telemetry: ControlPlaneTelemetry, admin_token: str | None,
+    findings: Callable[[], list[ConfigMessage]], prometheus_url: str = "",
 ) -> Dashboard:
     """The dashboard of this control plane; Prometheus at `prometheus_url` when given (the
     add-on's, passed by the runner), else `settings.dashboard_prometheus`."""

@@ -243,9 +243,7 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         service=settings.kube_webhook_service,
     )
     injector = injector_configuration(
-        settings.kube_namespace,
-        security.ca.root_pem,
-        url=url,
+        settings.kube_namespace, security.ca.root_pem, url=url,
         service=settings.kube_webhook_service,
     )
     identity = f"{socket.gethostname()}-{os.getpid()}"

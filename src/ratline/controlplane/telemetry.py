@@ -42,10 +42,7 @@ _LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
 def peer_of(instance: WorkloadInstance) -> PeerMetadata:
     """A registered instance's identity, as its proxy's peers see it."""
     return PeerMetadata(
-        instance.name,
-        instance.namespace,
-        instance.workload,
-        dict(instance.labels),
+        instance.name, instance.namespace, instance.workload, dict(instance.labels),
         instance.service_account,
     )
 
@@ -193,9 +190,8 @@ class ControlPlaneTelemetry:
                 *(fetch_envoy_stats(session, a, EDGES_FETCH_TIMEOUT_S) for a, _ in proxies),
                 return_exceptions=True,
             )
-        texts = [
-            (r, own) for r, (_, own) in zip(results, proxies, strict=True) if isinstance(r, str)
-        ]
+        texts = [(r, own) for r, (_, own) in zip(results, proxies, strict=True)
+                 if isinstance(r, str)]
         return edges(istio_series(texts))
 
     # ---- admin API ----------------------------------------------------------------------

@@ -49,9 +49,7 @@ def _vs_why(vs: Resource[Any], hostname: str) -> str | None:
 
 
 def for_service(
-    snapshot: MeshSnapshot,
-    service: Service,
-    instances: Iterable[WorkloadInstance],
+    snapshot: MeshSnapshot, service: Service, instances: Iterable[WorkloadInstance],
     findings: Sequence[ConfigMessage],
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []

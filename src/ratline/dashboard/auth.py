@@ -49,9 +49,8 @@ class DashboardAuth:
     # ---- sessions ----------------------------------------------------------------------
 
     def _mac(self, payload: str) -> str:
-        return hmac.new(
-            self._key, f"dashboard-session:{payload}".encode(), hashlib.sha256
-        ).hexdigest()
+        return hmac.new(self._key, f"dashboard-session:{payload}".encode(),
+                        hashlib.sha256).hexdigest()
 
     def new_session(self) -> str:
         payload = f"{secrets.token_hex(8)}.{int(self._clock() + SESSION_TTL_S)}"

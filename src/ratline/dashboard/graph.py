@@ -110,7 +110,8 @@ def workload_nodes(
         node = nodes.get(key)
         if node is None:
             kind = "gateway" if inst.kind is ProxyKind.ROUTER else "workload"
-            node = nodes[key] = WorkloadNode(inst.namespace, inst.workload, kind, dict(inst.labels))
+            node = nodes[key] = WorkloadNode(inst.namespace, inst.workload, kind,
+                                             dict(inst.labels))
         node.instances.append(inst.name)
         node.connected += inst.node_id in connected_nodes
         node.healthy += inst.healthy
@@ -159,24 +160,17 @@ def build_graph(
         if service.mesh_external and service_id(hostname) not in inbound:
             continue
         groups[service_id(hostname)] = {
-            "id": service_id(hostname),
-            "name": service.name,
-            "namespace": service.namespace,
-            "hostname": hostname,
-            "external": service.mesh_external,
-            "members": [],
+            "id": service_id(hostname), "name": service.name, "namespace": service.namespace,
+            "hostname": hostname, "external": service.mesh_external, "members": [],
         }
     for edge in edges:
         hostname = edge["service"]
         if service_id(hostname) not in groups:
             short, _, rest = hostname.partition(".")
             groups[service_id(hostname)] = {
-                "id": service_id(hostname),
-                "name": short if ".svc." in hostname else hostname,
+                "id": service_id(hostname), "name": short if ".svc." in hostname else hostname,
                 "namespace": rest.split(".")[0] if ".svc." in hostname else "",
-                "hostname": hostname,
-                "external": ".svc." not in hostname,
-                "members": [],
+                "hostname": hostname, "external": ".svc." not in hostname, "members": [],
             }
     for (ns, name), _node in sorted(workloads.items()):
         owned = memberships.get((ns, name)) or []
@@ -188,39 +182,20 @@ def build_graph(
     for (ns, name), node in sorted(workloads.items()):
         nid = workload_id(ns, name)
         node_in = total(inbound[nid]) if nid in inbound else None
-        nodes.append(
-            {
-                "id": nid,
-                "kind": node.kind,
-                "name": name,
-                "namespace": ns,
-                "app": node.labels.get("app", ""),
-                "version": node.labels.get("version", ""),
-                "group": group_of.get(nid),
-                "instances": node.instances,
-                "connected": node.connected,
-                "healthy": node.healthy,
-                "registered": node.registered,
-                "services": [s.hostname for s in memberships.get((ns, name)) or ()],
-                "inbound": _traffic_json(node_in),
-            }
-        )
+        nodes.append({
+            "id": nid, "kind": node.kind, "name": name, "namespace": ns,
+            "app": node.labels.get("app", ""), "version": node.labels.get("version", ""),
+            "group": group_of.get(nid), "instances": node.instances,
+            "connected": node.connected, "healthy": node.healthy,
+            "registered": node.registered,
+            "services": [s.hostname for s in memberships.get((ns, name)) or ()],
+            "inbound": _traffic_json(node_in),
+        })
     if any(e["source"] == UNKNOWN_NODE for e in edges):
-        nodes.append(
-            {
-                "id": UNKNOWN_NODE,
-                "kind": "unknown",
-                "name": "unknown",
-                "namespace": "",
-                "group": None,
-                "instances": [],
-                "connected": 0,
-                "healthy": 0,
-                "registered": False,
-                "services": [],
-                "inbound": _traffic_json(None),
-            }
-        )
+        nodes.append({"id": UNKNOWN_NODE, "kind": "unknown", "name": "unknown",
+                      "namespace": "", "group": None, "instances": [], "connected": 0,
+                      "healthy": 0, "registered": False, "services": [],
+                      "inbound": _traffic_json(None)})
     for group in groups.values():
         gid = group["id"]
         group["inbound"] = _traffic_json(total(inbound[gid]) if gid in inbound else None)

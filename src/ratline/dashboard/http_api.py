@@ -110,27 +110,16 @@ class Dashboard:
         if not resource.is_file():
             raise web.HTTPNotFound()
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return web.Response(
-            body=resource.read_bytes(),
-            content_type=content_type,
-            headers={
-                "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "default-src 'self'; "
-                "style-src 'self'; img-src 'self' data:",
-            },
-        )
+        return web.Response(body=resource.read_bytes(), content_type=content_type,
+                            headers={"Cache-Control": "no-cache",
+                                     "X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": "default-src 'self'; "
+                                     "style-src 'self'; img-src 'self' data:"})
 
     def _logged_in(self) -> web.StreamResponse:
         response = web.HTTPSeeOther(UI_PREFIX)
-        response.set_cookie(
-            COOKIE,
-            self.auth.new_session(),
-            max_age=int(SESSION_TTL_S),
-            httponly=True,
-            samesite="Strict",
-            path="/",
-        )
+        response.set_cookie(COOKIE, self.auth.new_session(), max_age=int(SESSION_TTL_S),
+                            httponly=True, samesite="Strict", path="/")
         return response
 
     async def login_link(self, req: web.Request) -> web.StreamResponse:
@@ -162,9 +151,8 @@ class Dashboard:
         self, req: web.Request, selector: Selector | None = None, latency: bool = True
     ) -> TrafficAnswer:
         window = parse_seconds(req.query.get("window"), DEFAULT_WINDOW_S, "window")
-        return await self.reader.window(
-            window, parse_source(req.query.get("source")), selector, latency
-        )
+        return await self.reader.window(window, parse_source(req.query.get("source")),
+                                        selector, latency)
 
     async def graph(self, req: web.Request) -> web.Response:
         latency = req.query.get("latency", "1") not in ("0", "false")
@@ -191,18 +179,12 @@ class Dashboard:
         answer, chart = await asyncio.gather(
             self._traffic(req, inbound), self.reader.chart(inbound, range_s, source)
         )
-        callers = [
-            i
-            for i in snapshot.instances.values()
-            if any(
-                k[2] == service.hostname and (k[1], k[0]) == (i.namespace, i.workload)
-                for k in answer.traffic
-            )
-        ]
+        callers = [i for i in snapshot.instances.values()
+                   if any(k[2] == service.hostname and (k[1], k[0]) == (i.namespace, i.workload)
+                          for k in answer.traffic)]
         ejected = await outliers.ejections(self.reader.session, callers, service.hostname)
-        detail = pages.service_detail(
-            snapshot, service, answer.traffic, self.sources.findings(), ejected
-        )
+        detail = pages.service_detail(snapshot, service, answer.traffic,
+                                      self.sources.findings(), ejected)
         return web.json_response({**answer.meta(), **detail, "charts": {"inbound": chart}})
 
     async def workloads(self, req: web.Request) -> web.Response:
@@ -219,29 +201,24 @@ class Dashboard:
         source = parse_source(req.query.get("source"))
         to_it, from_it = Selector.workload_inbound(ns, name), Selector.workload_outbound(ns, name)
         answer, answer_out, inbound, outbound = await asyncio.gather(
-            self._traffic(req, to_it),
-            self._traffic(req, from_it),
-            self.reader.chart(to_it, range_s, source),
-            self.reader.chart(from_it, range_s, source),
+            self._traffic(req, to_it), self._traffic(req, from_it),
+            self.reader.chart(to_it, range_s, source), self.reader.chart(from_it, range_s, source),
         )
         answer.traffic.update(answer_out.traffic)
         proxies, _ = self._connected()
-        detail = (
-            pages.workload_detail(
-                snapshot, ns, name, answer.traffic, self.sources.findings(), proxies
-            )
-            if snapshot
-            else None
-        )
+        detail = (pages.workload_detail(snapshot, ns, name, answer.traffic,
+                                        self.sources.findings(), proxies)
+                  if snapshot else None)
         if detail is None:
             return _error(404, f"no workload {ns}/{name}")
-        return web.json_response(
-            {**answer.meta(), **detail, "charts": {"inbound": inbound, "outbound": outbound}}
-        )
+        return web.json_response({**answer.meta(), **detail,
+                                  "charts": {"inbound": inbound, "outbound": outbound}})
 
     async def proxies(self, _req: web.Request) -> web.Response:
         proxies, _ = self._connected()
-        return web.json_response({"proxies": pages.proxies_table(self.sources.snapshot(), proxies)})
+        return web.json_response(
+            {"proxies": pages.proxies_table(self.sources.snapshot(), proxies)}
+        )
 
     async def findings(self, _req: web.Request) -> web.Response:
         messages = [m.to_json() for m in self.sources.findings()]

@@ -55,8 +55,7 @@ class PrometheusSource:
     async def _api(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         try:
             async with self.session.get(
-                f"{self.url}{path}",
-                params=params,
+                f"{self.url}{path}", params=params,
                 timeout=aiohttp.ClientTimeout(total=QUERY_TIMEOUT_S),
             ) as resp:
                 body = await resp.json(content_type=None)
@@ -74,12 +73,8 @@ class PrometheusSource:
     async def query_range(
         self, promql: str, start: float, end: float, step: float
     ) -> list[dict[str, Any]]:
-        params = {
-            "query": promql,
-            "start": f"{start:.3f}",
-            "end": f"{end:.3f}",
-            "step": f"{step:g}",
-        }
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                  "step": f"{step:g}"}
         return await self._api("/api/v1/query_range", params)
 
     # ---- the graph ---------------------------------------------------------------------
@@ -100,17 +95,14 @@ class PrometheusSource:
                 f"sum by ({RECORD_LABELS},response_code,connection_security_policy,"
                 f"request_protocol) (rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))"
             ),
-            self.query(
-                f"sum by ({RECORD_LABELS},connection_security_policy) (rate({{{tcp_sel}}}[{w}]))"
-            ),
+            self.query(f"sum by ({RECORD_LABELS},connection_security_policy) "
+                       f"(rate({{{tcp_sel}}}[{w}]))"),
             self.query(f"sum by ({RECORD_LABELS}) (rate({TCP_OPENED}{{{sel}}}[{w}]))"),
         ]
         if latency:
-            queries.append(
-                self.query(
-                    f"sum by ({EDGE_LABELS},le) (rate({REQUEST_DURATION}_bucket{{{dest}}}[{w}]))"
-                )
-            )
+            queries.append(self.query(
+                f"sum by ({EDGE_LABELS},le) (rate({REQUEST_DURATION}_bucket{{{dest}}}[{w}]))"
+            ))
         requests, tcp, opened, *more = await asyncio.gather(*queries)
         buckets = more[0] if more else []
         found: dict[EdgeKey, Traffic] = {}
@@ -150,23 +142,17 @@ class PrometheusSource:
             self.query_range(
                 f"sum by (reporter,destination_workload,response_flags,response_code,"
                 f"connection_security_policy) (rate({REQUESTS_TOTAL}{{{sel}}}[{r}]))",
-                start_at,
-                end_at,
-                step_s,
+                start_at, end_at, step_s,
             ),
             self.query_range(
                 f"sum by (reporter,destination_workload,le) "
                 f"(rate({REQUEST_DURATION}_bucket{{{dest}}}[{r}]))",
-                start_at,
-                end_at,
-                step_s,
+                start_at, end_at, step_s,
             ),
             self.query_range(
                 f"sum by (reporter,destination_workload,response_flags) "
                 f"(rate({{{','.join(filter(None, (TCP_NAMES, sel)))}}}[{r}]))",
-                start_at,
-                end_at,
-                step_s,
+                start_at, end_at, step_s,
             ),
         )
         points: dict[float, Traffic] = {}

@@ -65,18 +65,13 @@ class TrafficAnswer:
     note: str = ""
 
     def meta(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "window_s": self.window_s,
-            "note": self.note,
-            "generated_at": time.time(),
-        }
+        return {"source": self.source, "window_s": self.window_s, "note": self.note,
+                "generated_at": time.time()}
 
 
 class TrafficReader:
-    def __init__(
-        self, collector: CollectorHistory, prometheus_url: str, scrape_interval_s: float
-    ) -> None:
+    def __init__(self, collector: CollectorHistory, prometheus_url: str,
+                 scrape_interval_s: float) -> None:
         self.collector = collector
         self.prometheus_url = prometheus_url
         self.scrape_interval_s = scrape_interval_s
@@ -96,9 +91,8 @@ class TrafficReader:
     def _prometheus(self) -> PrometheusSource | None:
         return PrometheusSource(self.prometheus_url, self.session) if self.prometheus_url else None
 
-    async def _from_prometheus(
-        self, source: str, ask: Callable[[PrometheusSource], Awaitable[T]]
-    ) -> tuple[T | None, str]:
+    async def _from_prometheus(self, source: str, ask: Callable[[PrometheusSource], Awaitable[T]]
+                               ) -> tuple[T | None, str]:
         """Prometheus' answer when it should and can give one; else None and why not
         (`source=prometheus` raises instead of falling back)."""
         prometheus = self._prometheus()
@@ -121,10 +115,7 @@ class TrafficReader:
         return self.collector
 
     async def window(
-        self,
-        window_s: float,
-        source: str = "auto",
-        selector: Selector | None = None,
+        self, window_s: float, source: str = "auto", selector: Selector | None = None,
         latency: bool = True,
     ) -> TrafficAnswer:
         """The edges' traffic over the window (only those `selector` chooses; latencies
@@ -140,9 +131,8 @@ class TrafficReader:
             collected = {k: t for k, t in collected.items() if selector.matches(k)}
         return TrafficAnswer(collected, "collector", covered, note)
 
-    async def chart(
-        self, selector: Selector, range_s: float, source: str = "auto"
-    ) -> dict[str, Any]:
+    async def chart(self, selector: Selector, range_s: float, source: str = "auto"
+                    ) -> dict[str, Any]:
         """A selector's golden signals over the last `range_s`, about `CHART_POINTS`
         points: `{"source", "step_s", "points": [{"t", "rps", "error_rate", "p50_ms",
         …}]}`."""
@@ -156,19 +146,14 @@ class TrafficReader:
         else:
             points = (await self._collector()).series(selector, range_s)
             where, step_s = "collector", self.collector.interval_s
-        return {
-            "source": where,
-            "step_s": step_s,
-            "note": note,
-            "points": [_point(t, traffic) for t, traffic in points],
-        }
+        return {"source": where, "step_s": step_s, "note": note,
+                "points": [_point(t, traffic) for t, traffic in points]}
 
 
 def _point(at: float, traffic: Traffic) -> dict[str, Any]:
     error_rate = traffic.error_rate
     point: dict[str, Any] = {
-        "t": round(at, 3),
-        "rps": round(traffic.rps, 4),
+        "t": round(at, 3), "rps": round(traffic.rps, 4),
         "error_rate": None if error_rate is None else round(error_rate, 4),
         "tcp_bytes_per_s": round(traffic.tcp_bytes, 2),
     }

@@ -105,19 +105,12 @@ class Traffic:
     def to_json(self) -> dict[str, Any]:
         error_rate = self.error_rate
         if self.since_start:
-            rates: dict[str, Any] = {
-                "rps": None,
-                "error_rps": None,
-                "tcp_bytes_per_s": None,
-                "requests_since_start": _round(self.rps),
-            }
+            rates: dict[str, Any] = {"rps": None, "error_rps": None, "tcp_bytes_per_s": None,
+                                     "requests_since_start": _round(self.rps)}
         else:
-            rates = {
-                "rps": _round(self.rps),
-                "error_rps": _round(self.error_rps),
-                "tcp_bytes_per_s": _round(self.tcp_bytes),
-                "tcp_connections_per_s": _round(self.tcp_connections),
-            }
+            rates = {"rps": _round(self.rps), "error_rps": _round(self.error_rps),
+                     "tcp_bytes_per_s": _round(self.tcp_bytes),
+                     "tcp_connections_per_s": _round(self.tcp_connections)}
         return {
             **rates,
             "error_rate": None if error_rate is None else round(error_rate, 4),
@@ -149,7 +142,8 @@ def delta(newer: Edge, older: Edge | None, seconds: float | None) -> Traffic:
     old_buckets = older.duration_buckets if older else {}
     by_code = {c: diff(v, old_codes.get(c, 0.0)) / per for c, v in newer.by_code.items()}
     buckets = {
-        _le(le): diff(v, old_buckets.get(le, 0.0)) / per for le, v in newer.duration_buckets.items()
+        _le(le): diff(v, old_buckets.get(le, 0.0)) / per
+        for le, v in newer.duration_buckets.items()
     }
     tcp = diff(newer.tcp_bytes, older.tcp_bytes if older else 0.0) / per
     opened = diff(newer.tcp_opened, older.tcp_opened if older else 0.0) / per

@@ -168,9 +168,8 @@ def _pod_ports(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _init_container(
-    params: InjectionParams, capture: CaptureConfig, resources: dict[str, Any]
-) -> dict[str, Any]:
+def _init_container(params: InjectionParams, capture: CaptureConfig,
+                    resources: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": INIT_CONTAINER,
         "image": params.image,
@@ -218,10 +217,8 @@ def _proxy_container(
         {"name": "ISTIO_META_INTERCEPTION_MODE", "value": "REDIRECT"},
         {"name": "ISTIO_META_APP_CONTAINERS", "value": ",".join(c["name"] for c in app)},
         {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(_pod_ports(app))},
-        {
-            "name": "ISTIO_META_WORKLOAD_NAME",
-            "value": str(labels.get("app") or meta.get("generateName", "").rstrip("-") or ""),
-        },
+        {"name": "ISTIO_META_WORKLOAD_NAME",
+         "value": str(labels.get("app") or meta.get("generateName", "").rstrip("-") or "")},
     ]
     if probers:
         env.append({"name": PROBERS_ENV, "value": json.dumps(probers, sort_keys=True)})
@@ -232,10 +229,10 @@ def _proxy_container(
         "image": params.image,
         "command": ["ratline", "agent"],
         "env": env,
-        "ports": [
-            {"name": "http-envoy-prom", "containerPort": ENVOY_PROMETHEUS_PORT, "protocol": "TCP"}
-        ],
-        "readinessProbe": _health_probe(periodSeconds=15, timeoutSeconds=3, failureThreshold=4),
+        "ports": [{"name": "http-envoy-prom", "containerPort": ENVOY_PROMETHEUS_PORT,
+                   "protocol": "TCP"}],
+        "readinessProbe": _health_probe(periodSeconds=15, timeoutSeconds=3,
+                                        failureThreshold=4),
         "resources": resources,
         "restartPolicy": "Always",
         "securityContext": {
@@ -256,9 +253,8 @@ def _proxy_container(
         ],
     }
     if config.get("holdApplicationUntilProxyStarts", True):
-        container["startupProbe"] = _health_probe(
-            periodSeconds=1, timeoutSeconds=3, failureThreshold=600
-        )
+        container["startupProbe"] = _health_probe(periodSeconds=1, timeoutSeconds=3,
+                                                  failureThreshold=600)
     return container
 
 
@@ -266,29 +262,12 @@ def _volumes() -> list[dict[str, Any]]:
     return [
         {"name": "workload-socket", "emptyDir": {}},
         {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
-        {
-            "name": "istio-podinfo",
-            "downwardAPI": {
-                "items": [
-                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
-                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
-                ]
-            },
-        },
-        {
-            "name": "istio-token",
-            "projected": {
-                "sources": [
-                    {
-                        "serviceAccountToken": {
-                            "audience": TOKEN_AUDIENCE,
-                            "expirationSeconds": 43200,
-                            "path": "istio-token",
-                        }
-                    }
-                ]
-            },
-        },
+        {"name": "istio-podinfo", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+        ]}},
+        {"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": TOKEN_AUDIENCE, "expirationSeconds": 43200, "path": "istio-token"}}]}},
         {"name": "istiod-ca-cert", "configMap": {"name": CA_ROOT_CONFIGMAP}},
     ]
 
@@ -321,18 +300,11 @@ def inject(pod: Mapping[str, Any], params: InjectionParams, namespace: str = "")
     if not _opted_out(annotations.get(REWRITE_PROBES, "true")):
         app, probers = rewrite_probes(app)
     sidecar = _proxy_container(params, pod, config, probers, resources, app)
-    init = [
-        _init_container(params, capture, copy.deepcopy(resources)),
-        sidecar,
-        *(dict(c) for c in spec.get("initContainers") or ()),
-    ]
+    init = [_init_container(params, capture, copy.deepcopy(resources)), sidecar,
+            *(dict(c) for c in spec.get("initContainers") or ())]
     volumes = [*(spec.get("volumes") or ()), *_volumes()]
-    status = {
-        "initContainers": [INIT_CONTAINER, PROXY_CONTAINER],
-        "containers": [],
-        "volumes": [v["name"] for v in _volumes()],
-        "revision": params.revision,
-    }
+    status = {"initContainers": [INIT_CONTAINER, PROXY_CONTAINER], "containers": [],
+              "volumes": [v["name"] for v in _volumes()], "revision": params.revision}
     new_annotations = {
         "prometheus.io/port": str(AGENT_METRICS_PORT),
         "prometheus.io/path": "/stats/prometheus",

@@ -74,7 +74,9 @@ def proxy_config(
     return merged, list(dict.fromkeys(warnings))
 
 
-def proxy_resources(annotations: Mapping[str, str], cpu: str, memory: str) -> dict[str, Any]:
+def proxy_resources(
+    annotations: Mapping[str, str], cpu: str, memory: str
+) -> dict[str, Any]:
     """The sidecar's `resources` (requests from the annotations or the defaults)."""
     requests = {"cpu": annotations.get(CPU, cpu), "memory": annotations.get(MEMORY, memory)}
     limits = {

@@ -34,35 +34,20 @@ FAILURE_POLICY = "Fail"
 def _client(ca_bundle_pem: str, url: str, service: str, namespace: str) -> dict[str, Any]:
     client: dict[str, Any] = {"caBundle": base64.b64encode(ca_bundle_pem.encode()).decode()}
     if service:
-        client["service"] = {
-            "name": service,
-            "namespace": namespace,
-            "path": INJECT_PATH,
-            "port": 443,
-        }
+        client["service"] = {"name": service, "namespace": namespace,
+                             "path": INJECT_PATH, "port": 443}
     else:
         client["url"] = url.rstrip("/") + INJECT_PATH
     return client
 
 
-def _webhook(
-    name: str,
-    client: dict[str, Any],
-    namespace_selector: list[dict[str, Any]],
-    object_selector: list[dict[str, Any]],
-) -> dict[str, Any]:
+def _webhook(name: str, client: dict[str, Any], namespace_selector: list[dict[str, Any]],
+             object_selector: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "name": name,
         "clientConfig": client,
-        "rules": [
-            {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE"],
-                "resources": ["pods"],
-                "scope": "*",
-            }
-        ],
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                   "resources": ["pods"], "scope": "*"}],
         "namespaceSelector": {"matchExpressions": namespace_selector},
         "objectSelector": {"matchExpressions": object_selector},
         "failurePolicy": FAILURE_POLICY,
@@ -74,10 +59,7 @@ def _webhook(
 
 
 def injector_configuration(
-    namespace: str,
-    ca_bundle_pem: str,
-    url: str = "",
-    service: str = "",
+    namespace: str, ca_bundle_pem: str, url: str = "", service: str = "",
     revision: str = "default",
 ) -> dict[str, Any]:
     """The configuration (by `url`, or `service` in `namespace` on port 443)."""
@@ -94,23 +76,18 @@ def injector_configuration(
         },
         "webhooks": [
             _webhook(
-                "namespace.sidecar-injector.istio.io",
-                client,
+                "namespace.sidecar-injector.istio.io", client,
                 [{"key": INJECTION_LABEL, "operator": "In", "values": ["enabled"]}],
                 [not_opted_out],
             ),
             _webhook(
-                "rev.namespace.sidecar-injector.istio.io",
-                client,
-                [
-                    {"key": REVISION_LABEL, "operator": "In", "values": [revision]},
-                    no_injection_label,
-                ],
+                "rev.namespace.sidecar-injector.istio.io", client,
+                [{"key": REVISION_LABEL, "operator": "In", "values": [revision]},
+                 no_injection_label],
                 [not_opted_out],
             ),
             _webhook(
-                "object.sidecar-injector.istio.io",
-                client,
+                "object.sidecar-injector.istio.io", client,
                 [no_injection_label, no_revision_label],
                 [{"key": INJECT, "operator": "In", "values": ["true"]}, no_revision_label],
             ),

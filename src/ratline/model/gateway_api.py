@@ -62,9 +62,9 @@ class GatewayApiModel:
         )
 
 
-def condition(
-    kind: str, ok: bool, reason_ok: str, reason_bad: str, message: str = ""
-) -> dict[str, Any]:
+def condition(kind: str, ok: bool, reason_ok: str, reason_bad: str, message: str = "") -> dict[
+    str, Any
+]:
     """One status condition, shaped as Istio's controller writes it."""
     return {
         "type": kind,
@@ -97,24 +97,15 @@ class _Listener:
     attached: int = 0
 
 
-def _server(
-    listener: Listener,
-    gw: Resource[Any],
-    grants: tuple[Resource[Any], ...],
-    where: str,
-    model: GatewayApiModel,
-) -> tuple[dict[str, Any] | None, str, str]:
+def _server(listener: Listener, gw: Resource[Any], grants: tuple[Resource[Any], ...],
+            where: str, model: GatewayApiModel) -> tuple[dict[str, Any] | None, str, str]:
     """The Istio server of a listener, or None, why not and the condition's reason
     (`UnsupportedProtocol`/`UnsupportedValue`: not accepted; `InvalidCertificateRef`/
     `RefNotPermitted`: accepted, references not resolved)."""
     protocol = LISTENER_PROTOCOLS.get(listener.protocol)
     if protocol is None:
-        model.finding(
-            gw,
-            f"{where}.protocol",
-            f"listener protocol {listener.protocol} is not "
-            "yet supported by Ratline; the listener is ignored",
-        )
+        model.finding(gw, f"{where}.protocol", f"listener protocol {listener.protocol} is not "
+                      "yet supported by Ratline; the listener is ignored")
         return None, f"protocol {listener.protocol} is not supported", "UnsupportedProtocol"
     server: dict[str, Any] = {
         "port": {"number": listener.port, "protocol": protocol, "name": listener.name},
@@ -123,18 +114,14 @@ def _server(
     }
     tls = listener.tls
     if tls is not None and tls.options:
-        model.finding(
-            gw, f"{where}.tls.options", "tls.options are not yet supported by Ratline; ignored"
-        )
+        model.finding(gw, f"{where}.tls.options", "tls.options are not yet supported by "
+                      "Ratline; ignored")
     allowed = listener.allowed_routes
     selector = allowed.namespaces.selector if allowed and allowed.namespaces else None
     if selector is not None and selector.match_expressions:
-        model.finding(
-            gw,
-            f"{where}.allowedRoutes.namespaces.selector.matchExpressions",
-            "matchExpressions are not yet supported by Ratline: no route of "
-            "another namespace binds to this listener",
-        )
+        model.finding(gw, f"{where}.allowedRoutes.namespaces.selector.matchExpressions",
+                      "matchExpressions are not yet supported by Ratline: no route of "
+                      "another namespace binds to this listener")
     if protocol in ("HTTPS", "TLS") and tls is not None and tls.mode == "Passthrough":
         server["tls"] = {"mode": "PASSTHROUGH"}
     elif protocol in ("HTTPS", "TLS"):
@@ -152,50 +139,36 @@ def _server(
             return None, why, "RefNotPermitted"
         server["_namespace"] = namespace  # the Istio Gateway's: its Secrets are found there
         if protocol == "TLS":
-            model.finding(
-                gw,
-                f"{where}.tls.mode",
-                "TLS termination on a TLS listener is not "
-                "yet supported by Ratline; the listener is ignored",
-            )
+            model.finding(gw, f"{where}.tls.mode", "TLS termination on a TLS listener is not "
+                          "yet supported by Ratline; the listener is ignored")
             return None, "TLS termination on a TLS listener is not supported", "UnsupportedValue"
         server["tls"] = {"mode": "SIMPLE", "credentialName": ref.name}
     return server, "", ""
 
 
-def _gateways(
-    resources: list[Resource[Any]], grants: tuple[Resource[Any], ...], model: GatewayApiModel
-) -> dict[tuple[str, str], list[_Listener]]:
+def _gateways(resources: list[Resource[Any]], grants: tuple[Resource[Any], ...],
+              model: GatewayApiModel) -> dict[tuple[str, str], list[_Listener]]:
     listeners: dict[tuple[str, str], list[_Listener]] = {}
     classes = {r.name: r for r in resources if r.kind == "GatewayClass"}
     served = served_classes(r.raw for r in classes.values())
     for res in classes.values():
         ours = res.spec.controller_name == CONTROLLER_NAME
         if ours and res.spec.parameters_ref:
-            model.finding(
-                res, "spec.parametersRef", "parametersRef is not yet supported by Ratline; ignored"
-            )
+            model.finding(res, "spec.parametersRef", "parametersRef is not yet supported by "
+                          "Ratline; ignored")
         if ours:
             model.status[res.key] = {"conditions": [condition("Accepted", True, "Accepted", "")]}
     for gw in (r for r in resources if r.kind == KUBERNETES_GATEWAY):
         if gw.spec.gateway_class_name not in served:
-            model.finding(
-                gw,
-                "spec.gatewayClassName",
-                f"gatewayClassName "
-                f"{gw.spec.gateway_class_name!r} is not served by Ratline (only "
-                f"{ISTIO_CLASS!r} and GatewayClasses of controllerName "
-                f"{CONTROLLER_NAME}); the Gateway is ignored",
-            )
+            model.finding(gw, "spec.gatewayClassName", f"gatewayClassName "
+                          f"{gw.spec.gateway_class_name!r} is not served by Ratline (only "
+                          f"{ISTIO_CLASS!r} and GatewayClasses of controllerName "
+                          f"{CONTROLLER_NAME}); the Gateway is ignored")
             continue
         for name in ("addresses", "infrastructure"):
             if getattr(gw.spec, name):
-                model.finding(
-                    gw,
-                    f"spec.{name}",
-                    f"{name} is not yet supported by Ratline "
-                    "(the local runtime picks the gateway's ports); ignored",
-                )
+                model.finding(gw, f"spec.{name}", f"{name} is not yet supported by Ratline "
+                              "(the local runtime picks the gateway's ports); ignored")
         entries: list[_Listener] = []
         listener_status: list[dict[str, Any]] = []
         for index, listener in enumerate(gw.spec.listeners):
@@ -207,12 +180,12 @@ def _gateways(
                 namespace = server.pop("_namespace", gw.namespace)
                 spec = GatewaySpec.model_validate(
                     {"selector": selector_for(gw.name, gw.namespace), "servers": [server]},
-                    by_alias=True,
-                    by_name=False,
+                    by_alias=True, by_name=False,
                 )
                 model.gateways.append(_synthetic("Gateway", name, namespace, spec, gw))
                 entries.append(_Listener(gw, listener, name, namespace))
-            listener_status.append({"name": listener.name, "problem": problem, "reason": reason})
+            listener_status.append({"name": listener.name, "problem": problem,
+                                    "reason": reason})
         listeners[(gw.namespace, gw.name)] = entries
         model.status[gw.key] = {"_listeners": listener_status}
     return listeners
@@ -222,9 +195,8 @@ def _namespace_labels(resources: Iterable[Resource[Any]]) -> dict[str, Mapping[s
     return {r.name: r.labels for r in resources if r.kind == "Namespace"}
 
 
-def _allows(
-    entry: _Listener, route: Resource[Any], ns_labels: Mapping[str, Mapping[str, str]]
-) -> str:
+def _allows(entry: _Listener, route: Resource[Any], ns_labels: Mapping[str, Mapping[str, str]]
+            ) -> str:
     """Why the listener does not accept the route ('' when it does)."""
     if entry.listener.protocol not in ROUTE_PROTOCOLS[route.kind]:
         return "NotAllowedByListeners"
@@ -241,13 +213,9 @@ def _allows(
             return "NotAllowedByListeners"
         if selector is not None and selector.match_expressions:
             return "NotAllowedByListeners"  # reported on the Gateway: not evaluated
-    if (
-        allowed is not None
-        and allowed.kinds
-        and not any(
-            k.kind == route.kind and (k.group or GATEWAY_API_GROUP) == GATEWAY_API_GROUP
-            for k in allowed.kinds
-        )
+    if allowed is not None and allowed.kinds and not any(
+        k.kind == route.kind and (k.group or GATEWAY_API_GROUP) == GATEWAY_API_GROUP
+        for k in allowed.kinds
     ):
         return "NotAllowedByListeners"
     hostnames = getattr(route.spec, "hostnames", ())
@@ -266,12 +234,9 @@ def _hosts_meet(a: str, b: str) -> bool:
     return False
 
 
-def _parents(
-    route: Resource[Any],
-    listeners: Mapping[tuple[str, str], list[_Listener]],
-    ns_labels: Mapping[str, Mapping[str, str]],
-    model: GatewayApiModel,
-) -> list[tuple[Any, list[_Listener], str]]:
+def _parents(route: Resource[Any], listeners: Mapping[tuple[str, str], list[_Listener]],
+             ns_labels: Mapping[str, Mapping[str, str]], model: GatewayApiModel
+             ) -> list[tuple[Any, list[_Listener], str]]:
     """Each parentRef served by Ratline with the listeners that accept the route (and
     the reason when none does)."""
     found: list[tuple[Any, list[_Listener], str]] = []
@@ -279,21 +244,16 @@ def _parents(
         if (ref.group or GATEWAY_API_GROUP) != GATEWAY_API_GROUP or (ref.kind or "Gateway") != (
             "Gateway"
         ):
-            model.finding(
-                route,
-                f"spec.parentRefs[{index}]",
-                f"a {ref.kind} parent (the "
-                "Gateway API for the mesh, GAMMA) is not yet supported by Ratline; "
-                "ignored",
-            )
+            model.finding(route, f"spec.parentRefs[{index}]", f"a {ref.kind} parent (the "
+                          "Gateway API for the mesh, GAMMA) is not yet supported by Ratline; "
+                          "ignored")
             continue
         entries = listeners.get((ref.namespace or route.namespace, ref.name))
         if entries is None:
             found.append((ref, [], "NoMatchingParent"))
             continue
         candidates = [
-            e
-            for e in entries
+            e for e in entries
             if ref.section_name in (None, e.listener.name) and ref.port in (None, e.listener.port)
         ]
         reasons = [_allows(e, route, ns_labels) for e in candidates]
@@ -303,12 +263,8 @@ def _parents(
     return found
 
 
-def _route(
-    route: Resource[Any],
-    ctx: RouteContext,
-    parents: list[tuple[Any, list[_Listener], str]],
-    model: GatewayApiModel,
-) -> None:
+def _route(route: Resource[Any], ctx: RouteContext, parents: list[tuple[Any, list[_Listener],
+           str]], model: GatewayApiModel) -> None:
     refs = Refs()
     attached = [e for _ref, entries, _why in parents for e in entries]
     spec: dict[str, Any] = {"hosts": list(getattr(route.spec, "hostnames", ())) or ["*"]}
@@ -339,13 +295,8 @@ def _route(
             model.finding(route, "spec", problem)
         else:
             model.virtual_services.append(
-                _synthetic(
-                    "VirtualService",
-                    f"{route.name}-{route.kind.lower()}",
-                    route.namespace,
-                    vs,
-                    route,
-                )
+                _synthetic("VirtualService", f"{route.name}-{route.kind.lower()}",
+                           route.namespace, vs, route)
             )
             for e in attached:
                 e.attached += 1
@@ -357,20 +308,10 @@ def _route(
                 "parentRef": ref.model_dump(by_alias=True, exclude_none=True),
                 "controllerName": CONTROLLER_NAME,
                 "conditions": [
-                    condition(
-                        "Accepted",
-                        bool(entries) and not problem,
-                        "Accepted",
-                        why or "UnsupportedValue",
-                        problem,
-                    ),
-                    condition(
-                        "ResolvedRefs",
-                        not refs.problems,
-                        "ResolvedRefs",
-                        reason_refs,
-                        text_refs or "All references resolved",
-                    ),
+                    condition("Accepted", bool(entries) and not problem, "Accepted",
+                              why or "UnsupportedValue", problem),
+                    condition("ResolvedRefs", not refs.problems, "ResolvedRefs", reason_refs,
+                              text_refs or "All references resolved"),
                 ],
             }
             for ref, entries, why in parents
@@ -385,51 +326,32 @@ def _gateway_status(gw: Resource[Any], entries: list[_Listener], model: GatewayA
     for item in draft:
         reason, problem = item["reason"], item["problem"]
         refs_bad = reason in ("InvalidCertificateRef", "RefNotPermitted")
-        listeners.append(
-            {
-                "name": item["name"],
-                "attachedRoutes": attached.get(item["name"], 0),
-                "conditions": [
-                    condition("Accepted", refs_bad or not reason, "Accepted", reason, problem),
-                    condition(
-                        "ResolvedRefs",
-                        not refs_bad,
-                        "ResolvedRefs",
-                        reason,
-                        problem if refs_bad else "All references resolved",
-                    ),
-                    condition(
-                        "Programmed",
-                        not reason,
-                        "Programmed",
-                        "Invalid",
-                        problem or "Resource programmed",
-                    ),
-                ],
-            }
-        )
+        listeners.append({
+            "name": item["name"],
+            "attachedRoutes": attached.get(item["name"], 0),
+            "conditions": [
+                condition("Accepted", refs_bad or not reason, "Accepted", reason, problem),
+                condition("ResolvedRefs", not refs_bad, "ResolvedRefs", reason,
+                          problem if refs_bad else "All references resolved"),
+                condition("Programmed", not reason, "Programmed", "Invalid",
+                          problem or "Resource programmed"),
+            ],
+        })
     bad = [i for i in draft if i["reason"]]
     message = "; ".join(f"listener {i['name']}: {i['problem']}" for i in bad)
     model.status[gw.key] = {
         "conditions": [
-            condition("Accepted", True, "Accepted", "Invalid", message or "Resource accepted"),
-            condition(
-                "Programmed",
-                len(bad) < len(draft),
-                "Programmed",
-                "Invalid",
-                message or "Resource programmed",
-            ),
+            condition("Accepted", True, "Accepted", "Invalid",
+                      message or "Resource accepted"),
+            condition("Programmed", len(bad) < len(draft), "Programmed", "Invalid",
+                      message or "Resource programmed"),
         ],
         "listeners": listeners,
     }
 
 
-def convert(
-    resources: Iterable[Resource[Any]],
-    services: Mapping[str, Any],
-    domain_suffix: str = "cluster.local",
-) -> GatewayApiModel:
+def convert(resources: Iterable[Resource[Any]], services: Mapping[str, Any],
+            domain_suffix: str = "cluster.local") -> GatewayApiModel:
     """The Istio-shaped Gateways and VirtualServices, statuses and findings of the
     Gateway API resources among `resources`."""
     resources = list(resources)

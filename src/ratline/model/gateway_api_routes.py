@@ -240,7 +240,9 @@ def _apply_filter(
     if f.type == "RequestHeaderModifier" and f.request_header_modifier is not None:
         rule.setdefault("headers", {})["request"] = _header_operations(f.request_header_modifier)
     elif f.type == "ResponseHeaderModifier" and f.response_header_modifier is not None:
-        rule.setdefault("headers", {})["response"] = _header_operations(f.response_header_modifier)
+        rule.setdefault("headers", {})["response"] = _header_operations(
+            f.response_header_modifier
+        )
     elif f.type == "RequestRedirect" and f.request_redirect is not None:
         r = f.request_redirect
         redirect: dict[str, Any] = {"redirectCode": r.status_code}
@@ -267,9 +269,8 @@ def _apply_filter(
         rule["rewrite"] = rewrite
     elif f.type == "RequestMirror" and f.request_mirror is not None:
         mirror = f.request_mirror
-        destination = _destination(
-            mirror.backend_ref, f"{where}.requestMirror.backendRef", ctx, refs
-        )
+        destination = _destination(mirror.backend_ref, f"{where}.requestMirror.backendRef",
+                                   ctx, refs)
         if destination is not None:
             item: dict[str, Any] = {"destination": destination}
             if mirror.percent is not None:

@@ -99,9 +99,6 @@ RAW_SERVICES = "ratline_services"
 """The services of the inbound port (destination reporter), comma-separated."""
 RAW_AUTHORITY = "ratline_authority"
 """The request's :authority (destination reporter), to pick among `RAW_SERVICES`."""
-RAW_COUNTS_REQUESTS = "ratline_counts_requests"
-"""On the duration histogram: its `_count` is also `istio_requests_total` (one stat fewer
-per request; the counter is then not recorded, see `telemetry_envoy.request_metrics_log`)."""
 RAW_CONTENT_TYPE = "ratline_content_type"
 """The request's content-type: `grpc` or `http` for `request_protocol`."""
 

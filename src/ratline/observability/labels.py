@@ -131,21 +131,10 @@ IDENTITY_KEYS = (
 
 def identity(own: PeerMetadata) -> Identity:
     """The reporting proxy's identity as the agent knows it (from its node metadata)."""
-    return tuple(
-        zip(
-            IDENTITY_KEYS,
-            (
-                own.workload or UNKNOWN,
-                own.namespace,
-                own.app,
-                own.version,
-                own.canonical_service,
-                own.canonical_revision,
-                own.cluster_id,
-            ),
-            strict=True,
-        )
-    )
+    return tuple(zip(IDENTITY_KEYS, (
+        own.workload or UNKNOWN, own.namespace, own.app, own.version, own.canonical_service,
+        own.canonical_revision, own.cluster_id,
+    ), strict=True))
 
 
 def _own_labels(side: str, raw: Mapping[str, str], own: Identity) -> dict[str, str]:

@@ -3,9 +3,8 @@
 Envoy exposes the counters its stats access logger keeps as `envoy_istio_*` with raw
 tags; `IstioSeries` reads them, turns each raw tag set into Istio's labels
 (`ratline.observability.labels`), sums the series that end up with equal labels, and
-renders `istio_*` families (`istio_requests_total` from the duration histogram's
-`_count` where the proxy records no separate counter). Every other Envoy stat passes
-through unchanged, as on an Istio pod's merged metrics port (15020).
+renders `istio_*` families. Every other Envoy stat passes through unchanged, as on an
+Istio pod's merged metrics port (15020).
 """
 
 from __future__ import annotations
@@ -18,9 +17,6 @@ from ratline.observability.istio_metrics import (
     ENVOY_PREFIX,
     HELP,
     HTTP_HISTOGRAMS,
-    RAW_COUNTS_REQUESTS,
-    REQUEST_DURATION,
-    REQUESTS_TOTAL,
     TCP_COUNTERS,
 )
 from ratline.observability.labels import Identity, Labels, istio_labels
@@ -85,10 +81,6 @@ class IstioSeries:
             hist.total += sample.value
         elif suffix == "_count":
             hist.count += sample.value
-            if family == REQUEST_DURATION and raw.get(RAW_COUNTS_REQUESTS):
-                # One sample per request: the count of requests (no separate counter).
-                by_labels = self.counters.setdefault(REQUESTS_TOTAL, {})
-                by_labels[labels] = by_labels.get(labels, 0.0) + sample.value
         return True
 
     def render(self) -> Iterator[str]:

@@ -35,7 +35,8 @@ def canonical_service(labels: Mapping[str, str], workload: str) -> str:
     return workload or UNKNOWN
 
 
-TELEMETRY_LABELS = frozenset({"app", "version", *CANONICAL_NAME_LABELS, *CANONICAL_REVISION_LABELS})
+TELEMETRY_LABELS = frozenset({"app", "version", *CANONICAL_NAME_LABELS,
+                              *CANONICAL_REVISION_LABELS})
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,12 @@ class PeerMetadata:
         the fields and labels telemetry reads (the pod is in `x-envoy-peer-metadata-id`).
         Each proxy records its peer's header as one stat tag, so shorter is cheaper."""
         struct = struct_pb2.Struct()
-        struct.update(
-            {
-                "NAMESPACE": self.namespace,
-                "WORKLOAD_NAME": self.workload,
-                "LABELS": {k: v for k, v in self.labels.items() if k in TELEMETRY_LABELS},
-                "CLUSTER_ID": self.cluster_id,
-            }
-        )
+        struct.update({
+            "NAMESPACE": self.namespace,
+            "WORKLOAD_NAME": self.workload,
+            "LABELS": {k: v for k, v in self.labels.items() if k in TELEMETRY_LABELS},
+            "CLUSTER_ID": self.cluster_id,
+        })
         return base64.b64encode(struct.SerializeToString(deterministic=True)).decode()
 
     @classmethod

@@ -22,25 +22,23 @@ def prometheus_config(
 ) -> dict[str, Any]:
     """`admin_url` is `http://HOST:PORT` of the control plane's admin API."""
     auth = {"type": "Bearer", "credentials_file": credentials_file}
-    return without_nulls(
-        {
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [
-                {
-                    "job_name": job,
-                    "authorization": auth if job == "istiod" else None,
-                    "http_sd_configs": [
-                        {
-                            "url": f"{admin_url}{SD_PATH}?job={job}",
-                            "refresh_interval": sd_refresh,
-                            "authorization": auth,
-                        }
-                    ],
-                }
-                for job in JOBS
-            ],
-        }
-    )
+    return without_nulls({
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "authorization": auth if job == "istiod" else None,
+                "http_sd_configs": [
+                    {
+                        "url": f"{admin_url}{SD_PATH}?job={job}",
+                        "refresh_interval": sd_refresh,
+                        "authorization": auth,
+                    }
+                ],
+            }
+            for job in JOBS
+        ],
+    })
 
 
 def without_nulls(data: Any) -> Any:

@@ -177,26 +177,20 @@ def request_metrics_log(
     """The stats logger counting Istio's HTTP metrics for one reporter; None if all off."""
     tags = request_tags(reporter, own, services)
     config = _stats_config()
-    overrides = {m: telemetry.tag_overrides.get((m, reporter), ()) for m in im.ALL_METRICS}
-    # The duration histogram records one sample per request: with equal labels its count
-    # is the request count, and Envoy evaluates the tags of one stat fewer per request.
-    folded = (
-        telemetry.metric_on(im.REQUESTS_TOTAL, reporter)
-        and telemetry.metric_on(im.REQUEST_DURATION, reporter)
-        and overrides[im.REQUESTS_TOTAL] == overrides[im.REQUEST_DURATION]
-    )
     for metric in im.HTTP_COUNTERS:
-        if telemetry.metric_on(metric, reporter) and not folded:
+        if telemetry.metric_on(metric, reporter):
             counter = config.counters.add()
-            counter.stat.CopyFrom(_stat(metric, tags, overrides[metric]))
+            counter.stat.CopyFrom(
+                _stat(metric, tags, telemetry.tag_overrides.get((metric, reporter), ()))
+            )
             counter.value_fixed.value = 1
     for metric in im.HTTP_HISTOGRAMS:
         if telemetry.metric_on(metric, reporter):
             value_format, unit = _HISTOGRAM_VALUES[metric]
             histogram = config.histograms.add(unit=unit, value_format=value_format)
-            histogram.stat.CopyFrom(_stat(metric, tags, overrides[metric]))
-            if folded and metric == im.REQUEST_DURATION:
-                histogram.stat.tags.add(name=im.RAW_COUNTS_REQUESTS, value_format="1")
+            histogram.stat.CopyFrom(
+                _stat(metric, tags, telemetry.tag_overrides.get((metric, reporter), ()))
+            )
     if not config.counters and not config.histograms:
         return None
     return accesslog_pb2.AccessLog(name=STATS_LOGGER, typed_config=pack_any(config))

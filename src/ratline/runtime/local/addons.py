@@ -35,9 +35,8 @@ def find_prometheus(settings: Settings) -> str | None:
 
 
 class PrometheusAddon:
-    def __init__(
-        self, binary: str, mesh_dir: Path, settings: Settings, allocator: PortAllocator
-    ) -> None:
+    def __init__(self, binary: str, mesh_dir: Path, settings: Settings,
+                 allocator: PortAllocator) -> None:
         self.binary = binary
         self.dir = state_dir(mesh_dir) / "prometheus"
         self.mesh_dir = mesh_dir
@@ -83,8 +82,5 @@ class PrometheusAddon:
 
     def run_info(self) -> dict[str, Any]:
         running = self.process is not None and self.process.running
-        return {
-            "url": self.url,
-            "pid": self.process.pid if running and self.process else None,
-            "config": str(self.dir / "prometheus.yml"),
-        }
+        return {"url": self.url, "pid": self.process.pid if running and self.process else None,
+                "config": str(self.dir / "prometheus.yml")}

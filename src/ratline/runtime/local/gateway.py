@@ -127,13 +127,8 @@ class LocalGateway:
     @property
     def peer(self) -> PeerMetadata:
         """The gateway's identity to its peers (its node metadata)."""
-        return PeerMetadata(
-            self.name,
-            self.namespace,
-            self.spec.deployment.name,
-            dict(self.labels),
-            self.service_account,
-        )
+        return PeerMetadata(self.name, self.namespace, self.spec.deployment.name,
+                            dict(self.labels), self.service_account)
 
     def workload_instance(self) -> WorkloadInstance:
         """The gateway as the registry knows it: a declared gateway with its ports (a

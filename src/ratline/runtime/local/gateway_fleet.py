@@ -41,7 +41,8 @@ DEPLOYMENT_KIND = "Deployment"
 class Enroller(Protocol):
     """The runner's security, as far as gateways need it."""
 
-    def enroll(self, node_id: str, namespace: str, service_account: str, instance: str) -> None: ...
+    def enroll(self, node_id: str, namespace: str, service_account: str, instance: str) -> None:
+        ...
 
     async def forget(self, node_id: str) -> None: ...
 
@@ -95,7 +96,9 @@ class GatewayFleet:
             by_kind.setdefault(str(item.get("kind")), []).append(item.get("resource") or {})
         gateway_api = by_kind.get(KUBERNETES_GATEWAY, [])
         classes = served_classes(by_kind.get("GatewayClass", ()))
-        desired, errors = desired_gateways(by_kind.get(DEPLOYMENT_KIND, ()), gateway_api, classes)
+        desired, errors = desired_gateways(
+            by_kind.get(DEPLOYMENT_KIND, ()), gateway_api, classes
+        )
         if errors != self.errors:
             for error in errors:
                 log.error("%s", error)
@@ -107,11 +110,8 @@ class GatewayFleet:
         ]
         if stopping:
             for gateway in stopping:
-                log.info(
-                    "gateway %s.%s: stopping (Deployment changed or removed)",
-                    gateway.name,
-                    gateway.namespace,
-                )
+                log.info("gateway %s.%s: stopping (Deployment changed or removed)",
+                         gateway.name, gateway.namespace)
             await drain_and_stop(stopping)
             for gateway in stopping:
                 await self._forget(gateway)
@@ -146,9 +146,8 @@ class GatewayFleet:
         )
         security = ctx.security()
         if security is not None:
-            security.enroll(
-                gateway.node_id, gateway.namespace, gateway.service_account, gateway.name
-            )
+            security.enroll(gateway.node_id, gateway.namespace, gateway.service_account,
+                            gateway.name)
         self.gateways[spec.key] = gateway
         admin = f"{ctx.settings.bind_address}:{gateway.admin_port}"
         await ctx.metrics.add(gateway.stats_port, admin, gateway.peer)

@@ -197,10 +197,7 @@ class LocalInstance:
         """Who this instance is to its peers (its proxy's node metadata)."""
         workload = self.spec.workload
         return PeerMetadata(
-            self.name,
-            self.spec.namespace,
-            workload.name,
-            workload.label_map,
+            self.name, self.spec.namespace, workload.name, workload.label_map,
             workload.service_account,
         )
 

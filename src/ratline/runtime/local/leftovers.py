@@ -52,9 +52,8 @@ def recorded_processes(info: Mapping[str, Any]) -> list[RecordedProcess]:
         if isinstance(pid, int) and pid > 0 and pid != info.get("runner_pid"):
             ticks = entry.get("start_ticks")
             found.append(
-                RecordedProcess(
-                    pid, str(entry.get("role") or "?"), ticks if isinstance(ticks, int) else None
-                )
+                RecordedProcess(pid, str(entry.get("role") or "?"),
+                                ticks if isinstance(ticks, int) else None)
             )
     return found
 
@@ -176,11 +175,8 @@ def clean_up_after_dead_runner(
     records = recorded_processes(info)
     if not records and "processes" not in info:
         # A run.json of a version that recorded no start times: nothing can be checked.
-        records = [
-            RecordedProcess(pid, "process")
-            for pid in pids_in_run_info(info)
-            if pid != info.get("runner_pid")
-        ]
+        records = [RecordedProcess(pid, "process") for pid in pids_in_run_info(info)
+                   if pid != info.get("runner_pid")]
     found = find_leftovers(records)
     if found.unverified and not force:
         raise LeftoverProcesses(mesh_dir, found.unverified)

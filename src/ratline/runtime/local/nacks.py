@@ -74,9 +74,8 @@ def current_nacks(answer: Mapping[str, Any]) -> list[Nack]:
         for type_name in sorted(types):
             nack = (types.get(type_name) or {}).get("nack")
             if nack:
-                found.append(
-                    Nack(proxy_name(proxy), str(proxy.get("node") or ""), type_name, str(nack))
-                )
+                found.append(Nack(proxy_name(proxy), str(proxy.get("node") or ""), type_name,
+                                  str(nack)))
     return sorted(found, key=lambda n: n.key)
 
 

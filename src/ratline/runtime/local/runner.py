@@ -183,11 +183,8 @@ class Runner:
         try:
             for setting in ("xds_port", "admin_port", "ca_port"):
                 if getattr(self.settings, setting):
-                    check_free(
-                        self.settings.bind_address,
-                        getattr(self.settings, setting),
-                        f"RATLINE_{setting.upper()}",
-                    )
+                    check_free(self.settings.bind_address, getattr(self.settings, setting),
+                               f"RATLINE_{setting.upper()}")
         except PortInUse as exc:
             log.error("%s", exc)
             return 1
@@ -535,7 +532,8 @@ class Runner:
         stopped = clean_up_after_dead_runner(self.mesh_dir, stale)
         if stopped:
             log.warning(
-                "the previous runner (PID %s) died without stopping what it started; stopped %s",
+                "the previous runner (PID %s) died without stopping what it started; "
+                "stopped %s",
                 stale.get("runner_pid"),
                 ", ".join(r.describe() for r in stopped),
             )

@@ -46,10 +46,7 @@ class LocalSecurity:
     """SDS server + certificate rotation for every proxy of this runner."""
 
     def __init__(
-        self,
-        mesh_dir: Path,
-        settings: Settings,
-        ca_endpoint: Callable[[], str | None],
+        self, mesh_dir: Path, settings: Settings, ca_endpoint: Callable[[], str | None],
         xds_tls: bool,
     ) -> None:
         self.mesh_dir = mesh_dir
@@ -72,9 +69,7 @@ class LocalSecurity:
 
     def enroll(self, node_id: str, namespace: str, service_account: str, instance: str) -> None:
         token = mint_token(
-            self.token_key,
-            namespace=namespace,
-            service_account=service_account,
+            self.token_key, namespace=namespace, service_account=service_account,
             instance=instance,
         )
         self.identities.enroll(Enrollment(node_id, namespace, service_account, token))

@@ -158,3 +158,4 @@ def plan_reconcile(
     stop = [key for key, spec in running.items() if desired.get(key) != spec]
     start = [spec for key, spec in desired.items() if running.get(key) != spec]
     return ReconcilePlan(start=tuple(sorted(start, key=lambda s: s.key)), stop=tuple(sorted(stop)))
+
