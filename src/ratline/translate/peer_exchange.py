@@ -12,7 +12,9 @@ mechanism Envoy does have:
 - **Destination reporter** (the server's inbound tcp_proxy) learns the *source*'s from the
   connection itself: a client sidecar (or gateway) opens its mTLS connections to sidecars
   on TCP ports with a PROXY protocol v2 header (`upstream_proxy_protocol` transport socket
-  around the mTLS one) carrying its own metadata as a custom TLV; the server's
+  around the mTLS one: the header precedes the handshake, in the clear and not
+  authenticated; the principals still come from the certificates) carrying its own
+  metadata as a custom TLV; the server's
   `proxy_protocol` listener filter keeps it in dynamic metadata, where HTTP's
   header-to-metadata filter keeps the peer header, so the same tag reads both.
 
