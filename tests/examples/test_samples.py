@@ -19,8 +19,6 @@ SAMPLES = [
 ]
 EXTRA = {"httpbin": ["flaky.yaml", "locality.yaml"]}
 """Samples that other samples of the same mesh need (services they route to)."""
-NEEDS = {"virtual-service-ratings-db.yaml": ["destination-rule-all.yaml"]}
-"""Samples that one sample needs, as its Istio task applies them before it (subsets)."""
 
 
 @pytest.mark.parametrize(("mesh", "sample"), SAMPLES, ids=[s.name for _, s in SAMPLES])
@@ -28,7 +26,6 @@ def test_sample_analyzes_clean(mesh: str, sample: Path) -> None:
     paths = [
         EXAMPLES / mesh,
         *(EXAMPLES / f"{mesh}-samples" / e for e in EXTRA.get(mesh, [])),
-        *(EXAMPLES / f"{mesh}-samples" / e for e in NEEDS.get(sample.name, [])),
         sample,
     ]
     findings = [
