@@ -474,8 +474,15 @@ def test_tcp_echo_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: Prom
         assert source["source_canonical_revision"] == "latest"
         assert source["source_cluster"] == "Kubernetes" and source["pod"] == "echo-client-0"
         assert source["connection_security_policy"] == "unknown"
-        # No metadata exchange on raw TCP (docs/observability.md): the peer is unknown.
-        assert source["destination_workload"] == "unknown"
+        # The peer's workload (translate.peer_exchange): the upstream host's EDS metadata
+        # at the source, the client's PROXY protocol TLV at the destination.
+        assert source["destination_workload"] == "tcp-echo-v1"
+        assert source["destination_workload_namespace"] == "default"
+        assert source["destination_app"] == "tcp-echo"
+        assert source["destination_version"] == "v1"
+        assert source["destination_canonical_service"] == "tcp-echo"
+        assert source["destination_canonical_revision"] == "v1"
+        assert source["destination_cluster"] == "Kubernetes"
         destination = _one_series(tcp_prom, 'reporter="destination",destination_workload='
                                   f'"tcp-echo-v1",source_principal="{principal}"')
         assert destination | common == destination, destination
@@ -484,6 +491,14 @@ def test_tcp_echo_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: Prom
         assert destination["destination_canonical_revision"] == "v1"
         assert destination["destination_cluster"] == "Kubernetes"
         assert destination["pod"] == "tcp-echo-v1-0"
+        assert destination["source_workload"] == "echo-client"
+        assert destination["source_workload_namespace"] == "default"
+        assert destination["source_app"] == "echo-client"
+        assert destination["source_version"] == "unknown"  # echo-client has no version label
+        assert destination["source_canonical_service"] == "echo-client"
+        assert destination["source_canonical_revision"] == "latest"
+        assert destination["source_cluster"] == "Kubernetes"
+        assert destination["connection_security_policy"] == "mutual_tls"
         assert "response_code" not in destination and "grpc_response_status" not in destination
     finally:
         tcp_mesh.delete_file(path)
@@ -516,6 +531,14 @@ def test_gateway_tcp_sessions_move_istio_tcp_metrics(tcp_mesh: Mesh, tcp_prom: P
         assert series["source_principal"] == (
             "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account")
         assert series["destination_principal"] == "spiffe://cluster.local/ns/default/sa/default"
+        assert series["destination_workload"] == "tcp-echo-v1"
+        assert series["destination_version"] == "v1"
+        # The server's side of the same sessions names the gateway as their source.
+        at_server = ('reporter="destination",source_workload="istio-ingressgateway",'
+                     'source_workload_namespace="istio-system",destination_workload="tcp-echo-v1"')
+        opened = f"sum(istio_tcp_connections_opened_total{{{at_server}}}) or vector(0)"
+        wait_for(lambda: tcp_prom.value(opened) >= 5, timeout=30, interval=0.2,
+                 what="the destination reporter names the gateway")
     finally:
         tcp_mesh.delete_file(path)
 

@@ -283,6 +283,14 @@ def test_app_calls_by_name_and_cluster_ip_through_captured_sidecars(
     counters = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
     assert int(counters["listener.0.0.0.0_15006.ssl.handshake"]) >= 1  # pooled upstream
     assert int(counters["cluster.inbound|9080||.upstream_rq_total"]) >= 3
+    # The captured client reports Istio's metrics as a local sidecar does (source side).
+    metrics = node.exec(MESH_NS, sleep_pod, sys.executable, "-c",
+                        "import urllib.request as u; print(u.build_opener(u.ProxyHandler({}))"
+                        ".open('http://127.0.0.1:15000/stats/prometheus').read().decode())").stdout
+    to_details = [line for line in metrics.splitlines()
+                  if line.startswith("envoy_istio_requests_total{") and 'reporter="source"' in line
+                  and "details." in line and 'response_code="200"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in to_details) >= 3, to_details
     # No bypass: straight to the app's port, from another pod or from the node, is captured
     # by the details pod's iptables and refused without mTLS.
     direct = node.exec(MESH_NS, sleep_pod, sys.executable, "-c", CALL,

@@ -13,7 +13,7 @@ from ratline.api.loader import load_text
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.model.snapshot import MeshSnapshot
 from ratline.settings import Settings
-from ratline.translate import tls
+from ratline.translate import peer_exchange, tls
 from ratline.translate.generator import MeshGenerator
 from tests.translate import mesh
 
@@ -99,7 +99,8 @@ def test_strict_inbound_requires_client_certificates() -> None:
     common = context.common_tls_context
     assert [s.name for s in common.tls_certificate_sds_secret_configs] == ["default"]
     assert common.combined_validation_context.validation_context_sds_secret_config.name == "ROOTCA"
-    assert not listener.listener_filters
+    # Only the PROXY header of a client sidecar's metadata (translate.peer_exchange).
+    assert [f.name for f in listener.listener_filters] == [peer_exchange.PROXY_PROTOCOL_FILTER]
 
 
 def test_permissive_inbound_has_an_mtls_and_a_plaintext_chain() -> None:
@@ -109,7 +110,9 @@ def test_permissive_inbound_has_an_mtls_and_a_plaintext_chain() -> None:
     ]
     assert listener.filter_chains[0].HasField("transport_socket")
     assert not listener.filter_chains[1].HasField("transport_socket")
-    assert [f.name for f in listener.listener_filters] == [tls.TLS_INSPECTOR]
+    assert [f.name for f in listener.listener_filters] == [
+        peer_exchange.PROXY_PROTOCOL_FILTER, tls.TLS_INSPECTOR
+    ]
 
 
 def test_disable_inbound_is_plaintext_and_clients_send_plaintext() -> None:

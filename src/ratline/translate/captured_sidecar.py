@@ -18,13 +18,14 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from ratline.registry.instances import LocalOutbound, WorkloadInstance
-from ratline.translate import tls
+from ratline.translate import peer_exchange, tls
 from ratline.translate.capture_listeners import (
     passthrough_clusters,
     service_address_listener,
     virtual_inbound,
     virtual_outbound,
 )
+from ratline.translate.telemetry_envoy import NO_TELEMETRY, L4Telemetry
 
 REDIRECT = "REDIRECT"
 OUTBOUND_CAPTURE_PORT = 15001
@@ -62,11 +63,13 @@ def resources(
     instance: WorkloadInstance,
     scope: Any,
     inbound: Sequence[tuple[int, listener_pb2.Listener]],
+    local_telemetry: L4Telemetry = NO_TELEMETRY,
 ) -> tuple[
     list[listener_pb2.Listener], list[route_pb2.RouteConfiguration], tuple[cluster_pb2.Cluster, ...]
 ]:
     """(listeners, routes, own clusters) of a captured sidecar (`generator` builds the
-    per-service listeners as for local mode)."""
+    per-service listeners as for local mode, with the sidecar's client-side
+    `local_telemetry`: Istio's HTTP and TCP metrics, access logs, traces)."""
     services = generator.snapshot.services
     by_listener: dict[str, list[str]] = {}
     wanted = []
@@ -77,12 +80,16 @@ def resources(
         for port in service.ports:
             wanted.append(LocalOutbound(service.hostname, port.port, port.port))
             by_listener[f"{service.hostname}_{port.port}"] = addresses
-    built, routes = generator.local_outbound(instance, scope, wanted)
+    built, routes = generator.local_outbound(instance, scope, wanted, local_telemetry)
     listeners = [virtual_outbound(OUTBOUND_CAPTURE_PORT)]
     for listener in built:
         port = listener.address.socket_address.port_value
         for address in by_listener.get(listener.name, ()):
             listeners.append(service_address_listener(listener, address, port))
-    listeners.append(virtual_inbound(INBOUND_CAPTURE_PORT, inbound, passthrough_tls(
-        generator, instance)))
+    inbound_listener = virtual_inbound(
+        INBOUND_CAPTURE_PORT, inbound, passthrough_tls(generator, instance)
+    )
+    if any(peer_exchange.takes_header(listener) for _, listener in inbound):
+        peer_exchange.accept_header(inbound_listener)  # before original_dst restores the port
+    listeners.append(inbound_listener)
     return listeners, list(routes), tuple(passthrough_clusters())

@@ -18,9 +18,10 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import wrappers_pb2
 
 from ratline.api.envelope import Resource
+from ratline.api.protocols import is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service, ServicePort
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate import cluster_policy, names, tls
+from ratline.translate import cluster_policy, names, peer_exchange, tls
 from ratline.translate.common import Findings, ads_config_source, duration, pack_any
 from ratline.translate.endpoints import load_assignment, subset_endpoints
 from ratline.translate.policy import (
@@ -202,6 +203,8 @@ def service_clusters(
                         cluster, snapshot, service, policy.tls, rule, policy.field_path, findings
                     )
                     _auto_sni(cluster, policy.tls, port)
+                    if not is_http(port.protocol):
+                        peer_exchange.with_header(cluster)
             result.append(cluster)
     return result
 

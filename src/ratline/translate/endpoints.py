@@ -14,6 +14,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
 
+from ratline.api.protocols import is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Resolution, Service
 from ratline.translate import names
 from ratline.translate.common import labels_match
@@ -25,6 +26,7 @@ from ratline.translate.locality import (
     localize,
     priority_labels,
 )
+from ratline.translate.peer_exchange import EndpointPeer, annotate
 from ratline.translate.policy import destination_rule_for, effective_policy, subsets_of
 
 
@@ -57,9 +59,13 @@ TlsPredicate = Callable[[Endpoint], bool]
 
 
 def load_assignment(
-    cluster_name: str, endpoints: Iterable[Endpoint], takes_mtls: TlsPredicate | None = None
+    cluster_name: str,
+    endpoints: Iterable[Endpoint],
+    takes_mtls: TlsPredicate | None = None,
+    peers: EndpointPeer | None = None,
 ) -> endpoint_pb2.ClusterLoadAssignment:
-    """A load assignment grouping endpoints by locality (sorted, so output is stable)."""
+    """A load assignment grouping endpoints by locality (sorted, so output is stable);
+    with `peers`, each endpoint carries its workload's metadata (`translate.peer_exchange`)."""
     by_locality: dict[str, list[Endpoint]] = {}
     for endpoint in endpoints:
         by_locality.setdefault(endpoint.locality, []).append(endpoint)
@@ -82,6 +88,11 @@ def load_assignment(
                     lb.metadata.filter_metadata["envoy.transport_socket_match"].update(
                         {"tlsMode": "istio"}
                     )
+        if peers is not None:
+            for endpoint, lb in zip(group, assignment.endpoints[-1].lb_endpoints, strict=True):
+                found = peers(endpoint)
+                if found is not None:
+                    annotate(lb, *found)
     return assignment
 
 
@@ -97,10 +108,12 @@ def service_load_assignments(
     service: Service,
     takes_mtls: TlsPredicate | None = None,
     client: ClientLocality = NOWHERE,
+    peers: EndpointPeer | None = None,
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """The load assignments of one EDS service: per port, the whole set and each subset,
     as a client at `client` sees them (locality priorities and weights, see
-    `translate.locality`)."""
+    `translate.locality`). With `peers`, the endpoints of TCP (non-HTTP) ports carry
+    their workload's metadata for the TCP metrics."""
     if service.resolution is not Resolution.EDS:
         return []
     rule = destination_rule_for(snapshot, service)
@@ -112,7 +125,8 @@ def service_load_assignments(
             subset_name = subset.name if subset is not None else ""
             name = names.outbound_cluster(port.port, subset_name, service.hostname)
             chosen = endpoints if subset is None else subset_endpoints(endpoints, subset.labels)
-            assignment = load_assignment(name, chosen, takes_mtls)
+            tcp_peers = None if is_http(port.protocol) else peers
+            assignment = load_assignment(name, chosen, takes_mtls, tcp_peers)
             policy = effective_policy(rule, port.port, subset_name)
             setting = effective_setting(policy.load_balancer, snapshot.mesh_config)
             result.append(

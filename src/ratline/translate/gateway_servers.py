@@ -32,6 +32,7 @@ from ratline.translate.http_routes import gateway_ref
 from ratline.translate.policy import hosts_intersection
 from ratline.translate.routes import GatewayServer
 from ratline.translate.tcp_routes import L4Chain, L4Context, first_match_wins, rule_chains
+from ratline.translate.telemetry_envoy import TcpTelemetry
 
 HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 """Gateway server protocols served by an HTTP connection manager in plain text."""
@@ -171,7 +172,7 @@ def gateway_l4_listener(
     address: str,
     secrets: GatewaySecrets,
     extra_filters: Sequence[Any],
-    metrics_logs: Sequence[Any] | None,
+    telemetry: TcpTelemetry | None,
     findings: Findings,
 ) -> listener_pb2.Listener:
     """The listener of one L4 port: TCP, TLS passthrough by SNI, or TLS terminated per
@@ -182,11 +183,9 @@ def gateway_l4_listener(
             (chain, gateway_l4_chains(l4.snapshot, l4.instance, [chain.server], False, findings))
             for chain in https_chains(l4.servers, secrets, findings)
         ]
-        return terminated_l4_listener(
-            address, l4.port, terminated, mesh, extra_filters, metrics_logs
-        )
+        return terminated_l4_listener(address, l4.port, terminated, mesh, extra_filters, telemetry)
     passthrough = l4.servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
     chains = gateway_l4_chains(l4.snapshot, l4.instance, l4.servers, passthrough, findings)
     return l4_listeners.gateway_l4_listener(
-        address, l4.port, chains, passthrough, mesh, extra_filters, metrics_logs
+        address, l4.port, chains, passthrough, mesh, extra_filters, telemetry
     )

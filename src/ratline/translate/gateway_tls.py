@@ -46,7 +46,7 @@ from ratline.translate.endpoints import socket_address
 from ratline.translate.listeners import HCM_FILTER, connection_manager
 from ratline.translate.routes import GatewayServer
 from ratline.translate.tcp_routes import L4Chain, blackhole_chain, filter_chain
-from ratline.translate.telemetry_envoy import HcmTelemetry
+from ratline.translate.telemetry_envoy import HcmTelemetry, TcpTelemetry
 
 CREDENTIAL_PREFIX = "kubernetes://"
 CA_SUFFIX = "-cacert"
@@ -396,7 +396,7 @@ def terminated_l4_listener(
     servers: Sequence[tuple[HttpsChain, Sequence[L4Chain]]],
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] | None = None,
+    telemetry: TcpTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_9443`: `TLS` servers terminating TLS, chosen by SNI as HTTPS servers are,
     each then routed by its `tcp:` rules (no route: the connection is closed). No ALPN is
@@ -419,7 +419,7 @@ def terminated_l4_listener(
                 replace(chain, server_names=server.server_names),
                 mesh_config,
                 extra_filters,
-                metrics_logs,
+                telemetry,
             )
             built.transport_socket.CopyFrom(tls.transport_socket(context))
             listener.filter_chains.append(built)

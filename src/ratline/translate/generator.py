@@ -37,6 +37,7 @@ from ratline.translate import (
     l4_listeners,
     listeners,
     names,
+    peer_exchange,
     routes,
     telemetry,
     telemetry_envoy,
@@ -137,6 +138,7 @@ class MeshGenerator:
         self._instance_views: dict[tuple[str, str], InstanceView] | None = None
         self._by_instance_name: dict[tuple[str, str], WorkloadInstance] | None = None
         self._takes_mtls: Callable[[Endpoint], bool] | None = None
+        self._peers = peer_exchange.endpoint_peers(snapshot)  # lazy: indexes on first use
         self._sidecar_routes: dict[ProxyScope, route_pb2.RouteConfiguration] = {}
         if self._previous is not None and self._carry is Carry.ALL:
             # Route configurations read the config and the services' names and ports,
@@ -270,7 +272,7 @@ class MeshGenerator:
         if found is None:
             found = tuple(
                 endpoints.service_load_assignments(
-                    self.snapshot, service, self._mtls_predicate(), client
+                    self.snapshot, service, self._mtls_predicate(), client, self._peers
                 )
             )
             self._by_service_client[(service.hostname, client)] = found
@@ -290,12 +292,14 @@ class MeshGenerator:
         if found is None:
             found = self._earlier_outbound(service)
             if found is None:
-                takes_mtls = self._mtls_predicate()
+                takes_mtls, peers = self._mtls_predicate(), self._peers
                 findings = Findings()
                 found = (
                     tuple(clusters.service_clusters(self.snapshot, service, findings, self.mtls)),
-                    tuple(endpoints.service_load_assignments(self.snapshot, service, takes_mtls)),
-                )
+                    tuple(endpoints.service_load_assignments(
+                        self.snapshot, service, takes_mtls, peers=peers
+                    )),
+                )  # fmt: skip
                 self._service_findings[service.hostname] = findings.messages
             self._findings.extend(self._service_findings[service.hostname])
             self._by_service[service.hostname] = found
@@ -374,6 +378,10 @@ class MeshGenerator:
         resolved, own, trace_clusters = self._telemetry(instance)
         out_listeners, out_routes, inbound_chains = [], [], []
         captured = captured_sidecar.is_captured(instance)
+        local = L4Telemetry(  # the per-service listeners' (local ports, or captured)
+            self._hcm_telemetry(instance, resolved, own, client=True),
+            tcp_telemetry(client=True, own=own, telemetry=resolved),
+        )
         if instance.sidecar is not None and not captured:
             scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners.append(
@@ -385,10 +393,6 @@ class MeshGenerator:
                 )
             )
             out_routes.append(self.sidecar_routes(scope))
-            local = L4Telemetry(
-                self._hcm_telemetry(instance, resolved, own, client=True),
-                tcp_telemetry(client=True, own=own, telemetry=resolved),
-            )
             local_listeners, local_routes = self.local_outbound(instance, scope, None, local)
             out_listeners += local_listeners
             out_routes += local_routes
@@ -417,14 +421,15 @@ class MeshGenerator:
                     inbound = l4_listeners.inbound_tcp_listener(address, port, mesh, extra, logs)
                 if self.mtls:
                     mode = tls.inbound_mode(self.snapshot, instance, port.container_port)
-                    inbound = tls.secure_inbound(inbound, mode)
+                    inbound = peer_exchange.secure_inbound(inbound, mode)
                 out_listeners.append(inbound)
                 inbound_chains.append((port.container_port, inbound))
         passthrough: tuple[cluster_pb2.Cluster, ...] = ()
         if captured:  # virtualOutbound/virtualInbound instead
             scope = ProxyScope.of(instance.namespace, instance.labels, egress)
             out_listeners, out_routes, passthrough = captured_sidecar.resources(
-                self, instance, scope, inbound_chains)
+                self, instance, scope, inbound_chains, local
+            )
         return ProxyResources(
             own_clusters=tuple(clusters.inbound_clusters(instance))
             + self._security(instance, 0).clusters

@@ -46,7 +46,7 @@ from ratline.translate.tcp_routes import (
     first_match_wins,
     rule_chains,
 )
-from ratline.translate.telemetry_envoy import NO_TELEMETRY, L4Telemetry
+from ratline.translate.telemetry_envoy import NO_TELEMETRY, L4Telemetry, TcpTelemetry
 
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 NETWORK_RBAC = "envoy.filters.network.rbac"
@@ -128,7 +128,7 @@ def local_outbound_listener(
     default = L4Chain(name=cluster, destinations=(L4Destination(cluster),))
     rules = [virtual_service] if virtual_service is not None else []
     for chain in l4_chains(ctx, rules, tls, default):
-        listener.filter_chains.append(filter_chain(chain, mesh_config, (), telemetry.tcp_logs))
+        listener.filter_chains.append(filter_chain(chain, mesh_config, (), telemetry.tcp))
     if tls:
         _add_tls_inspector(listener)
     return listener
@@ -182,7 +182,7 @@ def inbound_tcp_listener(
     port: InstancePort,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] | None = None,
+    telemetry: TcpTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`inbound|PORT||` for a TCP port: the bytes to the app's cluster."""
     if port.inbound_port is None:
@@ -191,7 +191,7 @@ def inbound_tcp_listener(
     listener = _listener(name, address, port.inbound_port, base_pb2.INBOUND)
     cluster = names.inbound_cluster(port.container_port)
     chain = L4Chain(name=name, destinations=(L4Destination(cluster),))
-    listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters, metrics_logs))
+    listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters, telemetry))
     return listener
 
 
@@ -243,15 +243,13 @@ def gateway_l4_listener(
     tls: bool,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] | None = None,
+    telemetry: TcpTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_31400`: a gateway's TCP listener, or TLS passthrough routed by SNI."""
     name = names.gateway_listener(listen_port)
     listener = _listener(name, address, listen_port, base_pb2.OUTBOUND)
     for chain in chains or [blackhole_chain(f"{name}|no-route")]:
-        listener.filter_chains.append(
-            filter_chain(chain, mesh_config, extra_filters, metrics_logs)
-        )
+        listener.filter_chains.append(filter_chain(chain, mesh_config, extra_filters, telemetry))
     if tls:
         _add_tls_inspector(listener)
     return listener

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2
@@ -35,6 +35,9 @@ from ratline.translate import names
 from ratline.translate.common import DEFAULTED, UNRESOLVED, Findings, labels_match, pack_any
 from ratline.translate.http_routes import RouteContext, destination_cluster, gateway_ref
 from ratline.translate.listeners import access_logs
+
+if TYPE_CHECKING:
+    from ratline.translate.telemetry_envoy import TcpTelemetry
 
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 
@@ -261,12 +264,12 @@ def tcp_proxy_filter(
     stat_prefix: str,
     targets: Sequence[L4Destination],
     mesh_config: Any,
-    metrics_logs: Sequence[Any] | None = None,
+    telemetry: TcpTelemetry | None = None,
 ) -> listener_components_pb2.Filter:
     """The `tcp_proxy` of an L4 chain: to one cluster or weighted clusters, with the
-    mesh's access log and Istio's TCP metrics (`metrics_logs`, the stats loggers of
-    `telemetry_envoy.tcp_metrics_logs`). Every TCP chain Ratline makes gets its
-    tcp_proxy here."""
+    mesh's access log, or the proxy's telemetry (`telemetry_envoy.tcp_telemetry`: access
+    logs, Istio's TCP metrics, the client's metadata TLV). Every TCP chain Ratline makes
+    gets its tcp_proxy here."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix)
     if len(targets) == 1:
         proxy.cluster = targets[0].cluster
@@ -274,10 +277,12 @@ def tcp_proxy_filter(
         for target in targets:
             proxy.weighted_clusters.clusters.add(name=target.cluster, weight=target.weight)
     # The proxy's telemetry (access logs, metrics) replaces MeshConfig's access log.
-    proxy.access_log.extend(access_logs(mesh_config) if metrics_logs is None else metrics_logs)
-    if metrics_logs:
+    proxy.access_log.extend(access_logs(mesh_config) if telemetry is None else telemetry.logs)
+    if telemetry is not None and telemetry.counts:
         # connections_opened is logged when the upstream connects (TcpUpstreamConnected).
         proxy.access_log_options.flush_access_log_on_connected = True
+    if telemetry is not None:
+        proxy.proxy_protocol_tlvs.extend(telemetry.tlvs)
     return listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack_any(proxy))
 
 
@@ -292,10 +297,10 @@ def filter_chain(
     chain: L4Chain,
     mesh_config: Any,
     extra_filters: Sequence[Any] = (),
-    metrics_logs: Sequence[Any] | None = None,
+    telemetry: TcpTelemetry | None = None,
 ) -> listener_components_pb2.FilterChain:
     """An Envoy filter chain: the chain's match, `extra_filters` (RBAC), its tcp_proxy
-    (with the TCP metrics loggers `metrics_logs`)."""
+    (with the proxy's TCP `telemetry`)."""
     result = listener_components_pb2.FilterChain(name=chain.name)
     match = result.filter_chain_match
     match.server_names.extend(chain.server_names)
@@ -303,9 +308,7 @@ def filter_chain(
     match.prefix_ranges.extend(_cidr(p) for p in _valid(chain.destination_prefixes))
     result.filters.extend(extra_filters)
     stat_prefix = chain.destinations[0].cluster if len(chain.destinations) == 1 else chain.name
-    result.filters.append(
-        tcp_proxy_filter(stat_prefix, chain.destinations, mesh_config, metrics_logs)
-    )
+    result.filters.append(tcp_proxy_filter(stat_prefix, chain.destinations, mesh_config, telemetry))
     return result
 
 

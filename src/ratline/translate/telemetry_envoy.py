@@ -19,7 +19,7 @@ from typing import Any
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
-from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2, substitution_format_string_pb2
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
 from envoy.data.accesslog.v3 import accesslog_pb2 as data_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
@@ -38,6 +38,7 @@ from ratline.observability.peer_metadata import PeerMetadata
 from ratline.translate.clusters import HTTP_PROTOCOL_OPTIONS, _protocol_options
 from ratline.translate.common import pack_any
 from ratline.translate.endpoints import socket_address
+from ratline.translate.peer_exchange import UPSTREAM_PEER_FORMAT, tcp_proxy_tlv
 from ratline.translate.telemetry import (
     CLIENT,
     SERVER,
@@ -200,13 +201,17 @@ def tcp_metrics_logs(
 ) -> list[accesslog_pb2.AccessLog]:
     """For a tcp_proxy: connections opened (logged when the upstream connects, so the
     tcp_proxy needs `access_log_options.flush_access_log_on_connected`), and at the end
-    of a connection: closed, bytes sent and received. The peer comes from certificates."""
+    of a connection: closed, bytes sent and received. The principals come from the
+    certificates, the peer's workload from `translate.peer_exchange`."""
     tags = [
         t
         for t in request_tags(reporter, own, services)
         if t[0]
         not in ("response_code", "grpc_response_status", im.RAW_CONTENT_TYPE, im.RAW_AUTHORITY)
     ]
+    if reporter == im.SOURCE:
+        # The destination's metadata: the upstream host's, from EDS (no response header).
+        tags = [(k, UPSTREAM_PEER_FORMAT if k == im.RAW_PEER else v) for k, v in tags]
     opened = _stats_config()
     closed = _stats_config()
     for metric, config, value in (
@@ -437,12 +442,26 @@ def hcm_telemetry(
 
 
 @dataclass(frozen=True)
+class TcpTelemetry:
+    """What telemetry adds to one tcp_proxy: its access logs and TCP metrics loggers,
+    and (a client side's) PROXY protocol TLVs telling the server who it is."""
+
+    logs: tuple[accesslog_pb2.AccessLog, ...] = ()
+    tlvs: tuple[proxy_protocol_pb2.TlvEntry, ...] = ()
+
+    @property
+    def counts(self) -> bool:
+        """Whether a TCP metric is counted (opened is logged when the upstream connects)."""
+        return any(log.name == STATS_LOGGER for log in self.logs)
+
+
+@dataclass(frozen=True)
 class L4Telemetry:
     """What telemetry adds to a sidecar's local outbound listener: the HTTP connection
     manager's part (HTTP/2, gRPC ports) or the tcp_proxy's stats loggers (TCP, TLS)."""
 
     hcm: HcmTelemetry | None = None
-    tcp_logs: tuple[accesslog_pb2.AccessLog, ...] | None = None
+    tcp: TcpTelemetry | None = None
 
 
 NO_TELEMETRY = L4Telemetry()
@@ -450,10 +469,11 @@ NO_TELEMETRY = L4Telemetry()
 
 def tcp_telemetry(
     *, client: bool, own: PeerMetadata, telemetry: ProxyTelemetry, services: Sequence[str] = ()
-) -> tuple[accesslog_pb2.AccessLog, ...]:
+) -> TcpTelemetry:
     """The access logs (MeshConfig and Telemetry, as the HTTP ones) and TCP metrics
     loggers of a client side (outbound, gateway: `source`) or a server side (inbound:
-    `destination`) tcp_proxy."""
+    `destination`) tcp_proxy; a client side counting metrics also sends its metadata
+    (`translate.peer_exchange`)."""
     reporter = im.SOURCE if client else im.DESTINATION
     logs = []
     for choice in telemetry.access_logs.get(CLIENT if client else SERVER, ()):
@@ -467,7 +487,9 @@ def tcp_telemetry(
             end = both
         log.filter.CopyFrom(end)
         logs.append(log)
-    return (*logs, *tcp_metrics_logs(reporter, own, telemetry, services))
+    metrics = tcp_metrics_logs(reporter, own, telemetry, services)
+    tlvs = (tcp_proxy_tlv(own),) if client and metrics else ()
+    return TcpTelemetry(logs=(*logs, *metrics), tlvs=tlvs)
 
 
 def collector_clusters(snapshot: Any, resolved: ProxyTelemetry) -> tuple[cluster_pb2.Cluster, ...]:
