@@ -17,7 +17,7 @@ import pytest
 from envoy.config.route.v3 import route_components_pb2
 
 from ratline.xds import ResourceSet, SyncState, group_by_type, pack
-from ratline.xds.replica import BASE, NODE, RESOURCES, Publisher, Replica
+from ratline.xds.replica import BASE, NODE, RESOURCES, Message, Publisher, Replica
 from ratline.xds.types import CLUSTER, ENDPOINT, Resources
 from ratline.xds.workers import XdsWorkerPool
 from tests.xds.test_server_envoy import (
@@ -52,9 +52,11 @@ def _same(a: Resources, b: Resources) -> bool:
 def test_replica_rebuilds_each_proxy_and_shares_the_bases() -> None:
     publisher, replica = Publisher(), Replica()
     first = _sets(extra=1)
-    second = {CLUSTER: ResourceSet({"mine": pack(eds_cluster("mine"))}, first[CLUSTER].base),
-              ENDPOINT: first[ENDPOINT]}
-    out: list[tuple[object, ...]] = []
+    second = {
+        CLUSTER: ResourceSet({"mine": pack(eds_cluster("mine"))}, first[CLUSTER].base),
+        ENDPOINT: first[ENDPOINT],
+    }
+    out: list[Message] = []
     publisher.publish("a", ("v1", first), out)
     publisher.publish("b", ("v1", second), out)
     assert replica.apply(out) == {"a", "b"}
@@ -84,7 +86,7 @@ def test_replica_rebuilds_each_proxy_and_shares_the_bases() -> None:
 
 def test_replica_forgets_a_node_the_source_no_longer_knows() -> None:
     publisher, replica = Publisher(), Replica()
-    out: list[tuple[object, ...]] = []
+    out: list[Message] = []
     publisher.publish("a", ("v1", group_by_type([pack(eds_cluster("x"))])), out)
     publisher.publish("a", None, out)
     assert replica.apply(out) == {"a"}
@@ -175,14 +177,15 @@ async def test_envoys_converge_through_two_worker_processes(
         envoys[node] = start_envoy(node, pool.port, delta=i % 2 == 0)
 
     async def bodies() -> list[str]:
-        return [await make_get(http, f"http://127.0.0.1:{pool_mesh.ports[n][0]}/")()
-                for n in nodes]
+        return [await make_get(http, f"http://127.0.0.1:{pool_mesh.ports[n][0]}/")() for n in nodes]
 
     want = [f"200 v1 {n[-1]}" for n in nodes]
     await eventually(bodies, lambda got: got == want, timeout_s=20)
     statuses = await eventually(
         lambda: _async(pool.status()),
-        lambda s: len(s) == 6 and all(x.synced and x.connected for x in s), timeout_s=10)
+        lambda s: len(s) == 6 and all(x.synced and x.connected for x in s),
+        timeout_s=10,
+    )
     assert {s.mode for s in statuses} == {"delta", "sotw"}
     assert pool.connected_nodes() == set(nodes)
 
@@ -196,8 +199,13 @@ async def test_envoys_converge_through_two_worker_processes(
     pool.notify([nodes[1]])
     status = await eventually(
         lambda: _async(pool.proxy_status(nodes[1])),
-        lambda s: s is not None and (rds := s.type_status("RDS")) is not None
-        and rds.state is SyncState.STALE and rds.nack is not None)
+        lambda s: (
+            s is not None
+            and (rds := s.type_status("RDS")) is not None
+            and rds.state is SyncState.STALE
+            and rds.nack is not None
+        ),
+    )
     assert status is not None
     rds = status.type_status("RDS")
     assert rds is not None and rds.nack is not None and "((" in rds.nack.message
@@ -205,8 +213,9 @@ async def test_envoys_converge_through_two_worker_processes(
 
     # A proxy that goes away is seen as disconnected.
     envoys[nodes[0]].stop()
-    gone = await eventually(lambda: _async(pool.proxy_status(nodes[0])),
-                            lambda s: s is not None and not s.connected)
+    gone = await eventually(
+        lambda: _async(pool.proxy_status(nodes[0])), lambda s: s is not None and not s.connected
+    )
     assert gone is not None and gone.disconnected_at is not None
 
     # A worker that dies is started again; its proxies reconnect and converge.
@@ -215,12 +224,21 @@ async def test_envoys_converge_through_two_worker_processes(
     pool_mesh.broken_node = None
     pool_mesh.body = "v3"
     pool.notify(None)
-    await eventually(bodies_of(http, pool_mesh, nodes[1:]),
-                     lambda got: got == [f"200 v3 {n[-1]}" for n in nodes[1:]], timeout_s=30)
-    await eventually(lambda: _async(pool.worker_pids),
-                     lambda pids: len(pids) == 2 and victim not in pids, timeout_s=30)
-    await eventually(lambda: _async(pool.status()),
-                     lambda s: sum(1 for x in s if x.connected and x.synced) == 5, timeout_s=30)
+    await eventually(
+        bodies_of(http, pool_mesh, nodes[1:]),
+        lambda got: got == [f"200 v3 {n[-1]}" for n in nodes[1:]],
+        timeout_s=30,
+    )
+    await eventually(
+        lambda: _async(pool.worker_pids),
+        lambda pids: len(pids) == 2 and victim not in pids,
+        timeout_s=30,
+    )
+    await eventually(
+        lambda: _async(pool.status()),
+        lambda s: sum(1 for x in s if x.connected and x.synced) == 5,
+        timeout_s=30,
+    )
 
 
 def bodies_of(http: aiohttp.ClientSession, mesh: PerNodeMesh, nodes: list[str]):  # type: ignore[no-untyped-def]

@@ -65,7 +65,9 @@ class Publisher:
         """The proxies this replica has config for."""
         return set(self._nodes)
 
-    def publish(self, node_id: str, found: tuple[str, Resources] | None, out: list[Message]) -> None:
+    def publish(
+        self, node_id: str, found: tuple[str, Resources] | None, out: list[Message]
+    ) -> None:
         """Append to `out` what the replica needs to give `node_id` this config."""
         if found is None:
             if node_id in self._nodes:
@@ -75,9 +77,12 @@ class Publisher:
             return
         version, resources = found
         sent = self._nodes.get(node_id)
-        if sent is not None and self._versions.get(node_id) == version and all(
-            sent.get(t) is s for t, s in resources.items()
-        ) and len(sent) == len(resources):
+        if (
+            sent is not None
+            and self._versions.get(node_id) == version
+            and all(sent.get(t) is s for t, s in resources.items())
+            and len(sent) == len(resources)
+        ):
             return
         parts: dict[str, tuple[int, list[int]]] = {}
         pending: list[tuple[int, str, str, str, bytes]] = []
@@ -139,7 +144,9 @@ class Publisher:
         self._bases[id(base)] = (base, number)
         return number
 
-    def _number(self, resource: VersionedResource, pending: list[tuple[int, str, str, str, bytes]]) -> int:
+    def _number(
+        self, resource: VersionedResource, pending: list[tuple[int, str, str, str, bytes]]
+    ) -> int:
         key = (resource.body.type_url, resource.name, resource.version)
         number = self._numbers.get(key)
         if number is None:
@@ -169,7 +176,9 @@ class Replica:
             elif kind == BASE:
                 _, number, members = message
                 resources = self._resources
-                self._bases[number] = ResourceSet({resources[n].name: resources[n] for n in members})
+                self._bases[number] = ResourceSet(
+                    {resources[n].name: resources[n] for n in members}
+                )
             elif kind == NODE:
                 _, node_id, version, parts = message
                 self._nodes[node_id] = (version, self._sets(parts))

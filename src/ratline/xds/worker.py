@@ -175,8 +175,9 @@ async def _quietly(step: Callable[..., Awaitable[Any]], *args: Any) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m ratline.xds.worker FD (started by the control plane)",
-              file=sys.stderr)
+        print(
+            "usage: python -m ratline.xds.worker FD (started by the control plane)", file=sys.stderr
+        )
         return 2
     logging.basicConfig(
         level=logging.INFO,

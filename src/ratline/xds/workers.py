@@ -121,8 +121,9 @@ class XdsWorkerPool:
         """Start the workers on host:port (0: the first picks a free port, the others
         join it), over mTLS with `credentials`; the bound port."""
         if credentials is not None and not isinstance(credentials, ServerTls):
-            raise TypeError("xDS workers need the TLS material as ServerTls (PEM), "
-                            "not grpc.ServerCredentials")
+            raise TypeError(
+                "xDS workers need the TLS material as ServerTls (PEM), not grpc.ServerCredentials"
+            )
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         relay = await self._start_relay() if self.extra_handlers else ""
@@ -136,8 +137,13 @@ class XdsWorkerPool:
             await self.stop()
             raise
         self.port = bound
-        log.info("xDS server listening on %s:%d (%d worker processes: %s)", host, bound,
-                 len(self._workers), ", ".join(map(str, self.worker_pids)))
+        log.info(
+            "xDS server listening on %s:%d (%d worker processes: %s)",
+            host,
+            bound,
+            len(self._workers),
+            ", ".join(map(str, self.worker_pids)),
+        )
         return bound
 
     async def _start_relay(self) -> str:
@@ -166,8 +172,9 @@ class XdsWorkerPool:
         try:
             hello = await asyncio.wait_for(worker.channel.receive(), START_TIMEOUT_S)
         except (TimeoutError, ChannelClosed) as exc:
-            raise OSError(f"xDS worker {worker.index} (pid {worker.pid}) did not start: "
-                          f"{exc or 'timed out'}") from exc
+            raise OSError(
+                f"xDS worker {worker.index} (pid {worker.pid}) did not start: {exc or 'timed out'}"
+            ) from exc
         if hello[0] != "hello":
             raise OSError(f"xDS worker {worker.index} said {hello[0]!r} instead of hello")
         worker.reader = asyncio.create_task(self._read(worker), name=f"xds-worker-{worker.index}")
@@ -218,17 +225,19 @@ class XdsWorkerPool:
                 try:
                     self._handle(worker, message)
                 except Exception:
-                    log.exception("handling %r from xDS worker %d failed", message[0],
-                                  worker.index)
+                    log.exception("handling %r from xDS worker %d failed", message[0], worker.index)
         except ChannelClosed:
             pass
         if not self._stopping:
             asyncio.get_running_loop().create_task(self._restart(worker))
 
     async def _restart(self, worker: _Worker) -> None:
-        log.error("xDS worker %d (pid %s) exited (code %s); starting it again",
-                  worker.index, worker.pid,
-                  worker.process.poll() if worker.process is not None else None)
+        log.error(
+            "xDS worker %d (pid %s) exited (code %s); starting it again",
+            worker.index,
+            worker.pid,
+            worker.process.poll() if worker.process is not None else None,
+        )
         for node_id in sorted(worker.nodes):
             self._left(worker, node_id)
         worker.statuses.clear()
@@ -361,11 +370,17 @@ class XdsWorkerPool:
         connected: dict[str, ProxyStatus] = {}
         for worker in self._workers:
             for node_id, status in worker.statuses.items():
-                if node_id not in connected or status.connected_at > connected[node_id].connected_at:
+                if (
+                    node_id not in connected
+                    or status.connected_at > connected[node_id].connected_at
+                ):
                     connected[node_id] = status
         statuses = sorted(connected.values(), key=lambda s: s.node_id)
-        departed = [s for n, s in self._departed.items()
-                    if n not in connected and not self._connected_anywhere(n)]
+        departed = [
+            s
+            for n, s in self._departed.items()
+            if n not in connected and not self._connected_anywhere(n)
+        ]
         return statuses + sorted(departed, key=lambda s: s.node_id)
 
     def proxy_status(self, node_id: str) -> ProxyStatus | None:
