@@ -219,12 +219,21 @@ def logs_dir(mesh_dir: Path) -> Path:
     return state_dir(mesh_dir) / LOGS_DIR_NAME
 
 
-def instance_log_name(instance: str, stream: LogStream) -> str:
-    """`hello-v1-0.log` (app), `hello-v1-0.envoy.log` (its Envoy), `hello-v1-0.access.log`."""
-    return instance + _LOG_SUFFIXES[stream]
+LOGS_TOP_NAMESPACE = "default"
+"""The namespace whose instances' logs sit directly in `logs/`; every other namespace's are
+in `logs/NAMESPACE/`, so the same instance name in two namespaces gets two files."""
 
 
-def instance_log(mesh_dir: Path, instance: str, stream: LogStream) -> Path:
+def instance_log_name(instance: str, stream: LogStream, namespace: str = LOGS_TOP_NAMESPACE) -> str:
+    """`hello-v1-0.log` (app), `hello-v1-0.envoy.log` (its Envoy), `hello-v1-0.access.log`,
+    under `NAMESPACE/` outside the default namespace (`istio-system/istio-ingressgateway-0…`)."""
+    name = instance + _LOG_SUFFIXES[stream]
+    return name if namespace == LOGS_TOP_NAMESPACE else f"{namespace}/{name}"
+
+
+def instance_log(
+    mesh_dir: Path, instance: str, stream: LogStream, namespace: str = LOGS_TOP_NAMESPACE
+) -> Path:
     """Where one instance's (or the gateway's) log of `stream` is: the one place that
     names these files (the runner writes them, `ratline logs` reads them)."""
-    return logs_dir(mesh_dir) / instance_log_name(instance, stream)
+    return logs_dir(mesh_dir) / instance_log_name(instance, stream, namespace)

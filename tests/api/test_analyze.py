@@ -360,6 +360,38 @@ spec:
     ]
 
 
+def test_service_selecting_only_a_deployment_says_local_mode_runs_workloads() -> None:
+    text = """\
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  ports: [{port: 9080}]
+  selector: {app: ratings}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ratings-v1}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  template:
+    metadata: {labels: {app: ratings, version: v1}}
+    spec: {containers: [{name: ratings, image: ratings}]}
+"""
+    found = [m for m in described(run(text)) if m[0] == "RL0102"]
+    assert found == [
+        (
+            "RL0102",
+            "warning",
+            "spec.selector",
+            "Service default/ratings",
+            "no Workload in namespace default has the labels app=ratings; only the pods of "
+            "Deployment ratings-v1 do, and local mode runs Workload resources, not Kubernetes "
+            "workload kinds (declare a Workload, or run on Kubernetes)",
+        )
+    ]
+
+
 def test_workload_command_not_found(tmp_path: Path) -> None:
     (tmp_path / "apps").mkdir()
     (tmp_path / "apps" / "run.sh").write_text("#!/bin/sh\n")

@@ -86,3 +86,22 @@ def test_logs_after_the_mesh_stopped_and_the_access_log_hint(tmp_path: Path) -> 
         {"name": "job-0", "namespace": "default", "workload": "job", "error": "boom"}]})
     result = run.invoke(logs, ["job", "--mesh", str(tmp_path)])
     assert result.exit_code == 1 and "job-0: it did not start: boom" in result.output
+
+
+def test_the_same_instance_name_in_two_namespaces_has_two_logs(tmp_path: Path) -> None:
+    assert instance_log(tmp_path, "web-0", "app") != instance_log(tmp_path, "web-0", "app", "shop")
+    for namespace, text in (("default", "default web\n"), ("shop", "shop web\n")):
+        path = instance_log(tmp_path, "web-0", "app", namespace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    run = CliRunner()
+    # After the mesh stopped: the files alone say where each is.
+    assert run.invoke(logs, ["web-0.shop", "--mesh", str(tmp_path)]).output == "shop web\n"
+    assert run.invoke(logs, ["web-0", "--mesh", str(tmp_path)]).output == "default web\n"
+    # While it runs: run.json's namespaces.
+    write_run_file(tmp_path, {"instances": [
+        {"name": "web-0", "namespace": "shop", "workload": "web"},
+        {"name": "web-0", "namespace": "default", "workload": "web"}]})
+    assert run.invoke(logs, ["web.shop", "--mesh", str(tmp_path)]).output == "shop web\n"
+    assert run.invoke(logs, ["web-0.default", "--mesh", str(tmp_path)]).output == "default web\n"
+    assert run.invoke(logs, ["web-0", "--mesh", str(tmp_path)]).output == "default web\n"

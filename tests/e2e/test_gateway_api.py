@@ -367,3 +367,24 @@ def test_status_conditions_readable(front: Front) -> None:
     assert front.get("/", host="broken.example.com")[0] == 500
     table = front.mesh.ratline("get", "httproutes", "--mesh", str(front.mesh.dir)).stdout
     assert re.search(r"default\s+broken\s+True\s+False", table), table
+
+
+def test_the_share_of_a_missing_backend_answers_500(front: Front) -> None:
+    host = "half.example.com"
+    route = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: half}\n"
+        f"spec:\n  parentRefs: [{{name: bookinfo-gateway}}]\n  hostnames: [{host}]\n"
+        "  rules: [{backendRefs: [{name: productpage, port: 9080, weight: 3},\n"
+        "                         {name: nowhere, port: 9080, weight: 1}]}]\n"
+    )
+    path = front.mesh.apply_ok(route, "half.yaml")
+    try:
+        wait_for(lambda: front.get("/productpage", host=host)[0] == 200 or None, timeout=30,
+                 what="the half-missing route")
+        codes = Counter(front.get("/productpage", host=host)[0] for _ in range(400))
+        assert set(codes) == {200, 500}, codes
+        # 25 % of 400: mean 100, sd 8.7; a lost share given to productpage (0) or split
+        # evenly (200) is far outside.
+        assert 70 <= codes[500] <= 130, codes
+    finally:
+        front.mesh.delete_file(path)

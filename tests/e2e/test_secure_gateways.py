@@ -248,7 +248,9 @@ def test_secret_values_are_never_shown(edge: Edge) -> None:
         out = mesh.ratline(*args, "--mesh", str(mesh.dir))
         assert "kubernetes://bookinfo-credential" in out.stdout
         assert key_line not in out.stdout + out.stderr
-    for log in (mesh.dir / ".ratline" / "logs").iterdir():
+    logs = [p for p in (mesh.dir / ".ratline" / "logs").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("istio-ingressgateway") for p in logs), logs
+    for log in logs:
         assert key_line not in log.read_text(errors="replace"), log
 
 
@@ -283,3 +285,71 @@ def test_a_rotated_secret_reaches_the_gateway_under_load_with_no_failure(edge: E
     assert failed == [], failed[:5]
     assert serials == {1, 2}
     assert edge.curl(HOST).stdout == "200"
+
+
+TCP_HOST = "tcp.example.com"
+
+
+def tls_tcp_gateway(port: int) -> str:
+    """A `TLS` server terminating TLS (SIMPLE) whose bytes go to a `tcp:` route."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: tls-tcp}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: tls-tcp, protocol: TLS}}
+    hosts: [{TCP_HOST}]
+    tls: {{mode: SIMPLE, credentialName: tcp-credential}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: tls-tcp}}
+spec:
+  hosts: [{TCP_HOST}]
+  gateways: [tls-tcp]
+  tcp:
+  - match: [{{port: {port}}}]
+    route:
+    - destination: {{host: productpage, port: {{number: 9080}}}}
+"""
+
+
+def test_a_tls_server_terminates_tls_for_its_tcp_route(edge: Edge) -> None:
+    port = free_fixed_port()
+    pair = make_leaf(edge.certs, edge.ca_pair, TCP_HOST, 21)
+    secret = edge.mesh.apply_ok(tls_secret("tcp-credential", pair), "tcp-credential.yaml")
+    gateway = edge.mesh.apply_ok(tls_tcp_gateway(port), "tls-tcp.yaml")
+
+    def through() -> int:
+        try:
+            return https_get(port, TCP_HOST, edge.ca).serial
+        except OSError:
+            return 0
+
+    try:
+        wait_for(lambda: through() == 21, timeout=30, what="TLS terminated on the TLS server")
+        # The decrypted bytes (an HTTP request) reached productpage over the tcp: route.
+        assert https_get(port, TCP_HOST, edge.ca).status == 200
+        with pytest.raises(OSError):  # an SNI the server does not name: no filter chain
+            https_get(port, "other.example.com", edge.ca, check_hostname=False)
+        listener = next(
+            item["active_state"]["listener"]
+            for item in _gateway_dump(edge, "dynamic_listeners")
+            if item["name"] == f"0.0.0.0_{port}"
+        )
+        (chain,) = listener["filter_chains"]
+        assert chain["filter_chain_match"]["server_names"] == [TCP_HOST]
+        assert chain["filters"][-1]["name"] == "envoy.filters.network.tcp_proxy"
+        tls_context = json.dumps(chain["transport_socket"])
+        assert "alpn_protocols" not in tls_context  # opaque bytes inside: no ALPN offered
+    finally:
+        edge.mesh.delete_file(gateway)
+        edge.mesh.delete_file(secret)
+
+
+def _gateway_dump(edge: Edge, resource: str) -> list[dict[str, object]]:
+    admin = edge.mesh.run_info()["gateways"][0]["admin_port"]
+    _, body, _ = http_get(f"http://127.0.0.1:{admin}/config_dump?resource={resource}")
+    return list(json.loads(body)["configs"])

@@ -72,3 +72,38 @@ def test_another_config_builds_everything_afresh() -> None:
     second = build_snapshot(_resources(), INSTANCES, None, "v2", "c2", previous=first)
     assert second.services[REVIEWS] is not first.services[REVIEWS]
     assert second.services == first.services
+
+
+ROUTES = """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: reviews, port: 9080}, {name: missing, port: 9080}]}]
+"""
+
+
+def test_an_instance_change_keeps_the_routing_and_the_gateway_api_conversion() -> None:
+    loaded = load_text(CONFIG + ROUTES, "test.yaml")
+    loaded.raise_for_errors()
+    resources = list(loaded.resources)
+    first = build_snapshot(resources, INSTANCES, None, "v1", config_version="c1")
+    assert first.model_findings or first.gateway_api_status  # the conversion ran
+    changed = [INSTANCES[0], replace(INSTANCES[1], healthy=False)]
+    second = build_snapshot(resources, changed, None, "v2", "c1", previous=first)
+    assert second.virtual_services is first.virtual_services
+    assert second.gateways is first.gateways
+    assert second.gateway_api_status is first.gateway_api_status
+    assert second.model_findings is first.model_findings
+    assert second.version == "v2" and second.instances != first.instances
+    fresh = build_snapshot(resources, changed, None, "v2", "c1")
+    assert second == fresh

@@ -317,3 +317,23 @@ spec: {controllerName: istio.io/gateway-controller}
     assert len(snapshot.gateways) == 6
     status = snapshot.gateway_api_status[ResourceKey("GatewayClass", "", "edge")]
     assert status["conditions"][0]["status"] == "True"
+
+
+def test_the_share_of_a_missing_backend_answers_500() -> None:
+    route = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split, namespace: apps}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: all}]
+  rules:
+  - backendRefs: [{name: web, port: 80, weight: 3}, {name: gone, port: 80, weight: 1}]
+  - matches: [{path: {type: PathPrefix, value: /whole}}]
+    backendRefs: [{name: web, port: 80}]
+"""
+    snapshot = _snapshot(route)
+    split, whole = _vs(snapshot, "split-httproute")["http"]
+    assert [r["destination"]["host"] for r in split["route"]] == ["web.apps.svc.cluster.local"]
+    assert split["fault"] == {"abort": {"httpStatus": 500, "percentage": {"value": 25.0}}}
+    assert "fault" not in whole
+    assert _conditions(snapshot, "HTTPRoute", "split")["ResolvedRefs"] == "BackendNotFound"

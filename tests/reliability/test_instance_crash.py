@@ -3,7 +3,8 @@
 The runner reports the crashed instance unhealthy at once, so its endpoint leaves the
 gateway's load-balancing set within a fraction of a second; requests already on their
 way to it are retried on the other replica by Istio's default retry policy (no
-VirtualService sets one here). The runner restarts the app and it serves again.
+VirtualService sets one here). The runner restarts the app and it serves again. The mesh
+balances `hello` round robin for this test (see `balance_round_robin`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import pytest
 
 from tests.e2e.conftest import Mesh
 from tests.helpers import wait_for
-from tests.reliability.conftest import endpoint_health_flags, failure_stats, gateway_admin, instance
+from tests.reliability.conftest import (
+    balance_round_robin,
+    endpoint_health_flags,
+    failure_stats,
+    gateway_admin,
+    instance,
+)
 from tests.reliability.load import SteadyLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.timeout(90)]
@@ -27,6 +34,7 @@ EJECTED_WITHIN_S = 1.0
 
 def test_app_crash_loses_no_request(hello_mesh: Mesh) -> None:
     mesh = hello_mesh
+    balance_round_robin(mesh)
     admin = gateway_admin(mesh)
     victim = instance(mesh, "hello-v1-0")
     endpoint = f"127.0.0.1:{victim['ports'][0]['inbound_port']}"

@@ -6,6 +6,8 @@ proxy when it is killed dies with it (Envoy counts it as
 `upstream_cx_destroy_remote_with_active_rq`): Istio's default retry policy does not
 retry a reset mid-request, since the request may have had effects. The test allows
 exactly those, and no other failure.
+
+The mesh balances `hello` round robin for this test (see `balance_round_robin`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import pytest
 
 from tests.e2e.conftest import Mesh
 from tests.helpers import http_get, wait_for
-from tests.reliability.conftest import failure_stats, gateway_admin, instance
+from tests.reliability.conftest import (
+    balance_round_robin,
+    failure_stats,
+    gateway_admin,
+    instance,
+)
 from tests.reliability.load import SteadyLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.timeout(90)]
@@ -35,6 +42,7 @@ def _answers(url: str) -> bool:
 
 def test_sidecar_envoy_killed_is_restarted(hello_mesh: Mesh) -> None:
     mesh = hello_mesh
+    balance_round_robin(mesh)
     victim = instance(mesh, "hello-v1-0")
     inbound = f"http://127.0.0.1:{victim['ports'][0]['inbound_port']}/"
     assert _answers(inbound)

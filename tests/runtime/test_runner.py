@@ -229,7 +229,7 @@ async def test_a_refusing_control_plane_stops_the_start(mesh: Mesh) -> None:
     assert read_run_file(mesh.dir) is None
     log = (mesh.dir / ".ratline" / "logs" / "controlplane.log").read_text()
     assert "this mesh dir is invalid" in log
-    assert not list((mesh.dir / ".ratline" / "logs").glob("*.envoy.log"))
+    assert not list((mesh.dir / ".ratline" / "logs").rglob("*.envoy.log"))
 
 
 async def test_a_second_runner_is_refused(mesh: Mesh) -> None:

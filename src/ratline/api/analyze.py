@@ -115,6 +115,9 @@ class _Index:
     gateways: set[tuple[str, str]] = field(default_factory=set)
     workloads: list[tuple[str, Mapping[str, str]]] = field(default_factory=list)
     """(namespace, labels) of every workload, gateways included."""
+    pod_templates: list[tuple[str, str, Mapping[str, str]]] = field(default_factory=list)
+    """(namespace, `Deployment name`, pod labels) of Kubernetes workload kinds, which local
+    mode does not run (only their Services' findings mention them)."""
 
     @classmethod
     def build(cls, resources: Sequence[Resource[Any]]) -> _Index:
@@ -139,6 +142,8 @@ class _Index:
                 with contextlib.suppress(GatewayDeploymentError):
                     gateway = parse_gateway_deployment(r.raw)
                     index.workloads.append((gateway.namespace, gateway.label_map))
+            elif (labels := _pod_template_labels(r.raw)) is not None:
+                index.pod_templates.append((r.namespace, f"{r.kind} {r.name}", labels))
         return index
 
     def has_service(self, host: str) -> bool:
@@ -296,12 +301,33 @@ def _check_service(spec: ServiceSpec, namespace: str, index: _Index, report: _Re
         return
     if not any(ns == namespace and _selects(spec.selector, lbl) for ns, lbl in index.workloads):
         shown = ", ".join(f"{k}={v}" for k, v in spec.selector.items())
-        report(
-            "spec.selector",
-            f"no Workload in namespace {namespace} has the labels {shown}",
-            SERVICE_SELECTS_NO_WORKLOAD,
-            Severity.WARNING,
+        message = f"no Workload in namespace {namespace} has the labels {shown}"
+        templates = sorted(
+            what
+            for ns, what, lbl in index.pod_templates
+            if ns == namespace and _selects(spec.selector, lbl)
         )
+        if templates:
+            message += (
+                f"; only the pods of {', '.join(templates)} do, and local mode runs Workload "
+                "resources, not Kubernetes workload kinds (declare a Workload, or run on "
+                "Kubernetes)"
+            )
+        report("spec.selector", message, SERVICE_SELECTS_NO_WORKLOAD, Severity.WARNING)
+
+
+POD_TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+
+
+def _pod_template_labels(raw: Mapping[str, Any]) -> Mapping[str, str] | None:
+    """The pod labels of a Kubernetes workload kind (`spec.template.metadata.labels`)."""
+    if raw.get("kind") not in POD_TEMPLATE_KINDS:
+        return None
+    template = (raw.get("spec") or {}).get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") if isinstance(template, dict) else None
+    if not isinstance(labels, dict):
+        return None
+    return {str(k): str(v) for k, v in labels.items()}
 
 
 def _check_workload(spec: WorkloadSpec, mesh_dir: Path | None, report: _Reporter) -> None:

@@ -22,9 +22,11 @@ from ratline.cli.meshref import mesh_option
 from ratline.runtime.local.runfile import read_run_file
 from ratline.settings import (
     CONTROL_PLANE_LOG,
+    LOGS_TOP_NAMESPACE,
     RUNNER_LOG,
     LogStream,
     instance_log,
+    instance_log_name,
     logs_dir,
 )
 
@@ -92,11 +94,20 @@ def log_path_for(mesh_dir: Path, target: str, stream: LogStream) -> tuple[str, P
         return target, logs_dir(mesh_dir) / MESH_PROCESS_LOGS[target]
     info = read_run_file(mesh_dir) or {}
     entries = [*(info.get("instances") or ()), *(info.get("gateways") or ())]
-    try:
-        log_names = sorted(os.listdir(logs_dir(mesh_dir)))
-    except OSError:
-        log_names = []
-    instance = resolve_instance(target, entries, log_names)
+    on_disk = _log_files(logs_dir(mesh_dir))
+    instance = resolve_instance(target, entries, sorted(on_disk))
+    wanted = target.partition(".")[2]
+    namespaces = {
+        str(e["namespace"])
+        for e in entries
+        if e.get("name") == instance and e.get("namespace") and wanted in ("", e["namespace"])
+    }
+    if not namespaces:
+        namespace = wanted or on_disk.get(_log_name(instance), LOGS_TOP_NAMESPACE)
+    elif LOGS_TOP_NAMESPACE in namespaces:  # no namespace given means the default one
+        namespace = LOGS_TOP_NAMESPACE
+    else:
+        namespace = min(namespaces)
     gateways = {str(g.get("name")) for g in info.get("gateways") or ()}
     instances = {str(i.get("name")) for i in info.get("instances") or ()}
     is_gateway = instance in gateways or (
@@ -104,7 +115,28 @@ def log_path_for(mesh_dir: Path, target: str, stream: LogStream) -> tuple[str, P
     )
     if is_gateway and stream == "app":
         stream = "envoy"  # a gateway is only its Envoy
-    return instance, instance_log(mesh_dir, instance, stream)
+    return instance, instance_log(mesh_dir, instance, stream, namespace)
+
+
+def _log_name(instance: str) -> str:
+    return instance_log_name(instance, "envoy")
+
+
+def _log_files(folder: Path) -> dict[str, str]:
+    """Log file name → its namespace, for the files in `logs/` and its namespace folders
+    (used when no mesh runs: run.json is gone, the files stay)."""
+    found: dict[str, str] = {}
+    try:
+        with os.scandir(folder) as top:
+            for entry in top:
+                if entry.is_dir():
+                    for name in sorted(os.listdir(entry.path)):
+                        found.setdefault(name, entry.name)
+                else:
+                    found[entry.name] = LOGS_TOP_NAMESPACE
+    except OSError:
+        pass
+    return found
 
 
 def instance_error(mesh_dir: Path, instance: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from ratline.api.envelope import Resource
@@ -42,6 +43,19 @@ def build_snapshot(
     if previous is not None and config_version and previous.config_version == config_version:
         unchanged = _unchanged_services(previous, instances, domain_suffix)
     services = build_services(resources, instances, domain_suffix, unchanged)
+    if (
+        unchanged is not None
+        and previous is not None
+        and services.keys() == previous.services.keys()
+    ):
+        # Same config, same service hosts: the routing resources, the Gateway API's
+        # conversion (it reads only which hosts exist) and its findings are the previous ones.
+        return replace(
+            previous,
+            version=inputs_version,
+            services=services,
+            instances={i.node_id: i for i in instances},
+        )
     grouped: dict[str, list[Resource[Any]]] = {v: [] for v in _ROUTING_KINDS.values()}
     extra: dict[str, list[Resource[Any]]] = {}
     for res in resources:

@@ -118,20 +118,23 @@ def _percentages(weights: list[int]) -> list[int]:
 
 def _routes(
     backends: Iterable[BackendRef], where: str, ctx: RouteContext, refs: Refs, http: bool
-) -> tuple[list[dict[str, Any]], bool]:
-    """Weighted destinations; and whether some weight went to a backend left out."""
+) -> tuple[list[dict[str, Any]], float]:
+    """Weighted destinations; and the share of the weight (0 to 1) that went to backends
+    left out (missing, not permitted or not a Service)."""
     kept: list[tuple[dict[str, Any], int, BackendRef, int]] = []
-    lost = False
+    lost = total = 0
     for index, ref in enumerate(backends):
         at = f"{where}.backendRefs[{index}]"
         destination = _destination(ref, at, ctx, refs)
+        total += max(ref.weight, 0)
         if destination is None:
-            lost = lost or ref.weight > 0
+            lost += max(ref.weight, 0)
             continue
         if ref.weight > 0:
             kept.append((destination, ref.weight, ref, index))
+    lost_share = lost / total if total else 0.0
     if not kept:
-        return [], lost
+        return [], lost_share
     routes = []
     shares = _percentages([w for _d, w, _r, _i in kept])
     for (destination, _w, ref, index), share in zip(kept, shares, strict=True):
@@ -141,7 +144,7 @@ def _routes(
             if headers:
                 route["headers"] = headers
         routes.append(route)
-    return routes, lost
+    return routes, lost_share
 
 
 def _header_operations(modifier: Any) -> dict[str, Any]:
@@ -300,10 +303,14 @@ def http_rules(ctx: RouteContext, refs: Refs) -> list[dict[str, Any]]:
         if timeouts is not None and timeouts.backend_request:
             refs.unsupported.append((f"{where}.timeouts.backendRequest", "timeouts.backendRequest"))
         if "redirect" not in http:
-            routes, _lost = _routes(rule.backend_refs, where, ctx, refs, http=True)
+            routes, lost_share = _routes(rule.backend_refs, where, ctx, refs, http=True)
             if routes:
-                # A backend left out loses its share to the others (docs/differences.md).
                 http["route"] = routes
+                if lost_share > 0:
+                    # The share of invalid backends answers 500, as the Gateway API says: an
+                    # abort of that share before routing, the rest split by the kept weights.
+                    percentage = {"value": round(lost_share * 100, 4)}
+                    http["fault"] = {"abort": {"httpStatus": 500, "percentage": percentage}}
             else:
                 # No backend to send to: 500 for invalid backends, 404 when none is named.
                 status = 500 if rule.backend_refs else 404

@@ -1,25 +1,33 @@
 """Which servers of the Gateways selecting a gateway proxy it serves, by port and kind.
 
-Three kinds of port: plain HTTP (HTTP, HTTP2, gRPC; `tls.httpsRedirect` allowed), HTTPS
+Four kinds of port: plain HTTP (HTTP, HTTP2, gRPC; `tls.httpsRedirect` allowed), HTTPS
 terminating TLS (`tls.mode` SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL; see
-`translate.gateway_tls`), and L4 (TCP, Mongo, …, and TLS or HTTPS in PASSTHROUGH). One
-port serves one kind: a later server of another kind on it is reported and left out.
-What is not translated (AUTO_PASSTHROUGH, TLS termination of a `TLS` server) is reported.
+`translate.gateway_tls`), L4 (TCP, Mongo, …, and TLS or HTTPS in PASSTHROUGH), and TLS
+servers terminating TLS in those modes for `tcp:` routes. One port serves one kind: a
+later server of another kind on it is reported and left out. What is not translated
+(AUTO_PASSTHROUGH) is reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from envoy.config.listener.v3 import listener_pb2
 
 from ratline.api.envelope import Resource
 from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS
 from ratline.model.snapshot import MeshSnapshot
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate import routes
+from ratline.translate import l4_listeners, routes
 from ratline.translate.common import CONFLICT, Findings, labels_match
-from ratline.translate.gateway_tls import TERMINATING_MODES
+from ratline.translate.gateway_tls import (
+    TERMINATING_MODES,
+    GatewaySecrets,
+    https_chains,
+    terminated_l4_listener,
+)
 from ratline.translate.http_routes import gateway_ref
 from ratline.translate.policy import hosts_intersection
 from ratline.translate.routes import GatewayServer
@@ -40,10 +48,12 @@ class GatewayPorts:
     http: ServersByPort = field(default_factory=dict)
     https: ServersByPort = field(default_factory=dict)
     l4: ServersByPort = field(default_factory=dict)
+    tls: ServersByPort = field(default_factory=dict)
+    """`TLS` servers terminating TLS, routed by `tcp:` rules."""
 
     def taken_by(self, port: int, kind: ServersByPort) -> GatewayServer | None:
         """The first server of another kind on `port`, if any."""
-        for other in (self.http, self.https, self.l4):
+        for other in (self.http, self.https, self.l4, self.tls):
             if other is not kind and port in other:
                 return other[port][0]
         return None
@@ -61,18 +71,14 @@ def _kind(
         return ports.http
     if protocol in L4_SERVER_PROTOCOLS or (protocol in TLS_PROTOCOLS and mode == "PASSTHROUGH"):
         return ports.l4
-    if protocol == "HTTPS" and mode in TERMINATING_MODES:
-        return ports.https
+    if mode in TERMINATING_MODES and protocol in TLS_PROTOCOLS:
+        return ports.https if protocol == "HTTPS" else ports.tls
     if protocol in TLS_PROTOCOLS:
-        what = (
-            f"tls mode {mode or 'unset'} on a {protocol} server"
-            if protocol == "HTTPS" or mode is None
-            else f"tls mode {mode} on a TLS server (TLS termination for tcp: routes)"
-        )
         findings.add(
             gateway,
             f"{where}.tls.mode",
-            f"{what} is not yet supported by Ratline; the {protocol} server is ignored",
+            f"tls mode {mode or 'unset'} on a {protocol} server is not yet supported by "
+            f"Ratline; the {protocol} server is ignored",
         )
         return None
     findings.not_supported(gateway, f"{where}.port.protocol", f"protocol {protocol}")
@@ -145,3 +151,42 @@ def gateway_l4_chains(
         )
         chains += rule_chains(ctx, bound, "tls" if tls_passthrough else "tcp")
     return first_match_wins(chains, None)
+
+
+@dataclass(frozen=True)
+class L4Port:
+    """One L4 port of a gateway proxy: its servers, TLS passed through or terminated."""
+
+    snapshot: MeshSnapshot
+    instance: WorkloadInstance
+    port: int
+    servers: list[GatewayServer]
+    terminate: bool
+    """`TLS` servers terminating TLS (routed by `tcp:` rules after it), else TCP or
+    TLS/HTTPS passthrough."""
+
+
+def gateway_l4_listener(
+    l4: L4Port,
+    address: str,
+    secrets: GatewaySecrets,
+    extra_filters: Sequence[Any],
+    metrics_logs: Sequence[Any] | None,
+    findings: Findings,
+) -> listener_pb2.Listener:
+    """The listener of one L4 port: TCP, TLS passthrough by SNI, or TLS terminated per
+    server by SNI (as HTTPS, `translate.gateway_tls`) and then each one's `tcp:` rules."""
+    mesh = l4.snapshot.mesh_config
+    if l4.terminate:
+        terminated = [
+            (chain, gateway_l4_chains(l4.snapshot, l4.instance, [chain.server], False, findings))
+            for chain in https_chains(l4.servers, secrets, findings)
+        ]
+        return terminated_l4_listener(
+            address, l4.port, terminated, mesh, extra_filters, metrics_logs
+        )
+    passthrough = l4.servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
+    chains = gateway_l4_chains(l4.snapshot, l4.instance, l4.servers, passthrough, findings)
+    return l4_listeners.gateway_l4_listener(
+        address, l4.port, chains, passthrough, mesh, extra_filters, metrics_logs
+    )

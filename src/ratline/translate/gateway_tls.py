@@ -1,4 +1,5 @@
-"""Gateway servers that terminate TLS: HTTPS in SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL.
+"""Gateway servers that terminate TLS: HTTPS in SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL,
+and TLS servers in those modes, whose decrypted bytes go to their `tcp:` routes.
 
 One listener per port (`0.0.0.0_8443`) with the TLS inspector and a filter chain per
 server, chosen by SNI (`server_names` = the server's hosts; a server with host `*` takes
@@ -25,7 +26,7 @@ import base64
 import binascii
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -44,6 +45,7 @@ from ratline.translate.common import CONFLICT, Findings, ads_config_source, pack
 from ratline.translate.endpoints import socket_address
 from ratline.translate.listeners import HCM_FILTER, connection_manager
 from ratline.translate.routes import GatewayServer
+from ratline.translate.tcp_routes import L4Chain, blackhole_chain, filter_chain
 from ratline.translate.telemetry_envoy import HcmTelemetry
 
 CREDENTIAL_PREFIX = "kubernetes://"
@@ -386,3 +388,39 @@ def redacted_secret(secret: secret_pb2.Secret) -> secret_pb2.Secret:
 
 def secrets_by_name(secrets: Mapping[str, secret_pb2.Secret]) -> tuple[secret_pb2.Secret, ...]:
     return tuple(secrets[name] for name in sorted(secrets))
+
+
+def terminated_l4_listener(
+    address: str,
+    listen_port: int,
+    servers: Sequence[tuple[HttpsChain, Sequence[L4Chain]]],
+    mesh_config: Any,
+    extra_filters: Sequence[Any] = (),
+    metrics_logs: Sequence[Any] | None = None,
+) -> listener_pb2.Listener:
+    """`0.0.0.0_9443`: `TLS` servers terminating TLS, chosen by SNI as HTTPS servers are,
+    each then routed by its `tcp:` rules (no route: the connection is closed). No ALPN is
+    offered: what is inside the TLS is opaque bytes."""
+    name = names.gateway_listener(listen_port)
+    listener = listener_pb2.Listener(
+        name=name,
+        address=socket_address(address, listen_port),
+        traffic_direction=base_pb2.OUTBOUND,
+    )
+    listener.listener_filters.add(name=tls.TLS_INSPECTOR).typed_config.CopyFrom(
+        pack_any(tls_inspector_pb2.TlsInspector())
+    )
+    for server, chains in servers:
+        context = tls_pb2.DownstreamTlsContext()
+        context.CopyFrom(server.context)
+        del context.common_tls_context.alpn_protocols[:]
+        for chain in chains or [blackhole_chain(f"{server.route_config}|no-route")]:
+            built = filter_chain(
+                replace(chain, server_names=server.server_names),
+                mesh_config,
+                extra_filters,
+                metrics_logs,
+            )
+            built.transport_socket.CopyFrom(tls.transport_socket(context))
+            listener.filter_chains.append(built)
+    return listener

@@ -22,7 +22,7 @@ from envoy.config.route.v3 import route_pb2
 
 from ratline.api.envelope import Resource
 from ratline.api.errors import ConfigMessage
-from ratline.api.protocols import TLS_PROTOCOLS, is_http
+from ratline.api.protocols import is_http
 from ratline.model.snapshot import Endpoint, MeshSnapshot, Service
 from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import ProxyKind, WorkloadInstance
@@ -50,7 +50,12 @@ from ratline.translate.carry_over import (
     not_about_routing,
 )
 from ratline.translate.common import Findings
-from ratline.translate.gateway_servers import GatewayPorts, gateway_l4_chains, gateway_ports
+from ratline.translate.gateway_servers import (
+    GatewayPorts,
+    L4Port,
+    gateway_l4_listener,
+    gateway_ports,
+)
 from ratline.translate.locality import NOWHERE, ClientLocality, locality_of
 from ratline.translate.policy import visible_to
 from ratline.translate.proxy_resources import (
@@ -560,24 +565,22 @@ class MeshGenerator:
                 )
                 for c in chains
             )
-        for port, servers in sorted(l4_servers.items()):
+        l4_ports = [(port, servers, False) for port, servers in sorted(l4_servers.items())]
+        l4_ports += [(port, servers, True) for port, servers in sorted(ports.tls.items())]
+        for port, servers, terminate in l4_ports:
             security = self._security(instance, port)
             stat_prefix = f"outbound_{names.gateway_listener(port)}"
             extra = l4_listeners.network_security_filters(
                 security.filters, stat_prefix, servers[0].gateway, self._findings, "spec.servers"
             )
-            tls_passthrough = servers[0].server.port.protocol.upper() in TLS_PROTOCOLS
             out_listeners.append(
-                l4_listeners.gateway_l4_listener(
+                gateway_l4_listener(
+                    L4Port(self.snapshot, instance, port, servers, terminate),
                     self.settings.bind_address,
-                    port,
-                    gateway_l4_chains(
-                        self.snapshot, instance, servers, tls_passthrough, self._findings
-                    ),
-                    tls_passthrough,
-                    mesh,
+                    secrets,
                     extra,
                     tcp_telemetry(client=True, own=own, telemetry=resolved),
+                    self._findings,
                 )
             )
         return ProxyResources(

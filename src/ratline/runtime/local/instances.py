@@ -161,7 +161,7 @@ class LocalInstance:
         self.exit_code: int | None = None
         """Set when the app exited and its restartPolicy says it stays down (a finished job)."""
         self.node_id = node_id(ProxyKind.SIDECAR, "127.0.0.1", spec.name, spec.namespace)
-        self.log_path = dirs.logs_dir / instance_log_name(spec.name, "app")
+        self.log_path = dirs.logs_dir / instance_log_name(spec.name, "app", spec.namespace)
         params = BootstrapParams(
             node_id=self.node_id,
             # Istio's service cluster: the canonical service (also Zipkin's service name)
@@ -178,8 +178,8 @@ class LocalInstance:
             label=spec.name,
             params=params,
             config_path=dirs.proxies_dir / f"{self.node_id}.json",
-            log_path=dirs.logs_dir / instance_log_name(spec.name, "envoy"),
-            access_log_path=dirs.logs_dir / instance_log_name(spec.name, "access"),
+            log_path=dirs.logs_dir / instance_log_name(spec.name, "envoy", spec.namespace),
+            access_log_path=dirs.logs_dir / instance_log_name(spec.name, "access", spec.namespace),
             settings=settings,
             policy=policy,
             on_change=on_change,
