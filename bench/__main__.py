@@ -30,7 +30,6 @@ from bench.notes import NOTES_MD
 from bench.profile_push import profile_endpoint_push
 from bench.report import render
 from bench.scale import ScaleSize, run_scale
-from bench.sidebyside import SERVERS as SIDE_BY_SIDE_SERVERS
 from bench.sidebyside import SideBySideSize, run_sidebyside
 from bench.sizes import FULL, SMOKE, Sizes
 from bench.streams import run_streams
@@ -65,6 +64,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "(default: the size's; mesh size stays the size's)")
     parser.add_argument("--repetitions", type=int, default=None,
                         help="sidebyside: times each change is made (median kept)")
+    parser.add_argument("--ratline-workers", default=None, metavar="N,...",
+                        help="sidebyside: run Ratline once per xDS worker count given "
+                             "(servers ratline-wN) instead of once at its default")
     parser.add_argument("--profile-push", action="store_true",
                         help="sidebyside: one more endpoint and VirtualService change of "
                              "Ratline's under py-spy (needs py-spy), after the measured ones")
@@ -85,9 +87,12 @@ def _growth(sizes: Sizes, settings: Settings, log_dir: Path) -> list[dict[str, A
 def _servers(args: argparse.Namespace) -> tuple[str, ...]:
     """The control planes of the side-by-side section (see --istiod)."""
     choice = args.istiod or ("auto" if args.smoke else "build")
+    ratline: tuple[str, ...] = ("ratline",)
+    if args.ratline_workers:
+        ratline = tuple(f"ratline-w{int(n)}" for n in args.ratline_workers.split(","))
     if choice == "skip" or (choice == "auto" and not istiod_build.is_built()):
-        return ("ratline",)
-    return SIDE_BY_SIDE_SERVERS
+        return ratline
+    return ("istiod", *ratline)
 
 
 def _sidebyside_sizes(args: argparse.Namespace, sizes: Sizes) -> list[SideBySideSize]:

@@ -95,19 +95,6 @@ CARRY_OVER_NOTES_MD = [
     "back whole streams (not just their writes) until earlier ones are ACKed, or share "
     "one encoded first response per scope (the proxy's own resources and the nonce in "
     "a second response).",
-    "- **Growth ≤ 1.5x** and the runner's instance report: not re-measured in this run "
-    "(section 4 is the earlier run's).",
-    "- **Use the cores** (not built): the measured per-stream costs give the design. One "
-    "translator process builds the snapshot, the generator and the packed sets (the fixed "
-    "part: ~0.1-0.4 s per change here) and publishes each push's encoded resources "
-    "(content-addressed bytes, a few MB) to N xDS worker processes over a pipe or shared "
-    "memory; each worker holds 1/N of the streams on a shared port (`SO_REUSEPORT`; "
-    "grpc's `grpc.so_reuseport` option) and runs the delta/SotW state of its streams "
-    "only. The worker count is a setting, defaulting to the core count. With 0.29 ms per "
-    "stream for an endpoint change, 0.6 ms for a route change and 5.8 ms for a first "
-    "sync, 20,000 proxies on 16 cores would cost per worker 1,250 streams: ~0.36 s for an "
-    "endpoint change, ~0.75 s for a route change, ~7 s for a full resync after a restart, "
-    "plus the translator's fixed part; on the 2 cores here, 2 workers would at best halve "
-    "the per-stream part (the fleet shares the same cores).",
+    "- **Growth ≤ 1.5x** and **use the cores**: in the next notes (xDS workers).",
     "",
 ]

@@ -5,9 +5,11 @@ goes, for whoever works on the control plane's speed next. Text beside the code,
 from __future__ import annotations
 
 from bench.notes_carry_over import CARRY_OVER_NOTES_MD
+from bench.notes_workers import WORKERS_NOTES_MD
 
 SIDE_BY_SIDE_NOTES_MD = [
     *CARRY_OVER_NOTES_MD,
+    *WORKERS_NOTES_MD,
     "### Notes on the first side-by-side run (2026-12-01, before the work above; its "
     "tables were replaced by the run above)",
     "",

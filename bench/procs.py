@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -138,6 +138,49 @@ def peak_rss_kib(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (a control plane's xDS worker processes)."""
+    children = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return [pid, *sorted(children)]
+
+
+def _each(pid: int, measure: Callable[[int], Any]) -> list[Any]:
+    values = []
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            values.append(measure(member))
+    return values
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of the process and its live children (see `process_tree`)."""
+    return float(sum(_each(pid, cpu_seconds)))
+
+
+def tree_memory_kib(pid: int) -> dict[str, int]:
+    """`memory_kib` summed over the process and its children."""
+    total = {"rss": 0, "pss": 0, "uss": 0}
+    for values in _each(pid, memory_kib):
+        for key in total:
+            total[key] += values[key]
+    return total
+
+
+def tree_peak_rss_kib(pid: int) -> int:
+    """The sum of each member's own peak RSS (an upper bound of the tree's peak)."""
+    return int(sum(_each(pid, peak_rss_kib)))
 
 
 def kill_pids(pids: set[int] | list[int], timeout: float = 5.0) -> None:

@@ -38,7 +38,10 @@ from typing import Any
 
 from bench import istiod, istiod_build, istiomesh, mesh
 from bench.fleet import EnvoyFleet, FleetProxy, make_fleet
-from bench.procs import ProcessGroup, cpu_seconds, memory_kib, peak_rss_kib, wait_for
+from bench.procs import ProcessGroup, cpu_seconds, wait_for
+from bench.procs import tree_cpu_seconds as cp_cpu_seconds
+from bench.procs import tree_memory_kib as memory_kib
+from bench.procs import tree_peak_rss_kib as peak_rss_kib
 from bench.pyspy import Profiler, summarize
 from bench.scale import Workers, latency_summary, percentile
 from bench.sds import BenchSds
@@ -77,10 +80,10 @@ class SideBySideSize:
 def wait_quiet(pid: int, timeout: float = 60.0) -> float:
     """Wait until the process is idle (see QUIET_CPU_S); returns the seconds waited."""
     start = time.monotonic()
-    before = cpu_seconds(pid)
+    before = cp_cpu_seconds(pid)
     while time.monotonic() - start < timeout:
         time.sleep(QUIET_WINDOW_S)
-        now = cpu_seconds(pid)
+        now = cp_cpu_seconds(pid)
         if now - before < QUIET_CPU_S:
             break
         before = now
@@ -106,9 +109,10 @@ class _Istiod(_Server):
 
 class _Ratline(_Server):
     def __init__(self, procs: ProcessGroup, _binary: Path | None, config_dir: Path,
-                 _work: Path, fleet: list[FleetProxy]) -> None:
-        self.name = "ratline"
-        cp = mesh.ControlPlaneProcess(procs, config_dir)
+                 _work: Path, fleet: list[FleetProxy], workers: int | None = None) -> None:
+        self.name = "ratline" if workers is None else f"ratline-w{workers}"
+        env = {} if workers is None else {"RATLINE_XDS_WORKERS": str(workers)}
+        cp = mesh.ControlPlaneProcess(procs, config_dir, env)
         pushes = cp.status().get("pushes", 0)
         cp.report([p.instance() for p in fleet])
         wait_for(lambda: cp.status().get("pushes", 0) > pushes, 300,
@@ -136,7 +140,7 @@ def run_sidebyside(sizes: list[SideBySideSize], settings: Settings, log_dir: Pat
             logs = log_dir / f"sidebyside-{size.mode}-{size.proxies}-{server}"
             try:
                 run[server] = _run_one(server, size, settings, binary, logs,
-                                       profile and server == "ratline")
+                                       profile and server.startswith("ratline"))
             except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
                 traceback.print_exc()
                 run[server] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -171,9 +175,14 @@ def _run_one(server: str, size: SideBySideSize, settings: Settings, binary: Path
             shutil.rmtree(log_dir)
         # The SDS server outlives the Envoys it serves: the stack closes after the group.
         with contextlib.ExitStack() as stack, ProcessGroup(log_dir) as procs:
-            kind = _Istiod if server == "istiod" else _Ratline
-            assert binary is not None or kind is _Ratline
-            cp = kind(procs, binary, config_dir, work, fleet)  # type: ignore[arg-type]
+            cp: _Server
+            if server == "istiod":
+                assert binary is not None
+                cp = _Istiod(procs, binary, config_dir, work, fleet)
+            else:
+                workers = server.removeprefix("ratline-w")  # ratline-wN: N xDS workers
+                cp = _Ratline(procs, binary, config_dir, work, fleet,
+                              int(workers) if workers.isdigit() else None)
             return _measure(cp, size, settings, procs, work, config_dir, fleet, stack, profile)
 
 
@@ -184,7 +193,7 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
     result: dict[str, Any] = {"rss_idle_mib": memory_kib(cp.pid)["rss"] / 1024}
     simulated = [p for p in fleet if not p.real]
     nodes = [p.node_id for p in simulated]
-    cpu0 = cpu_seconds(cp.pid)
+    cpu0 = cp_cpu_seconds(cp.pid)
     t0 = time.monotonic()
     workers = Workers(procs, f"{cp.xds_host}:{cp.xds_port}", nodes, size.workers, size.mode,
                       set(nodes[::NACK_SHARE]),
@@ -197,7 +206,7 @@ def _measure(cp: _Server, size: SideBySideSize, settings: Settings, procs: Proce
                         size.mode == "delta", sds)
     stats = _wait_synced(workers, envoys, t0)
     synced = time.monotonic()
-    result["initial_sync_cpu_s"] = cpu_seconds(cp.pid) - cpu0
+    result["initial_sync_cpu_s"] = cp_cpu_seconds(cp.pid) - cpu0
     fleet_pids = [p.pid for p in workers.procs] + envoys.pids
     result["initial_sync_fleet_cpu_s"] = sum(map(cpu_seconds, fleet_pids))
     times = [d["synced_at"] - t0 for d in stats.values()]
@@ -271,7 +280,7 @@ def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Pat
     if edit.kind == "endpoint":
         envoys.upstream_debug(True)
     offsets = envoys.log_offsets()
-    cpu_before = cpu_seconds(cp.pid)
+    cpu_before = cp_cpu_seconds(cp.pid)
     fleet_before = sum(map(cpu_seconds, fleet_pids))
     wall0, t0 = time.time(), time.monotonic()
     edit.apply(config_dir)
@@ -297,7 +306,7 @@ def _converge(cp: _Server, workers: Workers, envoys: EnvoyFleet, config_dir: Pat
     if edit.kind == "endpoint":
         envoys.upstream_debug(False)
     wait_quiet(cp.pid)
-    cpu = cpu_seconds(cp.pid) - cpu_before
+    cpu = cp_cpu_seconds(cp.pid) - cpu_before
     fleet_cpu = sum(map(cpu_seconds, fleet_pids)) - fleet_before
     real_s = [t - wall0 for t in real.values()]
     everything = list(hits.values()) + real_s

@@ -32,6 +32,13 @@ def _find_envoy() -> str:
     return found or "envoy"
 
 
+def _core_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Ratline's settings. Override with `RATLINE_<FIELD>` environment variables."""
@@ -58,6 +65,13 @@ class Settings:
 
     push_debounce_max_ms: int = 500
     """Longest a push may be held back by a stream of events."""
+
+    xds_workers: int = field(default_factory=lambda: _core_count())
+    """Processes serving the xDS streams (`RATLINE_XDS_WORKERS`); default the cores this
+    process may run on. 1: the control plane serves every stream itself. More: the control
+    plane translates and publishes each proxy's resources to this many worker processes,
+    which share the xDS port (SO_REUSEPORT) and each hold a share of the streams
+    (`ratline.xds.workers`): Python runs one process on one core at a time."""
 
     nack_retry_s: float = 1.0
     """After a proxy rejects (NACKs) config, the control plane sends it again after this

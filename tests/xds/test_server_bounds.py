@@ -33,6 +33,9 @@ class StuckWriter:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:1"
 
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}  # plain text: no TLS peer
+
     async def write(self, _message: Any) -> None:
         self.writes += 1
         await asyncio.Event().wait()

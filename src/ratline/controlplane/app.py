@@ -33,6 +33,7 @@ from ratline.settings import Settings
 from ratline.translate.generator import MeshGenerator
 from ratline.xds.server import XdsServer
 from ratline.xds.types import Resources
+from ratline.xds.workers import XdsWorkerPool
 
 log = logging.getLogger("ratline.controlplane")
 
@@ -59,9 +60,19 @@ class ControlPlane:
         self.settings = settings
         self.mesh_dir = mesh_dir.resolve() if mesh_dir is not None else None
         """The mesh directory in local mode (analysis resolves Workload commands in it)."""
-        self.xds = XdsServer(
-            self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
-        )
+        self.xds: XdsServer | XdsWorkerPool
+        if settings.xds_workers > 1:
+            self.xds = XdsWorkerPool(
+                self,
+                workers=settings.xds_workers,
+                nack_retry_s=settings.nack_retry_s,
+                nack_retry_max_s=settings.nack_retry_max_s,
+                log_level=settings.log_level,
+            )
+        else:
+            self.xds = XdsServer(
+                self, nack_retry_s=settings.nack_retry_s, nack_retry_max_s=settings.nack_retry_max_s
+            )
         self.started_at = time.time()
         self.xds_address = ""
         self.snapshot: MeshSnapshot | None = None

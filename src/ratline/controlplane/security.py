@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ratline.ca.authority import CertificateAuthority
@@ -32,6 +31,7 @@ from ratline.ca.tokens import new_token_key
 from ratline.config.persist import write_atomic
 from ratline.registry.instances import parse_node_id
 from ratline.settings import Settings, state_dir
+from ratline.xds.types import ServerTls
 
 log = logging.getLogger("ratline.controlplane")
 
@@ -132,10 +132,7 @@ class ControlPlaneSecurity:
             server_key_pem=private_key_pem(key).decode(),
         )
 
-    def xds_credentials(self) -> grpc.ServerCredentials:
-        """mTLS for xDS: proxies must present a certificate of the mesh CA."""
-        return grpc.ssl_server_credentials(
-            [(self.server_key_pem.encode(), self.server_chain_pem.encode())],
-            root_certificates=self.ca.root_pem.encode(),
-            require_client_auth=True,
-        )
+    def xds_credentials(self) -> ServerTls:
+        """mTLS for xDS: proxies must present a certificate of the mesh CA (as PEM, which
+        the xDS server, or each of its worker processes, turns into gRPC credentials)."""
+        return ServerTls(self.server_key_pem, self.server_chain_pem, self.ca.root_pem)

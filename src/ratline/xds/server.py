@@ -32,7 +32,7 @@ from ratline.xds.delta import DeltaStream
 from ratline.xds.protocol import SyncState, TypeStatus, nack_retry_delay
 from ratline.xds.sotw import SotwStream
 from ratline.xds.staging import Config, as_config, push_stages
-from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources
+from ratline.xds.types import SHORT_NAMES, ConfigSource, Resources, ServerTls
 
 log = logging.getLogger("ratline.xds")
 
@@ -108,6 +108,11 @@ _RECOMPUTE = _Marker("RECOMPUTE")
 _CLOSED = _Marker("CLOSED")
 
 
+class _Refusal:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class XdsObserver(Protocol):
     """Told what the server does, for the control plane's metrics (pilot_xds_*)."""
 
@@ -130,6 +135,8 @@ class _Connection:
         """Bounds the requests in `queue` (markers are coalesced and need no slot)."""
         self.node_id: str | None = None
         self.peer = peer
+        self.peer_ids: tuple[str, ...] = ()
+        """The SPIFFE IDs of the client's TLS certificate (none over plain text)."""
         self.connected_at = time.time()
         self.snapshot_version: str | None = None
         self.current: Resources | None = None
@@ -243,6 +250,8 @@ class XdsServer:
         self._connections: dict[str, list[_Connection]] = {}
         """node id → its open streams, oldest first (a reconnect may overlap the old one)."""
         self._departed: OrderedDict[str, ProxyStatus] = OrderedDict()
+        self._touched: set[str] = set()
+        """Nodes whose status may have changed since `drain_touched` last ran."""
         self.port: int | None = None
         self.observer: XdsObserver | None = None
         self.extra_handlers: list[grpc.GenericRpcHandler] = []
@@ -255,9 +264,14 @@ class XdsServer:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        credentials: grpc.ServerCredentials | None = None,
+        credentials: grpc.ServerCredentials | ServerTls | None = None,
     ) -> int:
-        """Listen on host:port (0 picks a free port), over TLS with `credentials`."""
+        """Listen on host:port (0 picks a free port), over TLS with `credentials`.
+
+        The port is bound with SO_REUSEPORT (gRPC's default on Linux), so several worker
+        processes can share it (`xds.workers`)."""
+        if isinstance(credentials, ServerTls):
+            credentials = credentials.credentials()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
@@ -297,6 +311,25 @@ class XdsServer:
             if wanted is None or node_id in wanted:
                 for connection in connections:
                     connection.request_recompute()
+
+    def refuse(self, node_id: str, message: str) -> None:
+        """End every stream of this node with PERMISSION_DENIED (from any thread)."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self.refuse, node_id, message)
+            return
+        for connection in self._connections.get(node_id, ()):
+            connection.queue.put_nowait(_Refusal(message))
+
+    def peer_ids(self, node_id: str) -> tuple[str, ...]:
+        """The SPIFFE IDs the node's newest stream presented (none over plain text)."""
+        connections = self._connections.get(node_id)
+        return connections[-1].peer_ids if connections else ()
+
+    def drain_touched(self) -> set[str]:
+        """The nodes whose stream did something since the last call (for status copies)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def status(self) -> list[ProxyStatus]:
         """Every connected proxy (its newest stream), then recently disconnected ones."""
@@ -343,6 +376,9 @@ class XdsServer:
                     responses: list[Any] = connection.next_stage()
                 if item is _CLOSED:
                     return
+                if isinstance(item, _Refusal):
+                    log.warning("xDS stream of %s refused: %s", connection.node_id, item.message)
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.message)
                 if item is None:
                     pass  # responses: the next stage's, above
                 elif item is _RECOMPUTE:
@@ -356,6 +392,8 @@ class XdsServer:
                         if refusal is not None:
                             log.warning("xDS stream from %s refused: %s", context.peer(), refusal)
                             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+                    if connection.node_id is None:
+                        connection.peer_ids = _peer_ids(context)
                     if connection.node_id is None and not self._attach(connection, item):
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "the first request must name a node"
@@ -363,6 +401,8 @@ class XdsServer:
                     responses = self._handle(connection, item)
                     if connection.stages and connection.stage_acked():
                         responses += connection.next_stage()
+                if connection.node_id is not None:
+                    self._touched.add(connection.node_id)
                 pushed_at = time.perf_counter()
                 for response in responses:
                     if mode == "sotw":
@@ -420,6 +460,7 @@ class XdsServer:
         node_id = connection.node_id
         if node_id is None:
             return
+        self._touched.add(node_id)
         connections = self._connections.get(node_id, [])
         if connection in connections:
             connections.remove(connection)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
@@ -62,6 +62,27 @@ def varint(value: int) -> bytes:
 def length_delimited(field_number: int, payload: bytes) -> bytes:
     """One length-delimited protobuf field (a string, bytes or message)."""
     return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The xDS server's mTLS material as PEM text (a worker process builds its own
+    `grpc.ServerCredentials` from it: credentials objects do not cross processes)."""
+
+    key_pem: str
+    chain_pem: str
+    root_pem: str
+    require_client_auth: bool = True
+
+    def credentials(self) -> Any:
+        """gRPC server credentials of this material."""
+        import grpc
+
+        return grpc.ssl_server_credentials(
+            [(self.key_pem.encode(), self.chain_pem.encode())],
+            root_certificates=self.root_pem.encode(),
+            require_client_auth=self.require_client_auth,
+        )
 
 
 Resources = Mapping[str, Mapping[str, VersionedResource]]
