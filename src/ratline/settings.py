@@ -39,6 +39,17 @@ def _core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MIN_CORES_FOR_XDS_WORKERS = 4
+"""Below this many cores the control plane serves xDS itself: measured side by side on 2
+cores (docs/benchmarks.md, xDS workers), a second worker process cost more than it gained
+(endpoint change p99 1.16x, CPU per push 1.32x of one process)."""
+
+
+def _default_xds_workers() -> int:
+    cores = _core_count()
+    return cores if cores >= MIN_CORES_FOR_XDS_WORKERS else 1
+
+
 @dataclass(frozen=True)
 class Settings:
     """Ratline's settings. Override with `RATLINE_<FIELD>` environment variables."""
@@ -66,9 +77,10 @@ class Settings:
     push_debounce_max_ms: int = 500
     """Longest a push may be held back by a stream of events."""
 
-    xds_workers: int = field(default_factory=lambda: _core_count())
+    xds_workers: int = field(default_factory=_default_xds_workers)
     """Processes serving the xDS streams (`RATLINE_XDS_WORKERS`); default the cores this
-    process may run on. 1: the control plane serves every stream itself. More: the control
+    process may run on when there are at least 4 (`MIN_CORES_FOR_XDS_WORKERS`), else 1.
+    1: the control plane serves every stream itself. More: the control
     plane translates and publishes each proxy's resources to this many worker processes,
     which share the xDS port (SO_REUSEPORT) and each hold a share of the streams
     (`ratline.xds.workers`): Python runs one process on one core at a time."""
