@@ -20,7 +20,7 @@ from ratline.api.envelope import Resource
 from ratline.api.protocols import TCP_PROTOCOLS, TLS_PROTOCOLS
 from ratline.model.snapshot import MeshSnapshot
 from ratline.registry.instances import WorkloadInstance
-from ratline.translate import l4_listeners, routes
+from ratline.translate import l4_listeners, names, routes
 from ratline.translate.common import CONFLICT, Findings, labels_match
 from ratline.translate.gateway_tls import (
     TERMINATING_MODES,
@@ -171,13 +171,21 @@ def gateway_l4_listener(
     l4: L4Port,
     address: str,
     secrets: GatewaySecrets,
-    extra_filters: Sequence[Any],
+    security_filters: Sequence[Any],
     telemetry: TcpTelemetry | None,
     findings: Findings,
 ) -> listener_pb2.Listener:
     """The listener of one L4 port: TCP, TLS passthrough by SNI, or TLS terminated per
-    server by SNI (as HTTPS, `translate.gateway_tls`) and then each one's `tcp:` rules."""
+    server by SNI (as HTTPS, `translate.gateway_tls`) and then each one's `tcp:` rules;
+    the port's AuthorizationPolicy filters (`security_filters`) as network filters."""
     mesh = l4.snapshot.mesh_config
+    extra_filters = l4_listeners.network_security_filters(
+        security_filters,
+        f"outbound_{names.gateway_listener(l4.port)}",
+        l4.servers[0].gateway,
+        findings,
+        "spec.servers",
+    )
     if l4.terminate:
         terminated = [
             (chain, gateway_l4_chains(l4.snapshot, l4.instance, [chain.server], False, findings))

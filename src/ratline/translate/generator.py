@@ -574,17 +574,12 @@ class MeshGenerator:
         l4_ports = [(port, servers, False) for port, servers in sorted(l4_servers.items())]
         l4_ports += [(port, servers, True) for port, servers in sorted(ports.tls.items())]
         for port, servers, terminate in l4_ports:
-            security = self._security(instance, port)
-            stat_prefix = f"outbound_{names.gateway_listener(port)}"
-            extra = l4_listeners.network_security_filters(
-                security.filters, stat_prefix, servers[0].gateway, self._findings, "spec.servers"
-            )
             out_listeners.append(
                 gateway_l4_listener(
                     L4Port(self.snapshot, instance, port, servers, terminate),
                     address,
                     secrets,
-                    extra,
+                    self._security(instance, port).filters,
                     tcp_telemetry(client=True, own=own, telemetry=resolved),
                     self._findings,
                 )
