@@ -342,6 +342,19 @@ def https_chains(
     return chains
 
 
+def _sni_listener(address: str, listen_port: int) -> listener_pb2.Listener:
+    """`0.0.0.0_PORT` with the TLS inspector: its chains are chosen by SNI."""
+    listener = listener_pb2.Listener(
+        name=names.gateway_listener(listen_port),
+        address=socket_address(address, listen_port),
+        traffic_direction=base_pb2.OUTBOUND,
+    )
+    listener.listener_filters.add(name=tls.TLS_INSPECTOR).typed_config.CopyFrom(
+        pack_any(tls_inspector_pb2.TlsInspector())
+    )
+    return listener
+
+
 def https_listener(
     address: str,
     listen_port: int,
@@ -351,15 +364,8 @@ def https_listener(
     telemetry: HcmTelemetry | None = None,
 ) -> listener_pb2.Listener:
     """`0.0.0.0_8443`: the TLS inspector, then a chain per server chosen by SNI."""
-    name = names.gateway_listener(listen_port)
-    listener = listener_pb2.Listener(
-        name=name,
-        address=socket_address(address, listen_port),
-        traffic_direction=base_pb2.OUTBOUND,
-    )
-    listener.listener_filters.add(name=tls.TLS_INSPECTOR).typed_config.CopyFrom(
-        pack_any(tls_inspector_pb2.TlsInspector())
-    )
+    listener = _sni_listener(address, listen_port)
+    name = listener.name
     for chain in chains:
         hcm = connection_manager(
             f"outbound_{name}",
@@ -401,15 +407,7 @@ def terminated_l4_listener(
     """`0.0.0.0_9443`: `TLS` servers terminating TLS, chosen by SNI as HTTPS servers are,
     each then routed by its `tcp:` rules (no route: the connection is closed). No ALPN is
     offered: what is inside the TLS is opaque bytes."""
-    name = names.gateway_listener(listen_port)
-    listener = listener_pb2.Listener(
-        name=name,
-        address=socket_address(address, listen_port),
-        traffic_direction=base_pb2.OUTBOUND,
-    )
-    listener.listener_filters.add(name=tls.TLS_INSPECTOR).typed_config.CopyFrom(
-        pack_any(tls_inspector_pb2.TlsInspector())
-    )
+    listener = _sni_listener(address, listen_port)
     for server, chains in servers:
         context = tls_pb2.DownstreamTlsContext()
         context.CopyFrom(server.context)
