@@ -88,8 +88,17 @@ class ControlPlane:
 
     @property
     def translation_messages(self) -> list[Any]:
-        """Findings of translation (config not translated, or refused by a translator)."""
-        return self._generator.messages if self._generator is not None else []
+        """Findings of translation (config not translated, or refused by a translator) for
+        every proxy of the current snapshot. A generator translates a proxy when the xDS
+        server first asks for its config, so the proxies not asked for yet are translated
+        here (memoized: the xDS server reuses it); otherwise a status written between a
+        snapshot and its push would miss their findings until the next change."""
+        generator = self._generator
+        if generator is None:
+            return []
+        for node_id in generator.snapshot.instances:
+            generator.protos_for(node_id)
+        return generator.messages
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
         config = self._config
@@ -104,13 +113,8 @@ class ControlPlane:
         The translation is the push's own (memoized in its generator): the xDS server
         reuses it rather than doing it again."""
         self._push_now()
-        generator = self._generator
-        if generator is None:
-            return []
-        for node_id in generator.snapshot.instances:
-            generator.protos_for(node_id)
         wanted = set(keys)
-        return [m for m in generator.messages if m.resource in wanted]
+        return [m for m in self.translation_messages if m.resource in wanted]
 
     # ---- lifecycle ---------------------------------------------------------------------
 
