@@ -24,6 +24,7 @@ from tests.kube.ratline_on_kube import (
     REPO,
     istio_file,
     remove_cluster_wide,
+    wait_crds_established,
 )
 from tests.kube_cluster import KubeCluster
 from tests.kube_pod_node import PodNode
@@ -81,7 +82,7 @@ def install_mesh_chart(cluster: KubeCluster, webhook_url: str) -> None:
          "--set", f"base.validationURL={webhook_url}/validate",
          "--set", f"controlplane.injectionURL={webhook_url}/inject",
          "--set", "gateways.enabled=false", kubeconfig=cluster.admin_kubeconfig)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    wait_crds_established(cluster)
 
 
 def uninstall_mesh_chart(cluster: KubeCluster) -> None:

@@ -48,6 +48,24 @@ def ratline_cli(
     )
 
 
+def wait_crds_established(cluster: KubeCluster, names: tuple[str, ...] = ()) -> None:
+    """Until every CRD (or these) is Established. Not `kubectl wait`: it fails at once on a
+    CRD the apiserver has not given any condition yet (`.status.conditions accessor error`)."""
+
+    def established() -> bool:
+        found = cluster.get_json("crd", *names)
+        items = found.get("items", [found]) if names else found.get("items", [])
+        return bool(items) and all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (item.get("status") or {}).get("conditions") or ()
+            )
+            for item in items
+        )
+
+    wait_for(established, timeout=60, interval=0.2, what="the CRDs Established")
+
+
 def install(cluster: KubeCluster, crds: str = "ratline") -> None:
     """The control plane's namespace, the CRDs (`ratline` or `istio`) and its RBAC."""
     cluster.apply(
@@ -55,7 +73,7 @@ def install(cluster: KubeCluster, crds: str = "ratline") -> None:
     )
     text = ratline_cli("manifest", "crds").stdout if crds == "ratline" else istio_file(ISTIO_CRDS)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    wait_crds_established(cluster)
     cluster.apply(ratline_cli("manifest", "rbac").stdout)
 
 

@@ -19,6 +19,7 @@ from ratline.kube.crds import custom_resource_definition
 from ratline.kube.informer import Informer
 from ratline.kube.resources import CONFIG_MAP
 from ratline.kube.watch import Change
+from tests.kube.ratline_on_kube import wait_crds_established
 from tests.kube_cluster import KubeCluster
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(120)]
@@ -115,13 +116,7 @@ async def test_a_kind_whose_crd_comes_later_flows_in(
         await asyncio.wait_for(store.wait_synced(), 15)
         assert "Widget" not in store.types  # not served yet
         await asyncio.to_thread(kube_cluster.apply, json.dumps(crd))
-        await asyncio.to_thread(
-            kube_cluster.kubectl,
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            crd["metadata"]["name"],
-        )
+        await asyncio.to_thread(wait_crds_established, kube_cluster, (crd["metadata"]["name"],))
         await until(lambda: "Widget" in store.types, timeout=20)
         widget = {
             "apiVersion": "widgets.test.ratline.dev/v1",
