@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from google.protobuf import any_pb2
 
 from ratline.xds import ProxyStatus, SyncState, XdsServer, group_by_type, pack
 from ratline.xds.types import Resources, VersionedResource
+from tests.helpers import free_fixed_port
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +37,6 @@ NODE = "sidecar~127.0.0.1~test-0.default~default.svc.cluster.local"
 T = TypeVar("T")
 StartEnvoy = Callable[..., Any]
 """The `start_envoy` fixture of conftest.py: (node_id, xds_port, *, delta) → EnvoyProcess."""
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (bind to 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ads_source() -> config_source_pb2.ConfigSource:
@@ -176,7 +169,11 @@ async def eventually(
 
 @pytest.fixture
 async def mesh() -> TinyMesh:
-    return TinyMesh(front_port=free_port(), back_port=free_port())
+    # Below the ephemeral range: a port from bind(0) may be handed to the next outgoing
+    # connection before Envoy binds it again (the back listener's re-add once failed so).
+    front = free_fixed_port()
+    back = next(port for port in (free_fixed_port() for _ in range(20)) if port != front)
+    return TinyMesh(front_port=front, back_port=back)
 
 
 @pytest.fixture
