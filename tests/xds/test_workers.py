@@ -20,12 +20,12 @@ from ratline.xds import ResourceSet, SyncState, group_by_type, pack
 from ratline.xds.replica import BASE, NODE, RESOURCES, Message, Publisher, Replica
 from ratline.xds.types import CLUSTER, ENDPOINT, Resources
 from ratline.xds.workers import XdsWorkerPool
+from tests.helpers import free_fixed_port
 from tests.xds.test_server_envoy import (
     StartEnvoy,
     answer,
     eds_cluster,
     eventually,
-    free_port,
     http_listener,
     load_assignment,
     make_get,
@@ -105,7 +105,11 @@ class PerNodeMesh:
         self.broken_node: str | None = None
 
     def add(self, node_id: str) -> tuple[int, int]:
-        self.ports[node_id] = (free_port(), free_port())
+        # Below the ephemeral range, distinct from every node's (see test_server_envoy).
+        used = {port for pair in self.ports.values() for port in pair}
+        fresh = (port for port in (free_fixed_port() for _ in range(50)) if port not in used)
+        first = next(fresh)
+        self.ports[node_id] = (first, next(port for port in fresh if port != first))
         return self.ports[node_id]
 
     def resources_for(self, node_id: str) -> tuple[str, Resources] | None:
