@@ -158,6 +158,10 @@ class Settings:
     """Kubernetes: `host:port` of the CSR endpoint as injected pods reach it; "" for the
     address it serves on."""
 
+    kube_service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+    """Kubernetes, `--in-cluster`: the pod's service-account directory (`token`, `ca.crt`);
+    the API server's address comes from `KUBERNETES_SERVICE_HOST`/`_PORT`, as in a pod."""
+
     kube_lease_duration_s: float = 15.0
     """Kubernetes: leader election Lease duration; the leader renews every fifth of it.
     Only the leader writes (status, webhook configuration); every replica serves xDS."""

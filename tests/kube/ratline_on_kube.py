@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Self
@@ -122,6 +123,9 @@ class ControlPlaneProcess:
     def args(self) -> list[str]:
         raise NotImplementedError
 
+    def process_env(self) -> dict[str, str]:
+        return self.env
+
     def start(self) -> Self:
         self.work.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
@@ -138,7 +142,7 @@ class ControlPlaneProcess:
                 command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env=self.process_env(),
                 start_new_session=True,
             )
 
@@ -202,17 +206,40 @@ class LocalControlPlane(ControlPlaneProcess):
 
 class KubeControlPlane(ControlPlaneProcess):
     """The control plane against the cluster, as the `istiod` service account (of
-    `namespace`: give the control plane the same as RATLINE_KUBE_NAMESPACE)."""
+    `namespace`: give the control plane the same as RATLINE_KUBE_NAMESPACE).
+
+    `in_cluster`: run it as in a pod, `--in-cluster`, with the account's token and the
+    cluster's CA in a service-account directory and `KUBERNETES_SERVICE_HOST`/`_PORT`
+    naming the API server (no kubelet here to mount them)."""
 
     def __init__(self, cluster: KubeCluster, work: Path, env: dict[str, str],
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str = NAMESPACE, in_cluster: bool = False) -> None:
         super().__init__(work, env, work / "state")
         self.cluster = cluster
         self.namespace = namespace
+        self.in_cluster = in_cluster
 
     def args(self) -> list[str]:
+        if self.in_cluster:
+            return ["--in-cluster", "--state-dir", str(self.state)]
         kubeconfig = self.cluster.kubeconfig_for(self.namespace, "istiod")
         return ["--kubeconfig", str(kubeconfig), "--state-dir", str(self.state)]
+
+    def process_env(self) -> dict[str, str]:
+        if not self.in_cluster:
+            return self.env
+        account = self.work / "serviceaccount"
+        account.mkdir(parents=True, exist_ok=True)
+        token = self.cluster.token(self.namespace, "istiod", seconds=24 * 3600)
+        (account / "token").write_text(token)
+        (account / "ca.crt").write_bytes(self.cluster.ca_pem)
+        server = urllib.parse.urlsplit(self.cluster.server)
+        env = {k: v for k, v in self.env.items() if k != "KUBECONFIG"}
+        return env | {
+            "KUBERNETES_SERVICE_HOST": str(server.hostname),
+            "KUBERNETES_SERVICE_PORT": str(server.port),
+            "RATLINE_KUBE_SERVICE_ACCOUNT_DIR": str(account),
+        }
 
     def ratline(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return ratline_cli(*args, "--mesh", str(self.state), env=self.env, check=check)

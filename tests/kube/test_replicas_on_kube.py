@@ -1,6 +1,7 @@
 """Two control plane replicas on one cluster: both serve xDS and sign with the same CA
 (shared through a Secret); only the Lease holder writes (webhook configuration, status);
-when it dies, the other takes over."""
+when it dies, the other takes over. The second runs with the in-cluster configuration, as
+in a pod (a service-account directory, `KUBERNETES_SERVICE_HOST`/`_PORT`)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,10 @@ def replicas(
             timeout=20,
             what="the first replica leading",
         )
-        second = KubeControlPlane(kube_cluster, work / "second", env).start()
+        # The second replica runs as in a pod: --in-cluster, the service-account
+        # directory and KUBERNETES_SERVICE_HOST/_PORT (its xDS, CA and takeover below).
+        second = KubeControlPlane(kube_cluster, work / "second", env, in_cluster=True).start()
+        assert second.info["cluster"].endswith("(in-cluster)"), second.info
         yield first, second, pod
     finally:
         for plane in (first, second):

@@ -61,10 +61,10 @@ class SetupError(Exception):
     """The control plane cannot start against this cluster; the message says why."""
 
 
-async def connect(args: argparse.Namespace) -> KubeConnection:
+async def connect(args: argparse.Namespace, settings: Settings) -> KubeConnection:
     try:
         if args.in_cluster:
-            return KubeConnection.in_cluster()
+            return KubeConnection.in_cluster(Path(settings.kube_service_account_dir))
         return await KubeConnection.from_kubeconfig(args.kubeconfig, args.context)
     except Exception as exc:  # the client's config errors have no common base
         raise SetupError(f"cannot load the Kubernetes credentials: {exc}") from None
@@ -171,7 +171,7 @@ def injection_params(
 
 async def serve_kubernetes(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        connection = await connect(args)
+        connection = await connect(args, settings)
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

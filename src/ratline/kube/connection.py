@@ -84,10 +84,15 @@ class KubeConnection:
         return cls(k8s_client.ApiClient(configuration), f"{configuration.host} ({where})")
 
     @classmethod
-    def in_cluster(cls) -> KubeConnection:
-        """From the pod's service-account token and `KUBERNETES_SERVICE_HOST`."""
+    def in_cluster(cls, account_dir: Path) -> KubeConnection:
+        """From the pod's service-account directory (`token`, `ca.crt`; the token is
+        re-read as the kubelet rotates it) and `KUBERNETES_SERVICE_HOST`/`_PORT`."""
         configuration = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        k8s_config.load_incluster_config(
+            client_configuration=configuration,
+            token_filename=str(account_dir / "token"),
+            cert_filename=str(account_dir / "ca.crt"),
+        )
         return cls(k8s_client.ApiClient(configuration), f"{configuration.host} (in-cluster)")
 
     async def close(self) -> None:
