@@ -13,6 +13,7 @@ from CSRs with the pods' own service-account tokens, mTLS xDS, Istio node ids.
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import subprocess
@@ -303,9 +304,7 @@ class PodProxies:
     def wait_ready(self, timeout: float = 30) -> None:
         for proxy in self.proxies:
             wait_for(
-                lambda p=proxy: (
-                    http_get(f"http://127.0.0.1:{p.admin_port}/ready")[1].strip() == "LIVE"
-                ),
+                functools.partial(_is_live, proxy.admin_port),
                 timeout=timeout,
                 what=f"{proxy.node_id} LIVE (workload cert and config)",
             )
@@ -364,3 +363,8 @@ def apply_every_sample(cluster: KubeCluster, namespace: str) -> dict[str, str]:
         if proc.returncode != 0:
             refused[path.name] = proc.stderr
     return refused
+
+
+def _is_live(admin_port: int) -> bool:
+    """An agent-run Envoy's readiness: LIVE once it has its workload cert and config."""
+    return http_get(f"http://127.0.0.1:{admin_port}/ready")[1].strip() == "LIVE"

@@ -555,7 +555,7 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
         ]
         nodes = [mesh.productpage.node_id, mesh.gateway.node_id, *(node_id(p) for p in pods[2:])]
 
-        def dumps(cp: Any) -> dict[str, Any]:
+        def dumps(cp: Any) -> dict[tuple[str, str], list[str]]:
             return {
                 (node, kind): sorted(
                     (

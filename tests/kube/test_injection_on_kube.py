@@ -16,6 +16,7 @@ gateway is the chart's `gateways` part installed on its own; Istio's Bookinfo ta
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -274,7 +275,7 @@ def test_app_calls_by_name_and_cluster_ip_through_captured_sidecars(
 
     for url in ("http://details:9080/details/0", f"http://{cluster_ip}:9080/details/0",
                 f"http://details.{MESH_NS}.svc.cluster.local:9080/details/0"):
-        answer = wait_for(lambda url=url: call(url), timeout=30, interval=0.3, what=url)
+        answer = wait_for(functools.partial(call, url), timeout=30, interval=0.3, what=url)
         assert json.loads(answer.stdout.splitlines()[1])["id"] == 0
     # The details sidecar took the connections in over mTLS on virtualInbound.
     stats = node.exec(MESH_NS, details_pod, sys.executable, "-c",
@@ -345,9 +346,13 @@ def test_bookinfo_routing_through_the_captured_path(
         wait_for(agreed, timeout=60, interval=0.1, what=f"reviews {expected} for {user!r}")
 
     seen: set[str] = set()
+
+    def every_version_seen() -> bool:
+        seen.add(version() or "none")
+        return seen >= {"v1", "v2", "v3"}
+
     try:
-        wait_for(lambda: seen.add(version() or "none") or seen >= {"v1", "v2", "v3"},
-                 timeout=60, interval=0.05, what="every reviews version")
+        wait_for(every_version_seen, timeout=60, interval=0.05, what="every reviews version")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; seen {seen}; last answer: {last[0]}") from None
     networking = Path(BOOKINFO_NETWORKING)

@@ -67,7 +67,9 @@ def test_gateway_api_statuses() -> None:
     assert conditions["ResolvedRefs"]["status"] == "False"
     assert conditions["ResolvedRefs"]["reason"] == "BackendNotFound"
     gateway = ClusterObject("Gateway", "default", "gw", {"spec": {}}, generation=1)
-    assert [c["type"] for c in gateway_api_status(gateway, [], False, "T")["conditions"]] == [
+    status = gateway_api_status(gateway, [], False, "T")
+    assert status is not None
+    assert [c["type"] for c in status["conditions"]] == [
         "Accepted",
         "Programmed",
     ]

@@ -10,7 +10,7 @@ from ratline.kube.tokens import reviewed_identity
 
 
 def test_a_service_account_token_proves_its_account_and_names_its_pod() -> None:
-    answer = {
+    answer: dict[str, object] = {
         "status": {
             "authenticated": True,
             "user": {
