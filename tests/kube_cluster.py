@@ -27,17 +27,15 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import free_port, kill_pids, pid_alive, run_checked, wait_for
+from tests.kube_pki import ClusterCa, cert_pem, client_user, key_pem, kubeconfig, new_key
 from tests.tools import tool
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -49,129 +47,6 @@ NODE_ZONE = ("region-a", "zone-a")
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 CONTROLLERS = "*,-node-lifecycle-controller,-taint-eviction-controller"
 """Without a kubelet, a Node never reports: the node lifecycle controller would evict."""
-
-
-# ---- certificates ------------------------------------------------------------------------
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass
-class _Ca:
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @classmethod
-    def create(cls) -> _Ca:
-        key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ratline-test-kube-ca")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
-
-    def issue(
-        self,
-        common_name: str,
-        *,
-        organizations: Sequence[str] = (),
-        dns: Sequence[str] = (),
-        ips: Sequence[str] = (),
-        server: bool = False,
-    ) -> tuple[bytes, bytes]:
-        """(cert PEM, key PEM) of a leaf for a client (CN/O are user/groups) or a server."""
-        key = _key()
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-        attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return _cert_pem(cert), _key_pem(key)
-
-
-def kubeconfig(server: str, ca_pem: bytes, user: dict[str, str], name: str = "ratline-test") -> str:
-    """A kubeconfig (JSON is YAML) for one cluster, one user and one context."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": name,
-                    "cluster": {
-                        "server": server,
-                        "certificate-authority-data": base64.b64encode(ca_pem).decode(),
-                    },
-                }
-            ],
-            "users": [{"name": name, "user": user}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-            "current-context": name,
-        },
-        indent=1,
-    )
-
-
-def _client_user(cert_pem: bytes, key_pem: bytes) -> dict[str, str]:
-    return {
-        "client-certificate-data": base64.b64encode(cert_pem).decode(),
-        "client-key-data": base64.b64encode(key_pem).decode(),
-    }
 
 
 # ---- processes ---------------------------------------------------------------------------
@@ -252,10 +127,10 @@ class KubeCluster:
     def _start(self) -> None:
         pki = self.root / "pki"
         pki.mkdir(parents=True, exist_ok=True)
-        ca = _Ca.create()
-        self.ca_pem = _cert_pem(ca.cert)
+        ca = ClusterCa.create()
+        self.ca_pem = cert_pem(ca.cert)
         (pki / "ca.crt").write_bytes(self.ca_pem)
-        (pki / "ca.key").write_bytes(_key_pem(ca.key))
+        (pki / "ca.key").write_bytes(key_pem(ca.key))
         serving, serving_key = ca.issue(
             "kube-apiserver",
             dns=[
@@ -270,8 +145,8 @@ class KubeCluster:
         )
         (pki / "apiserver.crt").write_bytes(serving)
         (pki / "apiserver.key").write_bytes(serving_key)
-        sa_key = _key()
-        (pki / "sa.key").write_bytes(_key_pem(sa_key))
+        sa_key = new_key()
+        (pki / "sa.key").write_bytes(key_pem(sa_key))
         (pki / "sa.pub").write_bytes(
             sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -281,10 +156,10 @@ class KubeCluster:
         self.etcd_port = free_port()
         admin = ca.issue("ratline-test-admin", organizations=["system:masters"])
         self.admin_kubeconfig = self.root / "admin.kubeconfig"
-        self.admin_kubeconfig.write_text(kubeconfig(self.server, self.ca_pem, _client_user(*admin)))
+        self.admin_kubeconfig.write_text(kubeconfig(self.server, self.ca_pem, client_user(*admin)))
         manager = ca.issue("system:kube-controller-manager")
         manager_config = self.root / "controller-manager.kubeconfig"
-        manager_config.write_text(kubeconfig(self.server, self.ca_pem, _client_user(*manager)))
+        manager_config.write_text(kubeconfig(self.server, self.ca_pem, client_user(*manager)))
 
         peer_port = free_port()
         logs = self.root / "logs"

@@ -41,6 +41,7 @@ from tests.kube.bookinfo_on_kube import (
     sign_csr,
     undeploy_bookinfo,
 )
+from tests.kube.local_equivalent import first_difference, reported_instance, with_namespace
 from tests.kube.ratline_on_kube import (
     BOOKINFO,
     BOOKINFO_NETWORKING,
@@ -436,59 +437,6 @@ def test_apiserver_killed_and_restarted_mid_watch_loses_nothing(mesh: Mesh) -> N
 # ---- the same mesh in local mode -----------------------------------------------------------
 
 
-def _with_namespace(text: str, namespace: str, drop_kinds: tuple[str, ...] = ()) -> str:
-    docs = [d for d in yaml.safe_load_all(text) if d and d.get("kind") not in drop_kinds]
-    for doc in docs:
-        doc.setdefault("metadata", {})["namespace"] = namespace
-    return yaml.safe_dump_all(docs)
-
-
-def _reported_instance(pod: dict[str, Any], outbound_port: int) -> dict[str, Any]:
-    """What a runner would report for this pod, written from the pod as kubectl shows it."""
-    meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
-    owner = meta["ownerReferences"][0]["name"]
-    workload = owner.rsplit("-", 1)[0]  # the ReplicaSet's Deployment
-    router = meta.get("annotations", {}).get("inject.istio.io/templates") == "gateway"
-    ports = [
-        {
-            "container_port": p["containerPort"],
-            "app_port": p["containerPort"],
-            "name": p.get("name", ""),
-            "protocol": p.get("protocol", "TCP"),
-        }
-        for c in spec["containers"]
-        if c["name"] != "istio-proxy"
-        for p in c.get("ports", ())
-    ]
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
-    return {
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "workload": workload,
-        "labels": meta["labels"],
-        "service_account": spec["serviceAccountName"],
-        "address": status["podIP"],
-        "ports": ports,
-        "sidecar": None if router else {"outbound_port": outbound_port, "admin_port": 15000},
-        "kind": "router" if router else "sidecar",
-        "healthy": ready,
-        "locality": "region-a/zone-a",
-    }
-
-
-def _first_difference(
-    differing: list[tuple[str, str]], kube: dict[Any, list[str]], ours: dict[Any, list[str]]
-) -> str:
-    """Which (node, type) pairs differ, and the first resource that differs in the first one."""
-    key = differing[0]
-    only_kube = sorted(set(kube[key]) - set(ours[key]))
-    only_local = sorted(set(ours[key]) - set(kube[key]))
-    return (
-        f"{len(differing)} (node, type) pairs differ, e.g. {key}: "
-        f"only from Kubernetes {only_kube[:1]}, only from the local sources {only_local[:1]}"
-    )
-
-
 def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: Path) -> None:
     """The Kubernetes sources and the local ones (mesh directory + a runner's report)
     give every proxy the same xDS for the same mesh."""
@@ -499,21 +447,21 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
     mesh_dir = tmp_path / "mesh"
     mesh_dir.mkdir()
     samples = {
-        "bookinfo.yaml": _with_namespace(istio_file(BOOKINFO), BOOKINFO_NS, ("Deployment",)),
-        "destination-rules.yaml": _with_namespace(
+        "bookinfo.yaml": with_namespace(istio_file(BOOKINFO), BOOKINFO_NS, ("Deployment",)),
+        "destination-rules.yaml": with_namespace(
             istio_file(BOOKINFO_NETWORKING / "destination-rule-all.yaml"), BOOKINFO_NS
         ),
-        "gateway.yaml": _with_namespace(
+        "gateway.yaml": with_namespace(
             istio_file(BOOKINFO_NETWORKING / "bookinfo-gateway.yaml").replace(
                 "number: 8080", "number: 80"
             ),
             BOOKINFO_NS,
         ),
-        "virtual-services.yaml": _with_namespace(
+        "virtual-services.yaml": with_namespace(
             istio_file(BOOKINFO_NETWORKING / "virtual-service-all-v1.yaml"), BOOKINFO_NS
         ),
-        "ingress.yaml": _with_namespace(GATEWAY_MANIFEST, NAMESPACE, ("Deployment",)),
-        "fleet.yaml": _with_namespace(FLEET_MANIFEST, BOOKINFO_NS, ("Deployment",)),
+        "ingress.yaml": with_namespace(GATEWAY_MANIFEST, NAMESPACE, ("Deployment",)),
+        "fleet.yaml": with_namespace(FLEET_MANIFEST, BOOKINFO_NS, ("Deployment",)),
         # The API server's own Service, which every cluster has.
         "kubernetes.yaml": yaml.safe_dump(
             {
@@ -544,7 +492,7 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
     try:
         outbound = int(mesh.cp.env["RATLINE_KUBE_PROXY_OUTBOUND_PORT"])
         report = [
-            _reported_instance(p, outbound) for p in mesh.pods.values() if p["status"].get("podIP")
+            reported_instance(p, outbound) for p in mesh.pods.values() if p["status"].get("podIP")
         ]
         local.put_instances(report)
         pods = [
@@ -583,7 +531,7 @@ def test_same_xds_as_the_local_runtime_for_the_same_mesh(mesh: Mesh, tmp_path: P
             if not differing or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert not differing, _first_difference(differing, kube, ours)
+        assert not differing, first_difference(differing, kube, ours)
         assert all(kube[(n, "CDS")] and kube[(n, "LDS")] for n in nodes)
     finally:
         local.stop()
