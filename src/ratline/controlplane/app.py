@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class ControlPlane:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.push_count = 0
+        self._config_push_listeners: list[Callable[[], None]] = []
         self.mtls = False
         """Whether proxies get workload certificates (SDS) and mTLS config (security set up)."""
 
@@ -145,12 +146,18 @@ class ControlPlane:
     def mark_dirty(self) -> None:
         self._dirty.set()
 
+    def subscribe_config_pushes(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each push whose config changed (not only instances): the
+        translation findings (`translation_messages`) are those of the new config then."""
+        self._config_push_listeners.append(callback)
+
     def _push_now(self) -> None:
         instances = self.registry.instances()
         version = f"{self.store.version}-{self.registry.version}"
         if self.snapshot is not None and self.snapshot.version == version:
             return
         started = time.perf_counter()
+        config_changed = self.snapshot is None or self.snapshot.config_version != self.store.version
         snapshot = build_snapshot(
             (s.resource for s in self.store.stored()),
             instances,
@@ -166,6 +173,9 @@ class ControlPlane:
         self._config = PackedConfig(self._generator, previous=self._config)
         self.push_count += 1
         self.xds.notify(None)
+        if config_changed:
+            for listener in self._config_push_listeners:
+                listener()
         log.info(
             "push %d: snapshot %s (%d services, %d instances) in %.1f ms",
             self.push_count,

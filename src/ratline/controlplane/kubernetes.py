@@ -230,9 +230,11 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
     )
     # Findings change with config, and with pods appearing, going or relabelled (not with
     # readiness: analysis reads the whole config, too much for every endpoint change).
-    # Translation's findings change with pushes, which follow these changes (the status
-    # debounce is longer than the push debounce).
+    # Translation's findings change with pushes, which follow config changes: a status
+    # written before the push (its debounce can run past the status debounce) is written
+    # again after it.
     store.subscribe(status.mark_dirty)
+    cp.subscribe_config_pushes(status.mark_dirty)
     store.subscribe_objects(status.mark_dirty)
     registry.subscribe_labels(status.mark_dirty)
     body = webhook_configuration(
