@@ -314,9 +314,23 @@ def test_a_killed_sidecar_shows_as_not_connected(bookinfo: Mesh, ui: Any) -> Non
     show(ui, "/proxies")
     row = "#proxies tr[data-instance='ratings-v1-0'][data-sync='NOT CONNECTED']"
     ui.wait_for_selector(row, timeout=30_000)
-    others = ui.eval_on_selector_all(
-        "#proxies tr[data-instance]", "els => els.map(e => [e.dataset.instance, e.dataset.sync])")
-    assert {name for name, sync in others if sync != "SYNCED"} == {"ratings-v1-0"}, others
+
+    # The killed proxy's endpoint change is pushed to the others: each is STALE until it ACKs,
+    # so the page (it re-reads every few seconds) is watched until they all show SYNCED again.
+    def rows() -> list[list[str]]:
+        listed: list[list[str]] = ui.eval_on_selector_all(
+            "#proxies tr[data-instance]",
+            "els => els.map(e => [e.dataset.instance, e.dataset.sync])")
+        return listed
+
+    def only_ratings_unsynced() -> bool:
+        return {name for name, sync in rows() if sync != "SYNCED"} == {"ratings-v1-0"}
+
+    try:
+        wait_for(only_ratings_unsynced, timeout=30, interval=0.5,
+                 what="every proxy but ratings' SYNCED")
+    except AssertionError as error:
+        raise AssertionError(rows()) from error
     screenshot(ui, "proxies-killed-sidecar")
     show(ui, "/graph")
     ratings_node = f"svg.graph g.node[data-id='{w('ratings-v1')}']"
