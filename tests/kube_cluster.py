@@ -315,6 +315,11 @@ class KubeCluster:
             [tool("kubectl"), *args], stdin=stdin, check=check, timeout=timeout, env=env
         )
 
+    def forget_discovery(self) -> None:
+        """Drop kubectl's discovery cache: after CRDs are deleted it would still resolve
+        their resource names (`gateways` to the Gateway API's) for minutes."""
+        shutil.rmtree(self.root / "kubectl-cache" / "discovery", ignore_errors=True)
+
     def apply(
         self, yaml_text: str, *args: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:

@@ -67,12 +67,15 @@ def wait_crds_established(cluster: KubeCluster, names: tuple[str, ...] = ()) -> 
     wait_for(established, timeout=60, interval=0.2, what="the CRDs Established")
 
 
-def install(cluster: KubeCluster, crds: str = "ratline") -> None:
-    """The control plane's namespace, the CRDs (`ratline` or `istio`) and its RBAC."""
+def install(cluster: KubeCluster, crds: str = "ratline", gateway_api: bool = False) -> None:
+    """The control plane's namespace, the CRDs (`ratline` or `istio`; with `gateway_api`,
+    `ratline manifest crds --gateway-api`'s) and its RBAC."""
     cluster.apply(
         json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     )
-    text = ratline_cli("manifest", "crds").stdout if crds == "ratline" else istio_file(ISTIO_CRDS)
+    wanted = ["--gateway-api"] if gateway_api else []
+    text = (ratline_cli("manifest", "crds", *wanted).stdout if crds == "ratline"
+            else istio_file(ISTIO_CRDS))
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
     wait_crds_established(cluster)
     cluster.apply(ratline_cli("manifest", "rbac").stdout)

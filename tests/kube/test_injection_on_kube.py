@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.tls_certs import https_get, make_ca, make_leaf
 from tests.helpers import free_fixed_port, wait_for
@@ -42,11 +41,11 @@ from tests.kube.ingress_on_kube import (
     uninstall_ingress,
     uninstall_mesh_chart,
 )
+from tests.kube.injected_apps import IMAGES, create_retrying, details_manifest, namespace
 from tests.kube.ratline_on_kube import (
     BOOKINFO,
     BOOKINFO_NETWORKING,
     INJECTOR_CONFIGURATION,
-    REPO,
     KubeControlPlane,
     control_plane_env,
     istio_file,
@@ -59,19 +58,6 @@ pytestmark = [pytest.mark.kube, pytest.mark.e2e, pytest.mark.timeout(600)]
 MESH_NS = "injected"
 BOOKINFO_NS = "bookinfo-injected"
 PLAIN_NS = "not-injected"
-APPS = REPO / "examples" / "bookinfo" / "apps"
-ISTIO_IMAGE = "registry.istio.io/release/examples-bookinfo-{}:1.20.3"
-IMAGES = {
-    ISTIO_IMAGE.format("details-v1"): [sys.executable, str(APPS / "details.py")],
-    ISTIO_IMAGE.format("ratings-v1"): [sys.executable, str(APPS / "ratings.py")],
-    ISTIO_IMAGE.format("productpage-v1"): [sys.executable, str(APPS / "productpage.py")],
-    **{
-        ISTIO_IMAGE.format(f"reviews-{v}"): ["env", f"SERVICE_VERSION={v}", sys.executable,
-                                             str(APPS / "reviews.py")]
-        for v in ("v1", "v2", "v3")
-    },
-}
-"""The node's local images: what each of Istio's Bookinfo images runs (Ratline's apps)."""
 VERSION = re.compile(r'class="reviews" data-version="(v\d)"')
 UNDECLARED_PORT = 9999
 """A port in the details pod that no Service or container port names."""
@@ -152,20 +138,6 @@ spec:
 """
 
 
-def namespace(name: str, labels: dict[str, str]) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": name, "labels": labels}})
-
-
-def details_manifest(ns: str) -> str:
-    """Istio's Bookinfo `details` Service, ServiceAccount and Deployment, unchanged."""
-    docs = [d for d in yaml.safe_load_all(istio_file(BOOKINFO)) if d]
-    mine = [d for d in docs if "details" in d["metadata"]["name"]]
-    for doc in mine:
-        doc["metadata"]["namespace"] = ns
-    return yaml.safe_dump_all(mine)
-
-
 @pytest.fixture(scope="module")
 def mesh(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory,
          ) -> Iterator[tuple[KubeControlPlane, PodNode]]:
@@ -221,12 +193,6 @@ def ingress(kube_cluster: KubeCluster, mesh: tuple[KubeControlPlane, PodNode],
         yield install_ingress(kube_cluster, mesh[1])
     finally:
         uninstall_ingress(kube_cluster)
-
-
-def create_retrying(cluster: KubeCluster, text: str, *args: str) -> None:
-    """The API server picks a new webhook configuration up asynchronously: retry."""
-    wait_for(lambda: cluster.apply(text, *args, check=False).returncode == 0, timeout=30,
-             interval=0.5, what="kubectl apply")
 
 
 def stored_pods(cluster: KubeCluster, ns: str, expected: int) -> list[dict[str, Any]]:

@@ -271,7 +271,8 @@ def test_ratline_install_applies_the_render_and_upgrades_in_place(
     done = _ratline_install(kube_cluster)
     assert f"CRDs served: {len(CRD_NAMES)}" in done.stdout
     # Served as soon as the command returns: custom resources can be listed at once.
-    kube_cluster.kubectl("get", "virtualservices,destinationrules,gateways", "-A")
+    kube_cluster.kubectl("get", "virtualservices,destinationrules,gateways.networking.istio.io",
+                         "-A")
     for obj in render(INSTALL_NS, resolve([])):
         meta = obj["metadata"]
         live = kube_cluster.get_json(*object_args(obj))

@@ -66,7 +66,7 @@ def test_gateway_api_statuses() -> None:
     conditions = {c["type"]: c for c in parent["conditions"]}
     assert conditions["ResolvedRefs"]["status"] == "False"
     assert conditions["ResolvedRefs"]["reason"] == "BackendNotFound"
-    gateway = ClusterObject("Gateway", "default", "gw", {"spec": {}}, generation=1)
+    gateway = ClusterObject("KubernetesGateway", "default", "gw", {"spec": {}}, generation=1)
     status = gateway_api_status(gateway, [], False, "T")
     assert status is not None
     assert [c["type"] for c in status["conditions"]] == [
@@ -75,3 +75,28 @@ def test_gateway_api_statuses() -> None:
     ]
     other = ClusterObject("GatewayClass", "", "x", {"spec": {"controllerName": "other.io/c"}})
     assert gateway_api_status(other, [], False, "T") is None
+
+
+def test_gateway_api_status_is_the_models_stamped() -> None:
+    route = ClusterObject(
+        "HTTPRoute", "default", "r", {"spec": {"parentRefs": [{"name": "gw"}]}}, generation=3,
+        status={"parents": [{"parentRef": {"name": "gw"}, "conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "BEFORE"},
+            {"type": "ResolvedRefs", "status": "True", "lastTransitionTime": "BEFORE"}]}]},
+    )
+    computed = {"parents": [{"parentRef": {"name": "gw"}, "controllerName": CONTROLLER_NAME,
+                             "conditions": [
+                                 {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                                 {"type": "ResolvedRefs", "status": "False",
+                                  "reason": "BackendNotFound"}]}]}
+    status = gateway_api_status(route, [], refused=False, now="NOW", computed=computed)
+    assert status is not None
+    stamps = [(c["type"], c["reason"], c["observedGeneration"], c["lastTransitionTime"])
+              for c in status["parents"][0]["conditions"]]
+    assert stamps == [("Accepted", "Accepted", 3, "BEFORE"),
+                      ("ResolvedRefs", "BackendNotFound", 3, "NOW")]
+    # A refused current version: the model's status is of the last good one, not written.
+    refused = gateway_api_status(route, [], refused=True, now="NOW", computed=computed)
+    assert refused is not None
+    assert {c["type"]: c["status"] for c in refused["parents"][0]["conditions"]} == {
+        "Accepted": "False", "ResolvedRefs": "True"}

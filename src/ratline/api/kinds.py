@@ -82,8 +82,6 @@ class KindInfo:
     body: bool = False
     """The kind's content is its top-level `other_fields`, not a spec (a Secret's `data`):
     `spec_model` is read from the whole document (`ratline.api.document`)."""
-    in_kubernetes: bool = True
-    """Watched from a Kubernetes API server (`ratline.kube.config_store`)."""
     document_kind: str = ""
     """The kind as documents write it, when the store keys it under another `kind` (the
     Gateway API's `Gateway` is stored as `KubernetesGateway`, beside Istio's Gateway)."""
@@ -163,20 +161,24 @@ KUBERNETES_GATEWAY = "KubernetesGateway"
 """The store's kind of the Gateway API's `Gateway` (Istio's internal name for it), so
 that it and Istio's `Gateway` of the same namespace and name are two resources."""
 _GATEWAY_API_KINDS: tuple[KindInfo, ...] = (
-    KindInfo("GatewayClass", GATEWAY_API_VERSIONS, GatewayClassSpec, namespaced=False,
-             in_kubernetes=False),
+    KindInfo("GatewayClass", GATEWAY_API_VERSIONS, GatewayClassSpec, namespaced=False),
     KindInfo(KUBERNETES_GATEWAY, GATEWAY_API_VERSIONS, KubernetesGatewaySpec,
-             document_kind="Gateway", in_kubernetes=False),
-    KindInfo("HTTPRoute", GATEWAY_API_VERSIONS, HTTPRouteSpec, in_kubernetes=False),
-    KindInfo("GRPCRoute", GATEWAY_API_VERSIONS, GRPCRouteSpec, in_kubernetes=False),
-    KindInfo("TCPRoute", GATEWAY_API_VERSIONS, TCPRouteSpec, in_kubernetes=False),
-    KindInfo("TLSRoute", GATEWAY_API_VERSIONS, TLSRouteSpec, in_kubernetes=False),
-    KindInfo("ReferenceGrant", GATEWAY_API_VERSIONS, ReferenceGrantSpec, in_kubernetes=False),
+             document_kind="Gateway"),
+    KindInfo("HTTPRoute", GATEWAY_API_VERSIONS, HTTPRouteSpec),
+    KindInfo("GRPCRoute", GATEWAY_API_VERSIONS, GRPCRouteSpec),
+    KindInfo("TCPRoute", GATEWAY_API_VERSIONS, TCPRouteSpec),
+    KindInfo("TLSRoute", GATEWAY_API_VERSIONS, TLSRouteSpec),
+    KindInfo("ReferenceGrant", GATEWAY_API_VERSIONS, ReferenceGrantSpec),
 )
 GATEWAY_API: Mapping[str, KindInfo] = {info.written_kind: info for info in _GATEWAY_API_KINDS}
 """The Gateway API's kinds (`gateway.networking.k8s.io`) by the kind documents write."""
 GATEWAY_API_KINDS = tuple(info.kind for info in _GATEWAY_API_KINDS)
 """The store's kinds of the Gateway API."""
+CLUSTER_KINDS: Mapping[str, KindInfo] = {
+    **KINDS, **{info.kind: info for info in _GATEWAY_API_KINDS}
+}
+"""Every kind with a schema by the store's kind name, the Gateway API's included: what a
+control plane reads from a Kubernetes cluster (`ratline.kube.config_store`)."""
 
 
 def _kubernetes(

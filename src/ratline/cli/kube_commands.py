@@ -59,11 +59,13 @@ def manifest() -> None:
 
 
 @manifest.command()
-def crds() -> None:
+@click.option("--gateway-api", is_flag=True,
+              help="Also the Gateway API kinds' (for a cluster without the project's own).")
+def crds(gateway_api: bool) -> None:
     """CustomResourceDefinitions of every Istio kind Ratline reads, and its own kinds."""
-    from ratline.kube.crds import all_crds
+    from ratline.kube.crds import all_crds, gateway_api_crds
 
-    _print_documents(all_crds())
+    _print_documents([*all_crds(), *(gateway_api_crds() if gateway_api else [])])
 
 
 @manifest.command()

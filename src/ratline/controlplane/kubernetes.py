@@ -10,7 +10,8 @@ and admin API as local mode:
   injection (`/inject`, pods get the addresses and image of `injection_params`);
 - leader election: only the leader writes, its work being the webhook configurations
   (with the mesh CA as caBundle), the mesh root in every namespace
-  (`istio-ca-root-cert`) and status write-back; every replica serves xDS;
+  (`istio-ca-root-cert`), the Gateway API Gateways' deployments
+  (`ratline.kube.gateway_deployments`) and status write-back; every replica serves xDS;
 - `STATE_DIR/.ratline/run.json` and `admin-token`, so `ratline proxy-status --mesh
   STATE_DIR` and the other commands find it as they find a local mesh.
 """
@@ -41,6 +42,7 @@ from ratline.kube.analysis import analyze_cluster
 from ratline.kube.ca_secret import fetch_plugged_ca, publish_self_signed_ca, sync_self_signed_ca
 from ratline.kube.config_store import KubeConfigStore
 from ratline.kube.connection import KubeApiError, KubeConnection
+from ratline.kube.gateway_deployments import GatewayDeployer
 from ratline.kube.injection import InjectionParams
 from ratline.kube.injector_config import injector_configuration
 from ratline.kube.leader import LeaderElector
@@ -120,7 +122,8 @@ def findings(
 
 
 class LeaderWork:
-    """What only the leader does: keep the webhook configuration and write statuses."""
+    """What only the leader does: keep the webhook configuration, the mesh root in every
+    namespace and the Gateway API Gateways' deployments, and write statuses."""
 
     def __init__(
         self,
@@ -129,12 +132,14 @@ class LeaderWork:
         webhook_bodies: list[dict[str, Any]],
         status: StatusWriter,
         root_pem: str,
+        deployer: GatewayDeployer,
     ) -> None:
         self.connection = connection
         self.settings = settings
         self.webhook_bodies = webhook_bodies
         self.status = status
         self.root_pem = root_pem
+        self.deployer = deployer
 
     async def __call__(self) -> None:
         for body in self.webhook_bodies:
@@ -145,13 +150,18 @@ class LeaderWork:
                 except KubeApiError as exc:
                     log.warning("webhook configuration not applied: %s; retrying", exc)
                     await asyncio.sleep(2)
-        root = asyncio.create_task(publish_root_cert(self.connection, self.root_pem))
+        side = [
+            asyncio.create_task(publish_root_cert(self.connection, self.root_pem)),
+            asyncio.create_task(self.deployer.run(), name="gateway deployments"),
+        ]
         try:
             await self.status.run()
         finally:
-            root.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await root
+            for task in side:
+                task.cancel()
+            for task in side:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def injection_params(
@@ -227,6 +237,7 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         store,
         lambda: findings(cp, store, registry),
         settings.kube_status_debounce_ms / 1000,
+        lambda: cp.snapshot.gateway_api_status if cp.snapshot is not None else {},
     )
     # Findings change with config, and with pods appearing, going or relabelled (not with
     # readiness: analysis reads the whole config, too much for every endpoint change).
@@ -248,13 +259,17 @@ async def _serve(connection: KubeConnection, args: argparse.Namespace, settings:
         settings.kube_namespace, security.ca.root_pem, url=url,
         service=settings.kube_webhook_service,
     )
+    deployer = GatewayDeployer(connection, store.objects, settings.gateway_port_offset)
+    store.subscribe_objects(deployer.mark_dirty)
     identity = f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaderElector(
         connection,
         settings.kube_namespace,
         identity,
         settings.kube_lease_duration_s,
-        LeaderWork(connection, settings, [body, injector], status, security.ca.root_pem),
+        LeaderWork(
+            connection, settings, [body, injector], status, security.ca.root_pem, deployer
+        ),
     )
     election = asyncio.create_task(elector.run(), name="leader election")
     info = {

@@ -2,7 +2,8 @@
 
 Every kind `ratline.api.kinds` knows is watched at the apiVersion the API server prefers
 among those Ratline accepts (so a kind someone adds there flows from the cluster with no
-change here): Istio's kinds (from Ratline's CRDs or Istio's own), Services,
+change here): Istio's kinds (from Ratline's CRDs or Istio's own), the Gateway API's
+(`gateway.networking.k8s.io`; its `Gateway` held as `KubernetesGateway`), Services,
 ServiceAccounts, Namespaces. Kinds of the same API groups that Ratline does not read yet
 (an EnvoyFilter under Istio's CRDs) are watched too, only to be reported. MeshConfig is
 the `mesh` key of the ConfigMap `istio` in the control plane's namespace, as in Istio.
@@ -25,7 +26,7 @@ from typing import Any
 
 from ratline.api.envelope import Resource, ResourceKey, Source
 from ratline.api.errors import ConfigError, ConfigMessage
-from ratline.api.kinds import KINDS, KindInfo
+from ratline.api.kinds import CLUSTER_KINDS, KindInfo
 from ratline.api.loader import parse_mesh_config
 from ratline.api.schemas.meshconfig import MeshConfig
 from ratline.config.store import ApplyResult, DeleteResult, StoredResource
@@ -55,12 +56,12 @@ class KubeConfigStore:
         self,
         connection: KubeConnection,
         namespace: str,
-        kinds: Mapping[str, KindInfo] = KINDS,
+        kinds: Mapping[str, KindInfo] = CLUSTER_KINDS,
     ) -> None:
         self.connection = connection
         self.namespace = namespace
         """The control plane's namespace (Istio's `istio-system`): where MeshConfig is."""
-        self.kinds = {kind: info for kind, info in kinds.items() if info.in_kubernetes}
+        self.kinds = dict(kinds)
         self.types: dict[str, ResourceType] = {}
         """Kind → the resource type watched for it."""
         self._informers: dict[str, Informer[Any]] = {}
@@ -154,12 +155,18 @@ class KubeConfigStore:
     def _unserved_crd_kinds(self) -> set[str]:
         """Kinds Ratline reads whose CRD exists but which discovery did not find served."""
         crds = self._informers.get("CustomResourceDefinition")
-        wanted = set(self.kinds)
+        written = {
+            (_group_of(version), info.written_kind): kind
+            for kind, info in self.kinds.items()
+            for version in info.api_versions
+        }
         found = set()
         for crd in crds.objects.values() if crds is not None else ():
-            kind = ((crd.get("spec") or {}).get("names") or {}).get("kind")
-            if kind in wanted and kind not in self.types:
-                found.add(str(kind))
+            spec = crd.get("spec") or {}
+            names = spec.get("names") or {}
+            kind = written.get((str(spec.get("group")), str(names.get("kind"))))
+            if kind is not None and kind not in self.types:
+                found.add(kind)
         return found
 
     # ---- starting --------------------------------------------------------------------

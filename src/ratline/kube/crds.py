@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ratline.api.kinds import KINDS, KindInfo
+from ratline.api.kinds import GATEWAY_API, KINDS, KindInfo
 from ratline.kube.openapi import PRESERVE, structural_schema
 from ratline.kube.resources import CRD, is_builtin_group, split_api_version
 
@@ -31,6 +31,11 @@ SHORT_NAMES: Mapping[str, tuple[str, ...]] = {
     "Telemetry": ("telemetry",),
 }
 """Istio's short names (kinds without one get none)."""
+API_APPROVED = "api-approved.kubernetes.io"
+UNAPPROVED = "unapproved, Ratline's CRDs of the Gateway API kinds it reads"
+"""The API server refuses a CRD of a `*.k8s.io` group without this annotation; a value
+starting `unapproved` is accepted (the Gateway API project's CRDs name their approval)."""
+SHORT_NAMES_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.istio.io"})
 
 
 def plural(kind: str) -> str:
@@ -58,7 +63,8 @@ def crd_kinds(kinds: Mapping[str, KindInfo] = KINDS) -> list[KindInfo]:
 
 def custom_resource_definition(info: KindInfo) -> dict[str, Any]:
     group = split_api_version(info.api_versions[0])[0]
-    name = plural(info.kind)
+    kind = info.written_kind
+    name = plural(kind)
     category = group.replace(".", "-")
     spec_schema = structural_schema(info.spec_model)
     properties: dict[str, Any] = {"spec": spec_schema, "status": dict(PRESERVE)}
@@ -77,14 +83,14 @@ def custom_resource_definition(info: KindInfo) -> dict[str, Any]:
             }
         )
     names: dict[str, Any] = {
-        "kind": info.kind,
-        "listKind": f"{info.kind}List",
+        "kind": kind,
+        "listKind": f"{kind}List",
         "plural": name,
-        "singular": info.kind.lower(),
+        "singular": kind.lower(),
         "categories": ["istio-io", category] if group.endswith("istio.io") else [category],
     }
-    if info.kind in SHORT_NAMES:
-        names["shortNames"] = list(SHORT_NAMES[info.kind])
+    if group in SHORT_NAMES_GROUPS and kind in SHORT_NAMES:
+        names["shortNames"] = list(SHORT_NAMES[kind])
     return {
         "apiVersion": CRD.api_version,
         "kind": CRD.kind,
@@ -100,3 +106,16 @@ def custom_resource_definition(info: KindInfo) -> dict[str, Any]:
 
 def all_crds(kinds: Mapping[str, KindInfo] = KINDS) -> list[dict[str, Any]]:
     return [custom_resource_definition(info) for info in crd_kinds(kinds)]
+
+
+def gateway_api_crds() -> list[dict[str, Any]]:
+    """CRDs of the Gateway API kinds Ratline reads, from Ratline's schemas: for a cluster
+    without the Gateway API project's own CRDs (which work as well, and are what a
+    cluster shared with other implementations should install)."""
+    crds = []
+    for info in sorted(GATEWAY_API.values(), key=lambda i: i.written_kind):
+        crd = custom_resource_definition(info)
+        crd["metadata"]["annotations"] = {API_APPROVED: UNAPPROVED}
+        crd["spec"]["names"]["categories"] = ["gateway-api"]
+        crds.append(crd)
+    return crds

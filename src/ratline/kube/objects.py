@@ -92,17 +92,18 @@ def clean(obj: Mapping[str, Any], info: KindInfo | None) -> dict[str, Any]:
 def cluster_object(
     obj: Mapping[str, Any], kind: str, api_version: str, info: KindInfo | None
 ) -> ClusterObject:
-    """The informer's transform for config kinds. List answers of built-in kinds carry no
-    apiVersion and kind in their items: those of the watched type are filled in."""
+    """The informer's transform for config kinds: `kind` is the store's (`KubernetesGateway`
+    for the Gateway API's `Gateway`). List answers of built-in kinds carry no apiVersion
+    and kind in their items: those of the watched type are filled in."""
     metadata = obj.get("metadata") or {}
     if not obj.get("kind") or not obj.get("apiVersion"):
         obj = {
             **obj,
-            "kind": obj.get("kind") or kind,
+            "kind": obj.get("kind") or (info.written_kind if info is not None else kind),
             "apiVersion": obj.get("apiVersion") or api_version,
         }
     return ClusterObject(
-        kind=str(obj["kind"]),
+        kind=kind,
         namespace=str(metadata.get("namespace") or ""),
         name=str(metadata.get("name") or ""),
         body=clean(obj, info),

@@ -3,8 +3,10 @@
 Read: every kind it watches (pods, nodes, namespaces, services, service accounts,
 secrets (gateways' and DestinationRules' `credentialName`s, as istiod reads them),
 EndpointSlices, CRDs, Istio's and Ratline's custom resources). Write: custom resources'
-status, its webhook configuration, TokenReviews (certificate requests), and in its own
-namespace the leader Lease, the CA Secret and reading the MeshConfig ConfigMap.
+status, its webhook configuration, TokenReviews (certificate requests), the Services,
+ServiceAccounts and Deployments of Gateway API Gateways (Istio's automated deployment),
+and in its own namespace the leader Lease, the CA Secret and reading the MeshConfig
+ConfigMap.
 `ratline manifest rbac` prints these; the tests run the control plane with exactly them.
 """
 
@@ -20,6 +22,7 @@ from ratline.kube.resources import split_api_version
 NAME = "ratline-controlplane"
 SERVICE_ACCOUNT = "istiod"
 READ = ["get", "list", "watch"]
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
@@ -38,6 +41,9 @@ def rbac_manifests(namespace: str, kinds: Mapping[str, KindInfo] = KINDS) -> lis
         _rule(groups, ["*"], READ),
         _rule(groups, ["*/status"], ["get", "patch", "update"]),
         _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        # Gateway API Gateways' automated deployments (`ratline.kube.gateway_deployments`).
+        _rule([""], ["services", "serviceaccounts"], WRITE),
+        _rule(["apps"], ["deployments"], WRITE),
         # The mesh root in every namespace (`istio-ca-root-cert`, server-side applied).
         _rule([""], ["configmaps"], ["get", "list", "watch", "create", "update", "patch"]),
         _rule(

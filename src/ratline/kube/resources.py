@@ -55,6 +55,8 @@ NAMESPACE = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
 CONFIG_MAP = ResourceType("", "v1", "ConfigMap", "configmaps")
 SECRET = ResourceType("", "v1", "Secret", "secrets")
 SERVICE_ACCOUNT = ResourceType("", "v1", "ServiceAccount", "serviceaccounts")
+SERVICE = ResourceType("", "v1", "Service", "services")
+DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments")
 ENDPOINT_SLICE = ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
 LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
 TOKEN_REVIEW = ResourceType(
@@ -157,17 +159,20 @@ async def discover(connection: KubeConnection, kinds: Iterable[KindInfo]) -> Dis
             r.kind: r for r in await served_resources(connection, group, version)
         }
     chosen: dict[str, ResourceType] = {}
+    read: set[tuple[str, str]] = set()
     for info in kinds:
         for api_version in info.api_versions:
-            found = served.get(split_api_version(api_version), {}).get(info.kind)
+            group_version = split_api_version(api_version)
+            found = served.get(group_version, {}).get(info.written_kind)
             if found is not None:
                 chosen[info.kind] = found
+                read.add((group_version[0], info.written_kind))
                 break
     others: dict[tuple[str, str], ResourceType] = {}
     for (group, _version), by_kind in served.items():
         if is_builtin_group(group):
             continue
         for kind, resource in by_kind.items():
-            if kind not in chosen:
+            if (group, kind) not in read:
                 others.setdefault((group, kind), resource)
     return Discovery(chosen, tuple(others.values()))

@@ -7,8 +7,8 @@ current generation is in force, `False` when Ratline refused it (its previous ve
 any, stays in force) or its kind is one Ratline accepts without translating (reason
 `NotSupported`), with the findings' text (field and message, as `ratline analyze`
 prints them) as the condition's message, since Istio's CRDs keep no text in
-`validationMessages`. Gateway API objects get the Gateway API's own statuses instead
-(`ratline.kube.gateway_status`).
+`validationMessages`. Gateway API objects get the Gateway API's own statuses instead,
+as the model computed them (`ratline.kube.gateway_status`).
 
 `desired_status` is pure; `StatusWriter` (run by the leader only) patches the `status`
 subresource of the objects whose status differs, after a quiet period following changes.
@@ -149,11 +149,14 @@ class StatusWriter:
         store: KubeConfigStore,
         findings: Callable[[], list[ConfigMessage]],
         debounce_s: float,
+        gateway_api_statuses: Callable[[], Mapping[ResourceKey, Mapping[str, Any]]] = dict,
     ) -> None:
         self.connection = connection
         self.store = store
         self.findings = findings
         """Every current finding: refused objects, analyzers, translation."""
+        self.gateway_api_statuses = gateway_api_statuses
+        """The model's statuses of the Gateway API objects in force (the snapshot's)."""
         self.debounce_s = debounce_s
         self.writes = 0
         self._dirty = asyncio.Event()
@@ -181,6 +184,7 @@ class StatusWriter:
         refused = {m.resource for m in self.store.refused if m.resource is not None}
         in_force = {s.resource.key for s in self.store.stored()}
         now = now_rfc3339()
+        computed = self.gateway_api_statuses()
         out = []
         for key, obj in self.store.objects().items():
             resource_type = self.store.types.get(key.kind)
@@ -188,7 +192,9 @@ class StatusWriter:
                 continue
             messages = grouped.get(key, [])
             if resource_type.group == GATEWAY_API_GROUP:
-                desired = gateway_api_status(obj, messages, key in refused, now)
+                desired = gateway_api_status(
+                    obj, messages, key in refused, now, computed.get(key)
+                )
                 if desired is None:
                     continue
             else:
