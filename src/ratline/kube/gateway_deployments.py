@@ -23,7 +23,6 @@ what it last applied (after a restart everything is applied once again: idempote
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from ratline.api.gateway_api import (
 from ratline.api.kinds import KUBERNETES_GATEWAY
 from ratline.kube.connection import APPLY_PATCH, FIELD_MANAGER, KubeApiError, KubeConnection
 from ratline.kube.objects import ClusterObject
+from ratline.kube.reconcile import Reconciler
 from ratline.kube.resources import DEPLOYMENT, SERVICE, SERVICE_ACCOUNT, ResourceType
 
 log = logging.getLogger("ratline.kube.gateway_deployments")
@@ -148,8 +148,10 @@ def wanted_objects(
     return wanted
 
 
-class GatewayDeployer:
+class GatewayDeployer(Reconciler):
     """Keeps every served Gateway's deployment applied, until cancelled."""
+
+    what = "gateway deployments"
 
     def __init__(
         self,
@@ -157,28 +159,13 @@ class GatewayDeployer:
         objects: Callable[[], Mapping[ResourceKey, ClusterObject]],
         port_offset: int,
     ) -> None:
+        super().__init__(retry_s=RETRY_S)
         self.connection = connection
         self.objects = objects
         """The cluster's config objects as last seen (`KubeConfigStore.objects`)."""
         self.port_offset = port_offset
         self.applied: dict[tuple[str, str, str], str] = {}
         """What was last applied, as JSON, by (kind, namespace, name)."""
-        self._dirty = asyncio.Event()
-        self._dirty.set()
-
-    def mark_dirty(self) -> None:
-        self._dirty.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.reconcile()
-            except KubeApiError as exc:
-                log.warning("gateway deployments not all applied: %s; retrying", exc)
-                await asyncio.sleep(RETRY_S)
-                self._dirty.set()
 
     async def reconcile(self) -> None:
         wanted = wanted_objects(self.objects(), self.port_offset)

@@ -16,7 +16,6 @@ subresource of the objects whose status differs, after a quiet period following 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +28,7 @@ from ratline.kube.config_store import KubeConfigStore
 from ratline.kube.connection import MERGE_PATCH, KubeApiError, KubeConnection
 from ratline.kube.gateway_status import GATEWAY_API_GROUP, gateway_api_status
 from ratline.kube.objects import ClusterObject
+from ratline.kube.reconcile import Reconciler
 from ratline.kube.resources import is_builtin_group
 
 log = logging.getLogger("ratline.kube.status")
@@ -140,8 +140,10 @@ def findings_by_object(messages: Iterable[ConfigMessage]) -> dict[ResourceKey, l
     return grouped
 
 
-class StatusWriter:
+class StatusWriter(Reconciler):
     """Writes every config object's status after changes (leader only)."""
+
+    what = "status write-back"
 
     def __init__(
         self,
@@ -157,26 +159,12 @@ class StatusWriter:
         """Every current finding: refused objects, analyzers, translation."""
         self.gateway_api_statuses = gateway_api_statuses
         """The model's statuses of the Gateway API objects in force (the snapshot's)."""
-        self.debounce_s = debounce_s
+        super().__init__(debounce_s, retry_s=max(1.0, debounce_s))
         self.writes = 0
-        self._dirty = asyncio.Event()
-        self._dirty.set()
 
-    def mark_dirty(self) -> None:
-        self._dirty.set()
-
-    async def run(self) -> None:
-        """Until cancelled: after each burst of changes, write what differs."""
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self.debounce_s)
-            self._dirty.clear()
-            try:
-                await self.write_all()
-            except Exception:
-                log.exception("status write-back failed; retrying")
-                await asyncio.sleep(max(1.0, self.debounce_s))
-                self._dirty.set()
+    async def reconcile(self) -> None:
+        """After each burst of changes, write what differs."""
+        await self.write_all()
 
     def pending(self) -> list[tuple[ResourceKey, ClusterObject, dict[str, Any]]]:
         """(key, object, status) of every object whose status should change."""
