@@ -35,13 +35,13 @@ def test_a_served_gateway_gets_an_owned_service_account_deployment_and_service()
 
 
 def test_service_ports_follow_the_listeners_and_the_port_offset() -> None:
-    ports = service_ports({"listeners": [
+    ports = service_ports({"metadata": {"name": "gw"}, "spec": {"listeners": [
         {"name": "http", "port": 80, "protocol": "HTTP"},
         {"name": "https", "port": 443, "protocol": "HTTPS"},
         {"name": "again", "port": 80, "protocol": "HTTP"},
         {"name": "tcp", "port": 31400, "protocol": "TCP"},
         {"name": "udp", "port": 5353, "protocol": "UDP"},
-    ]}, 8000)
+    ]}}, 8000)
     assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [
         ("status-port", 15021, 15021), ("http-80", 80, 8080), ("https-443", 443, 8443),
         ("tcp-31400", 31400, 31400)]

@@ -22,6 +22,12 @@ GATEWAY_TEMPLATE = "gateway"
 DEPLOYMENT_KIND = "Deployment"
 
 
+def unprivileged_port(server_port: int, offset: int) -> int:
+    """Where a gateway pod listens for a server port: nothing binds below 1024 there, so
+    a lower port is moved up by `offset` (`gateway_port_offset`: 80 → 8080)."""
+    return server_port + offset if server_port < 1024 else server_port
+
+
 class GatewayDeploymentError(ValueError):
     """A gateway Deployment the local runtime cannot run: `field` says where."""
 

@@ -29,10 +29,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ratline.api.envelope import ResourceKey
-from ratline.api.gateway_api import (
-    LISTENER_PROTOCOLS,
-    deployment_for,
-    served_classes,
+from ratline.api.gateway_api import deployment_for, served_classes, server_ports_doc
+from ratline.api.gateway_deployment import (
+    GATEWAY_TEMPLATE,
+    TEMPLATES_ANNOTATION,
+    unprivileged_port,
 )
 from ratline.api.kinds import KUBERNETES_GATEWAY
 from ratline.kube.connection import APPLY_PATCH, FIELD_MANAGER, KubeApiError, KubeConnection
@@ -44,7 +45,6 @@ log = logging.getLogger("ratline.kube.gateway_deployments")
 
 STATUS_PORT = 15021
 INJECT_LABEL = "sidecar.istio.io/inject"
-TEMPLATES_ANNOTATION = "inject.istio.io/templates"
 TYPES: Mapping[str, ResourceType] = {
     "ServiceAccount": SERVICE_ACCOUNT,
     "Deployment": DEPLOYMENT,
@@ -64,23 +64,21 @@ def _owner(gateway: ClusterObject) -> dict[str, Any]:
     }
 
 
-def service_ports(spec: Mapping[str, Any], port_offset: int) -> list[dict[str, Any]]:
-    """The Service's ports: one per listener port Ratline serves, and the status port."""
+def service_ports(gateway_doc: Mapping[str, Any], port_offset: int) -> list[dict[str, Any]]:
+    """The Service's ports: the status port and one per listener port Ratline serves."""
     ports = [{"name": "status-port", "port": STATUS_PORT, "protocol": "TCP",
               "targetPort": STATUS_PORT}]
     seen = {STATUS_PORT}
-    for listener in spec.get("listeners") or ():
-        if not isinstance(listener, Mapping):
-            continue
-        port, protocol = listener.get("port"), LISTENER_PROTOCOLS.get(str(listener.get("protocol")))
-        if not isinstance(port, int) or protocol is None or port in seen:
+    for server in server_ports_doc(gateway_doc)["spec"]["servers"]:
+        port, protocol = server["port"]["number"], server["port"]["protocol"]
+        if port in seen:
             continue
         seen.add(port)
         ports.append({
             "name": f"{protocol.lower()}-{port}",
             "port": port,
             "protocol": "TCP",
-            "targetPort": port + port_offset if port < 1024 else port,
+            "targetPort": unprivileged_port(port, port_offset),
         })
     return ports
 
@@ -99,7 +97,6 @@ def gateway_objects(
         "labels": labels,
         "ownerReferences": [_owner(gateway)],
     }
-    spec = gateway.body.get("spec") or {}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
         {
@@ -112,7 +109,7 @@ def gateway_objects(
                 "template": {
                     "metadata": {
                         "labels": {**labels, INJECT_LABEL: "true"},
-                        "annotations": {TEMPLATES_ANNOTATION: "gateway"},
+                        "annotations": {TEMPLATES_ANNOTATION: GATEWAY_TEMPLATE},
                     },
                     "spec": {
                         "serviceAccountName": deployment.service_account,
@@ -128,7 +125,7 @@ def gateway_objects(
             "spec": {
                 "type": "LoadBalancer",
                 "selector": labels,
-                "ports": service_ports(spec, port_offset),
+                "ports": service_ports(gateway.body, port_offset),
             },
         },
     ]

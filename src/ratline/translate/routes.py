@@ -18,6 +18,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from ratline.api.envelope import Resource
+from ratline.api.gateway_deployment import unprivileged_port
 from ratline.api.hosts import fqdn, host_matches, split_namespaced_host
 from ratline.api.protocols import is_tcp
 from ratline.model.snapshot import MeshSnapshot, Service
@@ -261,7 +262,7 @@ def gateway_listen_port(
     it says (None: not bound yet), else 80 → 8080 with the default offset."""
     if instance is not None and instance.gateway_listen is not None:
         return dict(instance.gateway_listen).get(server_port)
-    return server_port + settings.gateway_port_offset if server_port < 1024 else server_port
+    return unprivileged_port(server_port, settings.gateway_port_offset)
 
 
 def gateway_route_config(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ratline.agent.bootstrap import BootstrapParams
+from ratline.api.gateway_deployment import unprivileged_port
 from ratline.observability.peer_metadata import PeerMetadata
 from ratline.registry.instances import (
     InstancePort,
@@ -106,7 +107,7 @@ class LocalGateway:
         for server in wanted:
             number = server.server_port
             if self.spec.built_in:
-                listen = number + offset if number < 1024 else number
+                listen = unprivileged_port(number, offset)
             elif number in self.ports:
                 listen = self.ports[number][1]
             else:
